@@ -1,0 +1,37 @@
+"""BulkFormer: a foundation model of human bulk RNA-seq.
+
+Public API (imported lazily so ``import bulkformer`` stays quick)::
+
+    bulkformer.load(path)                 -> Bundle
+    bulkformer.import_checkpoint(...)     -> Bundle   (official release -> bundle)
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "Bundle": "bulkformer.bundle",
+    "load": "bulkformer.bundle",
+    "import_checkpoint": "bulkformer.convert",
+    "BulkFormer": "bulkformer.model",
+    "ModelConfig": "bulkformer.model",
+    "preset": "bulkformer.model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bulkformer' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = ["__version__", *_EXPORTS]

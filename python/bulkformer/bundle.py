@@ -1,0 +1,141 @@
+"""Model bundles: one directory with everything needed to run a model.
+
+    config.json            bundle format version, model config, metadata
+    model.safetensors      weights (state-dict keys as published)
+    genes.tsv              vocabulary in model order: ensembl_id, symbol, length
+    graph.safetensors      edge_index (2 x E, receiver-first as released), edge_weight
+    gene_features.safetensors   optional per-gene table (ESM2) for fused gene embeddings
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+from .model import BulkFormer, ModelConfig
+
+BUNDLE_FORMAT_VERSION = 1
+GENE_COLUMNS = ["ensembl_id", "symbol", "length"]
+
+
+@dataclass
+class Bundle:
+    """A model with its vocabulary, graph and optional per-gene feature table."""
+
+    model: BulkFormer
+    genes: pd.DataFrame
+    gene_features: torch.Tensor | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.genes = normalise_gene_table(self.genes)
+        n_genes = self.config.n_genes
+        if len(self.genes) != n_genes:
+            raise ValueError(f"the vocabulary has {len(self.genes)} genes but the model expects {n_genes}")
+        if self.gene_features is not None and self.gene_features.shape[0] != n_genes:
+            raise ValueError(f"gene_features has {self.gene_features.shape[0]} rows, expected {n_genes} (one per vocabulary gene)")
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+    @property
+    def gene_ids(self) -> list[str]:
+        return self.genes["ensembl_id"].tolist()
+
+    @property
+    def edge_index(self) -> torch.Tensor:
+        return self.model.graph_edge_index
+
+    @property
+    def edge_weight(self) -> torch.Tensor | None:
+        return self.model.graph_edge_weight
+
+    def save(self, path: str | Path) -> Path:
+        """Write the bundle atomically: a temporary sibling directory renamed at the end."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            config = {
+                "format": "bulkformer-bundle",
+                "format_version": BUNDLE_FORMAT_VERSION,
+                "model": self.config.to_dict(),
+                "metadata": self.metadata,
+            }
+            (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+            # save_model drops the aliased proj_updater.instance.* copies; load_model restores them
+            save_model(self.model, str(staging / "model.safetensors"))
+            self.genes.to_csv(staging / "genes.tsv", sep="\t", index=False)
+            graph = {"edge_index": self.edge_index.cpu().contiguous()}
+            if self.edge_weight is not None:
+                graph["edge_weight"] = self.edge_weight.cpu().contiguous()
+            save_file(graph, str(staging / "graph.safetensors"))
+            if self.gene_features is not None:
+                save_file({"gene_features": self.gene_features.cpu().contiguous()}, str(staging / "gene_features.safetensors"))
+            _replace_dir(staging, path)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return path
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
+    """Load a bundle directory written by :meth:`Bundle.save` (model in eval mode)."""
+    path = Path(path)
+    if not path.is_dir():
+        hint = " (an official .pt checkpoint? convert it with `bulkformer import-checkpoint`)" if path.suffix in (".pt", ".pth") else ""
+        raise FileNotFoundError(f"no model bundle at {path}: expected a directory{hint}")
+    for required in ("config.json", "model.safetensors", "genes.tsv", "graph.safetensors"):
+        if not (path / required).is_file():
+            raise FileNotFoundError(f"incomplete model bundle {path}: {required} is missing")
+    config_doc = json.loads((path / "config.json").read_text())
+    if config_doc.get("format") != "bulkformer-bundle":
+        raise ValueError(f"{path / 'config.json'} is not a bulkformer bundle config")
+    version = config_doc.get("format_version")
+    if version != BUNDLE_FORMAT_VERSION:
+        raise ValueError(f"bundle format {version} is not supported by this bulkformer (reads format {BUNDLE_FORMAT_VERSION}); upgrade bulkformer")
+    config = ModelConfig.from_dict(config_doc["model"])
+    graph = load_file(str(path / "graph.safetensors"))
+    model = BulkFormer(config, graph["edge_index"], graph.get("edge_weight"))
+    load_model(model, str(path / "model.safetensors"), strict=True)
+    genes = pd.read_csv(path / "genes.tsv", sep="\t", dtype={"ensembl_id": str, "symbol": str})
+    features_path = path / "gene_features.safetensors"
+    gene_features = load_file(str(features_path))["gene_features"] if features_path.is_file() else None
+    model.eval()
+    model.to(device)
+    return Bundle(model=model, genes=genes, gene_features=gene_features, metadata=config_doc.get("metadata", {}))
+
+
+def normalise_gene_table(genes: pd.DataFrame) -> pd.DataFrame:
+    """Vocabulary table with exactly ensembl_id, symbol, length (nullable Int64)."""
+    if "ensembl_id" not in genes.columns:
+        raise ValueError(f"the gene table needs an 'ensembl_id' column, got {list(genes.columns)}")
+    table = pd.DataFrame({"ensembl_id": genes["ensembl_id"].astype(str).to_numpy()})
+    table["symbol"] = genes["symbol"].astype("string").to_numpy() if "symbol" in genes.columns else pd.array([pd.NA] * len(table), dtype="string")
+    length = genes["length"] if "length" in genes.columns else pd.Series([pd.NA] * len(table))
+    table["length"] = pd.to_numeric(length, errors="coerce").round().astype("Int64").to_numpy()
+    duplicated = table["ensembl_id"][table["ensembl_id"].duplicated()]
+    if len(duplicated):
+        raise ValueError(f"the vocabulary repeats gene IDs, e.g. {duplicated.iloc[:3].tolist()}")
+    return table
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Move a finished directory into place, replacing an older one only at the end."""
+    if target.exists():
+        backup = target.with_name(f".{target.name}.old")
+        shutil.rmtree(backup, ignore_errors=True)
+        os.replace(target, backup)
+        os.replace(staging, target)
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        os.replace(staging, target)

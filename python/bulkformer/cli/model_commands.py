@@ -1,0 +1,67 @@
+"""Commands about models: info, import-checkpoint."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("info")(info)
+    app.command("import-checkpoint")(import_checkpoint)
+
+
+def info(
+    model: Optional[Path] = typer.Argument(None, help="A model bundle directory; omit for the package and environment."),
+) -> None:
+    """Show the installed bulkformer and its environment, or describe a model bundle.
+
+    Examples:
+      bulkformer info
+      bulkformer info models/bulkformer-37M
+    """
+    import torch
+
+    import bulkformer
+
+    if model is None:
+        from bulkformer.model import PARAMETER_COUNTS
+
+        typer.echo(f"bulkformer {bulkformer.__version__}")
+        typer.echo(f"torch {torch.__version__}; cuda available: {torch.cuda.is_available()}")
+        typer.echo("presets: " + ", ".join(f"{k} ({v:,} parameters)" for k, v in PARAMETER_COUNTS.items()))
+        return
+    bundle = bulkformer.load(model)
+    summary = {
+        "path": str(model),
+        "config": bundle.config.to_dict(),
+        "parameters": bundle.model.count_parameters(),
+        "genes": len(bundle.genes),
+        "graph_edges": int(bundle.edge_index.shape[1]),
+        "gene_features": None if bundle.gene_features is None else list(bundle.gene_features.shape),
+        "metadata": bundle.metadata,
+    }
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+def import_checkpoint(
+    checkpoint: Path = typer.Argument(..., help="Official checkpoint (.pt state dict)."),
+    gene_info: Path = typer.Option(..., "--gene-info", help="The release's gene-info CSV (column ensg_id)."),
+    graph: Path = typer.Option(..., "--graph", help="Graph edge index G_*.pt (2 x n_edges)."),
+    graph_weight: Optional[Path] = typer.Option(None, "--graph-weight", help="Graph edge weights G_*_weight.pt."),
+    gene_features: Optional[Path] = typer.Option(None, "--gene-features", help="Optional ESM2 table esm2_feature_concat.pt."),
+    out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write."),
+) -> None:
+    """Convert an official BulkFormer release into a model bundle (layout and preset detected).
+
+    Example:
+      bulkformer import-checkpoint BulkFormer_147M.pt --gene-info bulkformer_gene_info.csv \\
+          --graph G_gtex.pt --graph-weight G_gtex_weight.pt -o models/bulkformer-147M
+    """
+    from bulkformer.convert import import_checkpoint as convert
+
+    bundle = convert(checkpoint, gene_info, graph, graph_weight, gene_features, out=out)
+    preset = bundle.metadata.get("preset") or "custom"
+    typer.echo(f"wrote {out}: BulkFormer {bundle.config.version} ({preset}), {bundle.config.n_genes} genes")

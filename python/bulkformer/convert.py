@@ -1,0 +1,127 @@
+"""Turn an official BulkFormer release into a bundle.
+
+An official release is: the checkpoint (.pt state dict, usually with the
+``module.`` prefix), the gene-info CSV (column ``ensg_id``, model order), the graph
+``G_*.pt`` (2 x n_edges) with its weights ``G_*_weight.pt``, and optionally the
+ESM2 table ``esm2_feature_concat.pt`` (G x 1280). Layout (v1 / v2) and preset are
+read off the tensor shapes.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from .bundle import Bundle
+from .model import PRESETS, BulkFormer, ModelConfig
+from .safe_load import safe_torch_load, unwrap_state_dict
+
+_SYMBOL_COLUMNS = ("gene_symbol", "symbol", "gene_name", "hgnc_symbol")
+_LENGTH_COLUMNS = ("gene_length", "length", "eff_length")
+
+
+def infer_config(state: dict[str, torch.Tensor]) -> ModelConfig:
+    """Read the model config off a state dict's keys and shapes."""
+    if "gene_emb_onehot_layer.weight" in state:
+        version, n_genes = "v2", state["gene_emb_onehot_layer.weight"].shape[0]
+        table_dim = None
+    elif "gene_emb" in state:
+        version, (n_genes, table_dim) = "v1", state["gene_emb"].shape
+    else:
+        raise ValueError(
+            "this state dict is not a BulkFormer checkpoint: it has neither 'gene_emb_onehot_layer.weight' (v2) "
+            f"nor 'gene_emb' (v1); first keys: {list(state)[:5]}"
+        )
+    if "x_proj.2.weight" not in state:
+        raise ValueError("this state dict lacks 'x_proj.2.weight', so its hidden size cannot be read")
+    dim = state["x_proj.2.weight"].shape[0]
+
+    def indices(pattern: str) -> set[int]:
+        return {int(m.group(1)) for key in state if (m := re.match(pattern, key))}
+
+    gb_repeat = len(indices(r"gb_formers\.(\d+)\."))
+    p_repeat = len(indices(r"gb_formers\.0\.f\.(\d+)\."))
+    bins = len(indices(r"gb_formers\.0\.b\.(\d+)\."))
+    if not gb_repeat or not p_repeat:
+        raise ValueError("no encoder blocks found (keys 'gb_formers.<k>.f.<j>....'); is this a BulkFormer checkpoint?")
+
+    def heads(prefix: str) -> int:
+        dim_head = state[f"{prefix}.net.layers.0.0.fn.fast_attention.projection_matrix"].shape[1]
+        return dim // dim_head
+
+    full_head = heads("gb_formers.0.f.0")
+    bin_head = heads("gb_formers.0.b.0") if bins else PRESETS["v1"].bin_head
+    return ModelConfig(
+        version=version, n_genes=int(n_genes), dim=int(dim), gb_repeat=gb_repeat, p_repeat=p_repeat,
+        full_head=full_head, bin_head=bin_head, bins=bins,
+        gene_table_dim=int(table_dim) if table_dim is not None else None,
+    )
+
+
+def preset_name(config: ModelConfig) -> str | None:
+    """Name of the published preset with this shape (any vocabulary size), if any."""
+    for name, candidate in PRESETS.items():
+        same = {**candidate.to_dict(), "n_genes": config.n_genes, "gene_table_dim": config.gene_table_dim}
+        if same == config.to_dict():
+            return name
+    return None
+
+
+def read_gene_info(path: str | Path, n_genes: int) -> pd.DataFrame:
+    """The release's gene-info CSV -> vocabulary table (ensembl_id, symbol, length)."""
+    info = pd.read_csv(path, sep=None, engine="python")
+    if "ensg_id" not in info.columns:
+        raise ValueError(f"{path} has no 'ensg_id' column (columns: {list(info.columns)}); pass the release's gene-info CSV")
+    if len(info) != n_genes:
+        raise ValueError(f"{path} lists {len(info)} genes but the checkpoint was trained on {n_genes}")
+    table = pd.DataFrame({"ensembl_id": info["ensg_id"].astype(str).str.split(".").str[0]})
+    symbol = next((c for c in _SYMBOL_COLUMNS if c in info.columns), None)
+    table["symbol"] = info[symbol].astype("string") if symbol else pd.NA
+    length = next((c for c in _LENGTH_COLUMNS if c in info.columns), None)
+    table["length"] = pd.to_numeric(info[length], errors="coerce") if length else pd.NA
+    return table
+
+
+def import_checkpoint(
+    checkpoint: str | Path,
+    gene_info: str | Path,
+    graph: str | Path,
+    graph_weight: str | Path | None = None,
+    gene_features: str | Path | None = None,
+    out: str | Path | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Bundle:
+    """Build a :class:`Bundle` from official release files; write it to ``out`` if given."""
+    state = unwrap_state_dict(safe_torch_load(checkpoint), checkpoint)
+    config = infer_config(state)
+    edge_index = safe_torch_load(graph)
+    if not isinstance(edge_index, torch.Tensor):
+        raise ValueError(f"{graph} should hold a 2 x n_edges tensor, got {type(edge_index).__name__}")
+    edge_weight = safe_torch_load(graph_weight) if graph_weight is not None else None
+    model = BulkFormer(config, edge_index, edge_weight)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise ValueError(f"the checkpoint does not fit the inferred layout {config}: {err}") from None
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"the checkpoint does not fit the inferred layout {config}: "
+            f"missing {result.missing_keys[:8]}, unexpected {result.unexpected_keys[:8]}"
+        )
+    model.eval()
+    table = safe_torch_load(gene_features) if gene_features is not None else None
+    if table is not None and not isinstance(table, torch.Tensor):
+        raise ValueError(f"{gene_features} should hold a genes x features tensor")
+    meta = {
+        "source": "official checkpoint",
+        "checkpoint": Path(checkpoint).name,
+        "preset": preset_name(config),
+        **(metadata or {}),
+    }
+    bundle = Bundle(model=model, genes=read_gene_info(gene_info, config.n_genes), gene_features=table, metadata=meta)
+    if out is not None:
+        bundle.save(out)
+    return bundle

@@ -1,0 +1,47 @@
+"""Reading PyTorch pickles without ever executing code from them."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A pickle holds Python objects beyond tensors, so loading it could run code."""
+
+
+def safe_torch_load(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU, with errors a person can act on.
+
+    A file that needs arbitrary unpickling is refused: nothing from it executes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UnsafeCheckpointError(
+            f"refused to load {path}: it contains Python objects beyond tensors, and unpickling them "
+            "could execute code. If you trust its origin, convert it once to a plain state dict in an "
+            "isolated environment, e.g.\n"
+            f"    python -c \"import torch; obj = torch.load('{path}', weights_only=False); "
+            f"torch.save(obj.state_dict() if hasattr(obj, 'state_dict') else obj, '{path.with_suffix('.safe.pt')}')\"\n"
+            "then pass the converted file (a dict of tensors) instead.\n"
+            f"Details: {err}"
+        ) from None
+
+
+def unwrap_state_dict(obj: Any, source: str | Path = "checkpoint") -> dict[str, torch.Tensor]:
+    """Accept a bare state dict or the common wrappers ({'state_dict': ...},
+    {'model': ...}) and strip the ``module.`` prefix that DataParallel/DDP adds."""
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{source} is not a state dict (a mapping of parameter names to tensors)")
+    return {k.removeprefix("module."): v for k, v in obj.items()}

@@ -1,0 +1,97 @@
+"""Bundles round-trip exactly; the converter detects layouts and names what does not fit."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+import bulkformer
+from bulkformer.bundle import Bundle
+from bulkformer.convert import import_checkpoint, infer_config
+from bulkformer.model import BulkFormer, preset
+from tests.conftest import write_official_release
+
+
+def _tiny_bundle(version: str = "v2") -> Bundle:
+    torch.manual_seed(1)
+    name = "37M" if version == "v2" else "v1"
+    config = preset(name, n_genes=40)
+    config = type(config).from_dict({**config.to_dict(), "dim": 16, "full_head": 2, "p_repeat": 1, "gb_repeat": 1,
+                                     "gene_table_dim": 8 if version == "v1" else None})
+    model = BulkFormer(config, torch.randint(0, 40, (2, 120)), torch.rand(120)).eval()
+    genes = pd.DataFrame({"ensembl_id": [f"ENSG{i:011d}" for i in range(40)], "symbol": [f"G{i}" for i in range(40)],
+                          "length": [1000 + i if i % 3 else None for i in range(40)]})
+    return Bundle(model=model, genes=genes, gene_features=torch.randn(40, 5), metadata={"note": "test"})
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_bundle_round_trip_is_exact(tmp_path, version):
+    bundle = _tiny_bundle(version)
+    bundle.save(tmp_path / "b")
+    loaded = bulkformer.load(tmp_path / "b")
+    assert loaded.config == bundle.config
+    original, again = bundle.model.state_dict(), loaded.model.state_dict()
+    assert original.keys() == again.keys()
+    for key in original:
+        assert torch.equal(original[key], again[key]), key
+    assert torch.equal(loaded.edge_index, bundle.edge_index)
+    assert torch.equal(loaded.edge_weight, bundle.edge_weight)
+    assert torch.equal(loaded.gene_features, bundle.gene_features)
+    pd.testing.assert_frame_equal(loaded.genes, bundle.genes)
+    assert loaded.metadata == {"note": "test"}
+    x = torch.rand(3, 40) * 5
+    x[:, :4] = -10
+    with torch.inference_mode():
+        assert torch.equal(bundle.model(x, 0.1).expr, loaded.model(x, 0.1).expr)
+
+
+def test_save_replaces_atomically_and_leaves_no_temporaries(tmp_path):
+    bundle = _tiny_bundle()
+    bundle.save(tmp_path / "b")
+    bundle.save(tmp_path / "b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_load_errors_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="import-checkpoint"):
+        bulkformer.load(tmp_path / "model.pt")
+    _tiny_bundle().save(tmp_path / "b")
+    (tmp_path / "b" / "graph.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="graph.safetensors is missing"):
+        bulkformer.load(tmp_path / "b")
+
+
+@pytest.mark.parametrize("name,version,preset_name", [("v1_tiny", "v1", None), ("v2_tiny", "v2", None)])
+def test_converter_detects_layout(tmp_path, name, version, preset_name):
+    files = write_official_release(name, tmp_path / "release")
+    bundle = import_checkpoint(**files)
+    assert bundle.config.version == version
+    assert bundle.config.n_genes == 300 and bundle.config.dim == 32 and bundle.config.full_head == 4
+    assert bundle.metadata["preset"] == preset_name
+    assert bundle.gene_ids[0] == "ENSG00000000001"
+    assert bundle.gene_features is not None and tuple(bundle.gene_features.shape) == (300, 24)
+
+
+def test_converter_recognises_published_presets():
+    for name in ("37M", "147M", "v1"):
+        model = BulkFormer(preset(name, n_genes=25), torch.zeros(2, 0, dtype=torch.long))
+        config = infer_config(model.state_dict())
+        assert config == preset(name, n_genes=25)
+        from bulkformer.convert import preset_name
+        assert preset_name(config) == name
+
+
+def test_converter_names_what_does_not_fit(tmp_path):
+    files = write_official_release("v2_tiny", tmp_path / "release")
+    state = torch.load(files["checkpoint"], weights_only=True)
+    state.pop("module.head.3.weight")
+    torch.save(state, files["checkpoint"])
+    with pytest.raises(ValueError, match="head.3.weight"):
+        import_checkpoint(**files)
+    torch.save({"foo": torch.zeros(2)}, files["checkpoint"])
+    with pytest.raises(ValueError, match="not a BulkFormer checkpoint"):
+        import_checkpoint(**files)
+    pd.DataFrame({"gene": ["A"]}).to_csv(files["gene_info"], index=False)
+    with pytest.raises(ValueError, match="ensg_id"):
+        from bulkformer.convert import read_gene_info
+        read_gene_info(files["gene_info"], 1)
