@@ -20,6 +20,8 @@ _EXPORTS: dict[str, str] = {
     "BulkFormer": "bulkformer.model",
     "ModelConfig": "bulkformer.model",
     "preset": "bulkformer.model",
+    "simulate_cohort": "bulkformer.datasets",
+    "tiny_bundle": "bulkformer.datasets",
 }
 
 
