@@ -1,0 +1,103 @@
+"""Input checks and the cross-validation loop shared by the tasks."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+FeatureInput = "pd.DataFrame | Mapping[str, pd.DataFrame]"
+
+
+def as_feature_sets(features: pd.DataFrame | Mapping[str, pd.DataFrame], default_name: str = "features") -> dict[str, pd.DataFrame]:
+    """A single matrix or a mapping name -> matrix, checked: numeric, finite, non-empty,
+    unique index."""
+    if isinstance(features, pd.DataFrame):
+        sets = {default_name: features}
+    elif isinstance(features, Mapping):
+        sets = dict(features)
+    else:
+        raise ValueError(
+            f"features must be a pandas DataFrame (samples x features) or a dict name -> DataFrame, got {type(features).__name__}"
+        )
+    if not sets:
+        raise ValueError("no feature sets given")
+    for name, frame in sets.items():
+        if not isinstance(frame, pd.DataFrame):
+            raise ValueError(f"feature set {name!r} must be a DataFrame, got {type(frame).__name__}")
+        if frame.shape[0] == 0 or frame.shape[1] == 0:
+            raise ValueError(f"feature set {name!r} is empty ({frame.shape[0]} rows x {frame.shape[1]} columns)")
+        if not frame.index.is_unique:
+            raise ValueError(f"feature set {name!r} has duplicated row labels; give each sample one row")
+        values = frame.to_numpy()
+        if not np.issubdtype(values.dtype, np.number):
+            raise ValueError(f"feature set {name!r} has non-numeric columns; pass numbers only")
+        if not np.isfinite(values).all():
+            bad = frame.columns[~np.isfinite(values).all(axis=0)][:5].tolist()
+            raise ValueError(f"feature set {name!r} has NaN/inf values (columns {bad}); impute or drop them first")
+    return sets
+
+
+def align(frame: pd.DataFrame, labels: pd.Series | pd.DataFrame, what: str) -> tuple[pd.DataFrame, Any]:
+    """Rows of ``frame`` and ``labels`` matched by index; an error if they share too few."""
+    common = frame.index.intersection(labels.index)
+    if len(common) == 0:
+        raise ValueError(
+            f"no sample of the features is in the {what} (features index e.g. {list(frame.index[:3])}, "
+            f"{what} index e.g. {list(labels.index[:3])}); index both by the same sample IDs"
+        )
+    return frame.loc[common], labels.loc[common]
+
+
+def check_folds(n_splits: int, n_available: int, what: str) -> int:
+    if n_splits < 2:
+        raise ValueError(f"n_splits must be >= 2, got {n_splits}")
+    if n_available < n_splits:
+        raise ValueError(f"{n_splits}-fold CV needs at least {n_splits} {what}, got {n_available}; lower n_splits")
+    return n_splits
+
+
+def pearson(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Pearson r (scipy); NaN when either side is constant."""
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    if len(y_true) < 2 or np.ptp(y_true) == 0 or np.ptp(y_pred) == 0:
+        return float("nan")
+    return float(stats.pearsonr(y_true, y_pred)[0])
+
+
+def spearman(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    if len(y_true) < 2 or np.ptp(y_true) == 0 or np.ptp(y_pred) == 0:
+        return float("nan")
+    return float(stats.spearmanr(y_true, y_pred)[0])
+
+
+def summarise_folds(per_fold: pd.DataFrame, keys: Iterable[str] = ("features", "head")) -> pd.DataFrame:
+    """Mean of every numeric per-fold column, per (features, head), with its std as ``<metric>_sd``."""
+    keys = list(keys)
+    numeric = [c for c in per_fold.columns if c not in keys and c != "fold" and pd.api.types.is_numeric_dtype(per_fold[c])]
+    grouped = per_fold.groupby(keys, sort=False)[numeric]
+    mean = grouped.mean()
+    sd = grouped.std(ddof=1).add_suffix("_sd")
+    return pd.concat([mean, sd], axis=1).reset_index()
+
+
+def run_heads(
+    feature_sets: Mapping[str, pd.DataFrame],
+    heads: Mapping[str, Callable[[], Any]],
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    fit_predict: Callable[[Any, np.ndarray, np.ndarray, np.ndarray], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Same splits, same heads, every feature set: the baseline runs through the same code.
+
+    ``fit_predict(model, X, train_idx, test_idx)`` returns per-fold outputs."""
+    outputs = []
+    for feature_name, frame in feature_sets.items():
+        X = frame.to_numpy(dtype=np.float64)
+        for head_name, make in heads.items():
+            for fold, (train, test) in enumerate(folds):
+                out = fit_predict(make(), X, train, test)
+                outputs.append({"features": feature_name, "head": head_name, "fold": fold, **out})
+    return outputs

@@ -1,0 +1,206 @@
+"""Prognosis: the paper's alive/dead random forest, a Cox model on PCA components, and
+per-gene hazard ratios from a median split (with Kaplan-Meier curves).
+
+Survival is a table indexed by sample with a time column and an event column (1 =
+event, e.g. death; TCGA: ``OS.time``/``OS``). Cox models and concordance come from
+lifelines; splits, PCA, forests and AUROC/AUPRC from scikit-learn.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from lifelines import CoxPHFitter
+from lifelines.statistics import logrank_test
+from lifelines.utils import concordance_index
+from sklearn.decomposition import PCA
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .classification import common_samples
+from .common import as_feature_sets, check_folds, summarise_folds
+from .result import TaskResult
+
+HEADS = ("random_forest", "cox")
+
+
+def check_survival(survival: pd.DataFrame, time_col: str, event_col: str) -> pd.DataFrame:
+    """time (float, >= 0) and event (0/1) per sample; rows with a missing value dropped."""
+    if not isinstance(survival, pd.DataFrame):
+        raise ValueError("survival must be a DataFrame indexed by sample with a time and an event column")
+    missing = [c for c in (time_col, event_col) if c not in survival.columns]
+    if missing:
+        raise ValueError(
+            f"survival table lacks column(s) {missing}; it has {list(survival.columns)[:10]}. "
+            "Name the right ones with time_col=/event_col="
+        )
+    table = survival[[time_col, event_col]].apply(pd.to_numeric, errors="coerce").dropna()
+    table.columns = ["time", "event"]
+    if (table["time"] < 0).any():
+        raise ValueError(f"negative survival times in {time_col!r}; times must be >= 0")
+    if not table["event"].isin([0, 1]).all():
+        raise ValueError(f"event column {event_col!r} must hold 0 (censored) / 1 (event)")
+    table["event"] = table["event"].astype(int)
+    return table
+
+
+def _scaled_pca(n_components: int, n_train: int, n_features: int, seed: int) -> Pipeline:
+    k = max(1, min(n_components, n_train - 1, n_features))
+    return Pipeline([("scale", StandardScaler()), ("pca", PCA(n_components=k, random_state=seed))])
+
+
+def evaluate(
+    features: pd.DataFrame | Mapping[str, pd.DataFrame],
+    survival: pd.DataFrame,
+    *,
+    time_col: str = "OS.time",
+    event_col: str = "OS",
+    heads: Sequence[str] = HEADS,
+    n_splits: int = 10,
+    n_components: int = 10,
+    n_estimators: int = 500,
+    penalizer: float = 0.1,
+    seed: int = 0,
+) -> TaskResult:
+    """Cross-validated prognosis from each feature set (same folds for every set and head).
+
+    random_forest: PCA (``max(n_components, 64)`` capped by samples) -> random forest
+        classifying event vs no event (alive/dead): AUROC, AUPRC.
+    cox: PCA (``n_components``) -> penalised Cox model: concordance index on held-out samples.
+    """
+    sets = as_feature_sets(features)
+    table = check_survival(survival, time_col, event_col)
+    index = common_samples(sets, table["event"])
+    table = table.loc[index]
+    sets = {name: frame.loc[index] for name, frame in sets.items()}
+    for head in heads:
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; choose from {HEADS}")
+    event = table["event"].to_numpy()
+    time = table["time"].to_numpy(dtype=float)
+    check_folds(n_splits, int(min(event.sum(), len(event) - event.sum())), "events and as many non-events")
+    folds = list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(len(event)), event))
+
+    rows, preds = [], []
+    for name, frame in sets.items():
+        X = frame.to_numpy(dtype=np.float64)
+        for head in heads:
+            for fold, (train, test) in enumerate(folds):
+                if head == "random_forest":
+                    model = Pipeline([
+                        *_scaled_pca(max(n_components, 64), len(train), X.shape[1], seed).steps,
+                        ("clf", RandomForestClassifier(n_estimators=n_estimators, random_state=seed, n_jobs=1)),
+                    ])
+                    model.fit(X[train], event[train])
+                    score = model.predict_proba(X[test])[:, 1]
+                    metrics = {
+                        "auroc": roc_auc_score(event[test], score) if len(set(event[test])) == 2 else np.nan,
+                        "auprc": average_precision_score(event[test], score) if event[test].any() else np.nan,
+                    }
+                else:
+                    reducer = _scaled_pca(n_components, len(train), X.shape[1], seed)
+                    train_pc = reducer.fit_transform(X[train])
+                    columns = [f"PC{i + 1}" for i in range(train_pc.shape[1])]
+                    frame_train = pd.DataFrame(train_pc, columns=columns)
+                    frame_train["time"], frame_train["event"] = time[train], event[train]
+                    cox = CoxPHFitter(penalizer=penalizer)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        cox.fit(frame_train, duration_col="time", event_col="event")
+                    score = cox.predict_partial_hazard(pd.DataFrame(reducer.transform(X[test]), columns=columns)).to_numpy()
+                    # lifelines: higher score = longer survival, so pass minus the hazard.
+                    metrics = {"c_index": concordance_index(time[test], -score, event[test]) if event[test].any() else np.nan}
+                rows.append({"features": name, "head": head, "fold": fold, **metrics})
+                preds.append(pd.DataFrame({
+                    "features": name, "head": head, "fold": fold, "sample": index[test].astype(str),
+                    "time": time[test], "event": event[test], "score": score,
+                }))
+    per_fold = pd.DataFrame(rows)
+    metrics = summarise_folds(per_fold)
+    metrics["n_samples"] = len(index)
+    metrics["n_events"] = int(event.sum())
+    return TaskResult(
+        task="prognosis",
+        metrics=metrics,
+        per_fold=per_fold,
+        predictions=pd.concat(preds, ignore_index=True),
+        params={"time_col": time_col, "event_col": event_col, "n_splits": n_splits, "n_components": n_components,
+                "n_estimators": n_estimators, "penalizer": penalizer, "seed": seed, "heads": list(heads),
+                "feature_sets": list(sets)},
+    )
+
+
+def gene_hazard_ratios(
+    expression: pd.DataFrame,
+    survival: pd.DataFrame,
+    *,
+    genes: Sequence[str] | None = None,
+    time_col: str = "OS.time",
+    event_col: str = "OS",
+    features_name: str = "expression",
+    n_plot: int = 4,
+) -> TaskResult:
+    """Per-gene hazard ratio of high (> median) vs low expression, from a univariate Cox
+    model on the split (lifelines), with its 95% CI, Wald p and log-rank p.
+
+    expression: samples x genes (e.g. log1p TPM, or imputed values). Genes whose values
+    cannot be split (constant) are listed in ``details["skipped"]``. The result's plot
+    shows Kaplan-Meier curves for the ``n_plot`` genes with the smallest log-rank p.
+    """
+    if not isinstance(expression, pd.DataFrame):
+        raise ValueError("expression must be a samples x genes DataFrame")
+    table = check_survival(survival, time_col, event_col)
+    index = expression.index.intersection(table.index, sort=False)
+    if len(index) < 4:
+        raise ValueError(f"only {len(index)} samples are in both the expression and the survival table; index both by sample ID")
+    if genes is not None:
+        absent = [g for g in genes if g not in expression.columns]
+        if absent:
+            raise ValueError(f"{len(absent)} requested genes are not expression columns, e.g. {absent[:5]}")
+        expression = expression[list(genes)]
+    expression, table = expression.loc[index], table.loc[index]
+    rows, skipped, groups = [], [], {}
+    for gene in expression.columns:
+        values = expression[gene].to_numpy(dtype=float)
+        high = values > np.median(values)
+        if high.all() or not high.any():
+            skipped.append(str(gene))
+            continue
+        data = pd.DataFrame({"high": high.astype(float), "time": table["time"].to_numpy(), "event": table["event"].to_numpy()})
+        cox = CoxPHFitter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cox.fit(data, duration_col="time", event_col="event")
+        summary = cox.summary.loc["high"]
+        test = logrank_test(data.time[high], data.time[~high], data.event[high], data.event[~high])
+        rows.append({
+            "features": features_name, "head": "median_split_cox", "gene": str(gene),
+            "hazard_ratio": float(summary["exp(coef)"]),
+            "ci_low": float(summary["exp(coef) lower 95%"]), "ci_high": float(summary["exp(coef) upper 95%"]),
+            "p_value": float(summary["p"]), "logrank_p": float(test.p_value),
+            "n_high": int(high.sum()), "n_low": int((~high).sum()),
+        })
+        groups[str(gene)] = high
+    if not rows:
+        raise ValueError("no gene could be split at its median (all constant)")
+    metrics = pd.DataFrame(rows).sort_values("logrank_p", kind="stable").reset_index(drop=True)
+    top = metrics["gene"].head(n_plot).tolist()
+    predictions = pd.concat([
+        pd.DataFrame({"features": features_name, "head": "median_split_cox", "gene": gene, "sample": index.astype(str),
+                      "group": np.where(groups[gene], "high", "low"), "time": table["time"].to_numpy(),
+                      "event": table["event"].to_numpy()})
+        for gene in top
+    ], ignore_index=True)
+    return TaskResult(
+        task="gene_survival",
+        metrics=metrics,
+        per_fold=pd.DataFrame(columns=["features", "head", "fold"]),
+        predictions=predictions,
+        details={"skipped": skipped, "plotted_genes": top},
+        params={"time_col": time_col, "event_col": event_col, "n_samples": len(index)},
+    )

@@ -1,0 +1,133 @@
+"""TaskResult: what every downstream task returns (metrics, per-fold values, predictions)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain JSON types; NaN/inf become null so the file stays valid JSON."""
+    if isinstance(value, pd.DataFrame):
+        return [_json_safe(row) for row in value.reset_index().to_dict(orient="records")] if not isinstance(
+            value.index, pd.RangeIndex
+        ) else [_json_safe(row) for row in value.to_dict(orient="records")]
+    if isinstance(value, pd.Series):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return None if not math.isfinite(value) else value
+    if value is None or isinstance(value, (str, int)):
+        return value
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return str(value)
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(tmp_path)`` on a temporary name beside ``path``, then os.replace it:
+    no partial output files."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@dataclass
+class TaskResult:
+    """Outcome of one downstream task, for every feature set and head.
+
+    metrics: one row per (features, head) with the task's summary metrics (means over
+        folds unless the column says otherwise), plus ``n_samples``.
+    per_fold: one row per (features, head, fold) with the same metrics per fold.
+    predictions: held-out predictions, one row per (features, head, sample[, item]).
+    details: task-specific extras (confusion matrices, deciles, hazard ratios, ...).
+    params: the settings that produced the result (folds, seed, heads, ...).
+    """
+
+    task: str
+    metrics: pd.DataFrame
+    per_fold: pd.DataFrame
+    predictions: pd.DataFrame
+    details: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def metric(self, name: str, features: str | None = None, head: str | None = None) -> float:
+        """One summary metric; ``features``/``head`` may be omitted when unambiguous."""
+        rows = self.metrics
+        if features is not None:
+            rows = rows[rows["features"] == features]
+        if head is not None:
+            rows = rows[rows["head"] == head]
+        if name not in rows.columns:
+            raise KeyError(f"no metric {name!r}; available: {[c for c in rows.columns if c not in ('features', 'head')]}")
+        if len(rows) != 1:
+            raise ValueError(
+                f"{len(rows)} rows match features={features!r}, head={head!r}; name both to pick one "
+                f"(features: {sorted(self.metrics['features'].unique())}, heads: {sorted(self.metrics['head'].unique())})"
+            )
+        return float(rows[name].iloc[0])
+
+    def summary_lines(self, metrics: list[str] | None = None) -> list[str]:
+        """``task=<t> features=<f> head=<h> key=value ...`` per metrics row (benchmark style)."""
+        lines = []
+        for _, row in self.metrics.iterrows():
+            keys = metrics or [c for c in self.metrics.columns if c not in ("features", "head")]
+            values = " ".join(f"{k}={row[k]:.4f}" if isinstance(row[k], (float, np.floating)) else f"{k}={row[k]}" for k in keys if k in row)
+            lines.append(f"task={self.task} features={row['features']} head={row['head']} {values}")
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe({
+            "task": self.task,
+            "params": self.params,
+            "metrics": self.metrics,
+            "per_fold": self.per_fold,
+            "predictions": self.predictions,
+            "details": self.details,
+        })
+
+    def to_json(self, path: str | os.PathLike) -> Path:
+        """Write the whole result as JSON (atomically)."""
+        payload = json.dumps(self.to_dict(), indent=1)
+        return atomic_write(path, lambda tmp: tmp.write_text(payload))
+
+    def plot(self, path: str | os.PathLike) -> Path:
+        """Write the task's figure (confusion matrices, ROC + Kaplan-Meier, scatter, ...)
+        to ``path`` (format from the suffix: .png, .pdf, .svg)."""
+        from bulkformer import plotting
+
+        fig = plotting.plot_task_result(self)
+        try:
+            return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format=Path(path).suffix.lstrip(".") or "png"))
+        finally:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+
+    def __repr__(self) -> str:
+        return f"TaskResult(task={self.task!r})\n{self.metrics.to_string(index=False)}"
