@@ -1,0 +1,70 @@
+"""Prognosis on a simulated cohort with proportional-hazards ground truth."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from lifelines.utils import concordance_index
+
+import bulkformer
+from bulkformer.tasks import prognosis
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return bulkformer.simulate_cohort(n_samples=200, n_genes=300, seed=1, censoring_fraction=0.4)
+
+
+@pytest.fixture(scope="module")
+def feature_sets(cohort):
+    logtpm = cohort.observed_log_tpm()
+    return {"raw_logtpm": logtpm.loc[:, logtpm.notna().all()], "truth": cohort.module_activity}
+
+
+@pytest.fixture(scope="module")
+def result(feature_sets, cohort):
+    return prognosis.evaluate(feature_sets, cohort.obs, time_col="survival_time", event_col="event",
+                              n_splits=4, n_estimators=60, n_components=10)
+
+
+def test_cox_and_forest_recover_the_true_risk(result, cohort):
+    obs = cohort.obs
+    # Ceiling: the concordance of the simulator's own linear predictor.
+    oracle = concordance_index(obs["survival_time"], -obs["risk_score"], obs["event"])
+    assert oracle > 0.7
+    for features in ("raw_logtpm", "truth"):
+        c_index = result.metric("c_index", features, "cox")
+        assert c_index > 0.5 + 0.5 * (oracle - 0.5), (features, c_index, oracle)
+        assert result.metric("auroc", features, "random_forest") > 0.6
+    assert result.metrics["n_events"].iloc[0] == obs["event"].sum()
+    assert len(result.per_fold) == 2 * 2 * 4
+
+
+def test_shuffled_outcome_gives_chance(feature_sets, cohort):
+    shuffled = cohort.obs[["survival_time", "event"]].sample(frac=1.0, random_state=1).set_axis(cohort.obs.index)
+    result = prognosis.evaluate(feature_sets["truth"], shuffled, time_col="survival_time", event_col="event",
+                                heads=("cox",), n_splits=4)
+    assert abs(result.metric("c_index") - 0.5) < 0.1
+
+
+def test_gene_hazard_ratios_find_survival_module_genes(cohort, tmp_path):
+    info = cohort.gene_info
+    beta = cohort.survival_coefficients
+    effect = info["loading"] * info["module"].map(lambda m: beta.iloc[m] if m >= 0 else 0.0)
+    strongest = effect.abs().idxmax()
+    neutral = info.index[info["module"] < 0][:3].tolist()
+    result = prognosis.gene_hazard_ratios(cohort.log_tpm, cohort.obs, genes=[strongest, *neutral],
+                                          time_col="survival_time", event_col="event", n_plot=2)
+    row = result.metrics.set_index("gene").loc[strongest]
+    assert row["logrank_p"] < 1e-3
+    assert np.sign(np.log(row["hazard_ratio"])) == np.sign(effect[strongest])
+    assert row["ci_low"] < row["hazard_ratio"] < row["ci_high"]
+    assert result.metrics["gene"].iloc[0] == strongest
+    assert result.plot(tmp_path / "km.png").stat().st_size > 1000
+
+
+def test_bad_survival_input(feature_sets, cohort):
+    with pytest.raises(ValueError, match="lacks column"):
+        prognosis.evaluate(feature_sets["truth"], cohort.obs)
+    bad = cohort.obs.assign(event=2)
+    with pytest.raises(ValueError, match="0 \\(censored\\)"):
+        prognosis.evaluate(feature_sets["truth"], bad, time_col="survival_time", event_col="event")
