@@ -1,0 +1,12 @@
+#' bulkformer: BulkFormer for SummarizedExperiment and DESeqDataSet
+#'
+#' Impute missing genes ([bulkformerImpute()]) and compute sample or gene
+#' embeddings ([bulkformerEmbed()]) of bulk RNA-seq data with the BulkFormer
+#' foundation model. The R package converts Bioconductor objects and calls the
+#' Python package `bulkformer` through reticulate; see [install_bulkformer()] for
+#' setting up Python without conda or network access.
+#'
+#' @keywords internal
+#' @importFrom methods setGeneric setMethod is
+#' @importClassesFrom SummarizedExperiment SummarizedExperiment
+"_PACKAGE"

@@ -1,0 +1,84 @@
+# Conversions between R objects and the arguments / results of the Python API.
+# No expression logic lives here: matrices go to Python as genes x samples with
+# orientation = "genes_by_samples", and results come back as they are.
+
+# Character vector -> Python list of str (a length-1 vector would otherwise become a str).
+.py_list <- function(x) {
+    if (is.null(x)) return(NULL)
+    reticulate::r_to_py(as.list(as.character(x)))
+}
+
+.py_strings <- function(x) {
+    as.character(unlist(reticulate::py_to_r(x), use.names = FALSE))
+}
+
+# numpy float array (any shape) -> R array with NA (not NaN) where Python has NaN.
+.py_numeric <- function(x) {
+    values <- reticulate::py_to_r(x)
+    values[is.nan(values)] <- NA_real_
+    values
+}
+
+.py_dict <- function(x) {
+    if (is.null(x) || inherits(x, "python.builtin.NoneType")) return(NULL)
+    reticulate::py_to_r(x)
+}
+
+# A numeric genes x samples matrix with gene IDs as rownames.
+.expression_matrix <- function(x, what = "x") {
+    if (is.data.frame(x)) {
+        numeric <- vapply(x, is.numeric, logical(1))
+        if (!all(numeric)) {
+            stop(what, " has non-numeric columns (", paste(names(x)[!numeric], collapse = ", "),
+                 "); give genes as rownames and one numeric column per sample", call. = FALSE)
+        }
+    }
+    mat <- as.matrix(x)
+    if (!is.numeric(mat)) {
+        stop(what, " must be numeric (genes x samples), not ", typeof(mat), call. = FALSE)
+    }
+    if (is.null(rownames(mat))) {
+        stop(what, " has no rownames: give gene IDs (Ensembl IDs or symbols) as rownames", call. = FALSE)
+    }
+    # double, so that NA reaches Python as NaN (an integer NA would be -2^31)
+    storage.mode(mat) <- "double"
+    mat
+}
+
+# lengths argument for prepare(): NULL, a named vector (gene -> bp) or a genes x
+# samples matrix aligned with the data (tximport avgTxLength).
+.py_lengths <- function(lengths, mat) {
+    if (is.null(lengths)) return(NULL)
+    if (is.matrix(lengths) || methods::is(lengths, "Matrix") || is.data.frame(lengths)) {
+        lengths <- as.matrix(lengths)
+        if (!identical(dim(lengths), dim(mat))) {
+            stop("lengths must have the same genes x samples dimensions as the data (",
+                 paste(dim(mat), collapse = " x "), "), got ", paste(dim(lengths), collapse = " x "), call. = FALSE)
+        }
+        storage.mode(lengths) <- "double"
+        return(reticulate::r_to_py(lengths))
+    }
+    if (is.numeric(lengths) && !is.null(names(lengths))) {
+        pandas <- reticulate::import("pandas", convert = FALSE)
+        return(pandas$Series(as.numeric(lengths), index = .py_list(names(lengths))))
+    }
+    stop("lengths must be NULL, a named numeric vector (gene ID -> length in bp) or a ",
+         "genes x samples matrix of lengths like tximport's avgTxLength", call. = FALSE)
+}
+
+# The data-description arguments shared by run_imputation() and embed().
+.data_arguments <- function(mat, input, lengths) {
+    list(
+        reticulate::r_to_py(unname(mat)),
+        input = input,
+        gene_names = .py_list(rownames(mat)),
+        samples = .py_list(colnames(mat)),
+        orientation = "genes_by_samples",
+        lengths = .py_lengths(lengths, mat)
+    )
+}
+
+.execution_arguments <- function(batch.size, device, progress, python.args) {
+    c(list(batch_size = as.integer(batch.size), device = device, progress = isTRUE(progress)),
+      python.args)
+}

@@ -1,0 +1,137 @@
+#' @include zzz.R
+NULL
+
+#' Impute missing genes with BulkFormer
+#'
+#' Maps the genes of `x` onto the model vocabulary, converts them to natural log1p
+#' TPM, and fills in the vocabulary genes the data lacks with the model's
+#' predictions. All computation happens in the Python package
+#' (`bulkformer.inference.run_imputation`); this function converts objects.
+#'
+#' Rows are genes (Ensembl IDs, versioned or not, or gene symbols), columns are
+#' samples. For a SummarizedExperiment (a DESeqDataSet included) the assay
+#' `assay.type` is used; for a DESeqDataSet that is the raw `counts(dds)`. When an
+#' `avgTxLength` assay (tximport, `DESeqDataSetFromTximport`) or a `length` assay
+#' (tximeta) is present and `lengths` is not given, it gives the per-sample gene
+#' lengths for the TPM conversion; otherwise the lengths shipped with the Python
+#' package are used.
+#'
+#' @param x A [SummarizedExperiment::SummarizedExperiment] (or DESeqDataSet), or a
+#'   numeric matrix / data.frame with genes as rows and samples as columns.
+#' @param model A model from [load_bulkformer_model()] or the path of a bundle.
+#' @param assay.type Name or index of the assay holding the expression values.
+#' @param input What the values are: raw `"counts"`, `"tpm"`, or `"logtpm"`
+#'   (natural log1p TPM).
+#' @param lengths Gene lengths for the count -> TPM conversion: `NULL` (automatic),
+#'   a named numeric vector (gene ID -> bp), or a genes x samples matrix aligned with
+#'   the data.
+#' @param length.assay For SummarizedExperiment input: the assay with per-sample
+#'   lengths; by default `avgTxLength` or `length` when present. `NA` to ignore them.
+#' @param predicted Also return the `predicted` assay: the model output for every
+#'   vocabulary gene (denoised values for measured genes too).
+#' @param batch.size Samples per forward pass.
+#' @param device Torch device (`NULL`: the model's device).
+#' @param progress Show a progress bar.
+#' @param ... For the generic, arguments of the methods. For the methods, further
+#'   arguments passed on to the Python function (e.g. `precision = "bf16"`).
+#' @return A [SummarizedExperiment::SummarizedExperiment] with one row per vocabulary
+#'   gene (model order) and one column per sample:
+#'   - assay `logtpm`: the observed log1p TPM, `NA` where the data lacks the gene;
+#'   - assay `imputed`: observed values where measured, predictions elsewhere;
+#'   - assay `predicted` (with `predicted = TRUE`): predictions for all genes;
+#'   - `rowData`: `ensembl_id`, `symbol`, `length` and `measured` (logical);
+#'   - `colData`: that of `x` (sample names for a matrix);
+#'   - `metadata(.)$mapping_report`: how the input genes were matched (a list).
+#' @seealso [bulkformerEmbed()], [load_bulkformer_model()]
+#' @examples
+#' if (bulkformer_available()) {
+#'     model <- bulkformer_tiny_model(n_genes = 100)
+#'     genes <- bulkformerVocabulary(model)$ensembl_id
+#'     set.seed(1)
+#'     counts <- matrix(rpois(80 * 3, 50), nrow = 80,
+#'                      dimnames = list(genes[1:80], paste0("sample", 1:3)))
+#'     se <- SummarizedExperiment::SummarizedExperiment(list(counts = counts))
+#'     out <- bulkformerImpute(se, model)
+#'     out
+#'     table(SummarizedExperiment::rowData(out)$measured)
+#'     S4Vectors::metadata(out)$mapping_report$n_matched
+#' }
+#' @export
+setGeneric("bulkformerImpute", function(x, ...) standardGeneric("bulkformerImpute"))
+
+#' Sample or gene embeddings from BulkFormer
+#'
+#' Runs the model on `x` and returns its representations: one vector per sample
+#' (gene states aggregated with `aggregate`, optionally over a subset of genes), or,
+#' with `level = "gene"`, one vector per sample and gene written to an on-disk store
+#' (read it with [readBulkformerGeneEmbeddings()]). All computation happens in the
+#' Python package (`bulkformer.embed`). Input conventions are those of
+#' [bulkformerImpute()].
+#'
+#' @inheritParams bulkformerImpute
+#' @param level `"sample"` or `"gene"`.
+#' @param aggregate How gene states are pooled into a sample vector: `"max"`,
+#'   `"mean"`, `"median"`, or `"all"` (the three concatenated).
+#' @param genes Optional vocabulary gene IDs to pool over (sample level) or to write
+#'   (gene level); `NULL` for all.
+#' @param out For `level = "gene"`: path of the store to write.
+#' @param name For SummarizedExperiment input: the colData column that receives the
+#'   embedding.
+#' @param dtype Storage type of gene-level embeddings, `"float32"` or `"float16"`.
+#' @return
+#' - sample level, SummarizedExperiment input: `x` with the samples x features
+#'   embedding matrix as the colData column `name` (read it back with
+#'   [bulkformerEmbedding()]) and the mapping report in
+#'   `metadata(x)$bulkformer_embedding`;
+#' - sample level, matrix or data.frame input: a samples x features matrix with the
+#'   mapping report as attribute `"mapping_report"`;
+#' - gene level: the path of the on-disk store (read it with
+#'   [readBulkformerGeneEmbeddings()]).
+#' @examples
+#' if (bulkformer_available()) {
+#'     model <- bulkformer_tiny_model(n_genes = 100)
+#'     genes <- bulkformerVocabulary(model)$ensembl_id
+#'     set.seed(1)
+#'     counts <- matrix(rpois(80 * 3, 50), nrow = 80,
+#'                      dimnames = list(genes[1:80], paste0("sample", 1:3)))
+#'     se <- SummarizedExperiment::SummarizedExperiment(list(counts = counts))
+#'     se <- bulkformerEmbed(se, model, aggregate = "mean")
+#'     dim(bulkformerEmbedding(se))
+#'     # a matrix in gives a matrix out
+#'     dim(bulkformerEmbed(counts, model))
+#' }
+#' @export
+setGeneric("bulkformerEmbed", function(x, ...) standardGeneric("bulkformerEmbed"))
+
+#' Read embeddings stored by bulkformerEmbed()
+#'
+#' @param x A SummarizedExperiment processed by [bulkformerEmbed()].
+#' @param name The colData column holding the embedding.
+#' @return A samples x features numeric matrix (rownames: sample names).
+#' @seealso [bulkformerEmbed()]
+#' @examples
+#' se <- SummarizedExperiment::SummarizedExperiment(
+#'     list(counts = matrix(1:4, 2, dimnames = list(c("g1", "g2"), c("a", "b")))))
+#' SummarizedExperiment::colData(se)$bulkformer <- matrix(0, 2, 3)
+#' bulkformerEmbedding(se)
+#' @export
+bulkformerEmbedding <- function(x, name = "bulkformer") {
+    embedding <- SummarizedExperiment::colData(x)[[name]]
+    if (is.null(embedding)) {
+        stop("no embedding '", name, "' in colData(x); run bulkformerEmbed(x, model) first", call. = FALSE)
+    }
+    embedding <- as.matrix(embedding)
+    rownames(embedding) <- colnames(x)
+    embedding
+}
+
+#' @rdname bulkformerEmbed
+#' @param path Path returned by `bulkformerEmbed(..., level = "gene")`.
+#' @param samples Optional sample names to read.
+#' @export
+readBulkformerGeneEmbeddings <- function(path, samples = NULL, genes = NULL) {
+    inference <- .py_module("bulkformer.inference")
+    stored <- .bf_call(inference$read_gene_embeddings(path.expand(path), samples = .py_list(samples),
+                                                      genes = .py_list(genes)))
+    .py_gene_embeddings(stored)
+}

@@ -1,0 +1,96 @@
+#' @include generics.R convert.R
+NULL
+
+# Impute a genes x samples matrix; returns the SummarizedExperiment described in
+# ?bulkformerImpute with colData `col.data` (or the sample names).
+.impute_matrix <- function(mat, model, input, lengths, predicted, batch.size, device, progress,
+                           python.args, col.data = NULL) {
+    model <- .as_model(model)
+    inference <- .py_module("bulkformer.inference")
+    result <- .bf_call(do.call(inference$run_imputation, c(
+        .data_arguments(mat, input, lengths), list(model),
+        .execution_arguments(batch.size, device, progress, python.args)
+    )))
+    samples <- .py_strings(result$sample_ids)
+    gene_ids <- .py_strings(result$gene_ids)
+    as_genes_by_samples <- function(values) {
+        values <- t(.py_numeric(values))
+        dimnames(values) <- list(gene_ids, samples)
+        values
+    }
+    assays <- list(logtpm = as_genes_by_samples(result$observed),
+                   imputed = as_genes_by_samples(result$imputed))
+    if (predicted) {
+        assays$predicted <- as_genes_by_samples(result$predicted)
+    }
+    genes <- bulkformerVocabulary(model)[gene_ids, , drop = FALSE]
+    genes$measured <- as.logical(reticulate::py_to_r(result$measured))
+    if (is.null(col.data)) {
+        col.data <- S4Vectors::DataFrame(row.names = samples)
+    }
+    rownames(col.data) <- samples
+    SummarizedExperiment::SummarizedExperiment(
+        assays = assays, rowData = genes, colData = col.data,
+        metadata = list(mapping_report = .py_dict(result$report$to_dict()))
+    )
+}
+
+# Sample embeddings (samples x features matrix, attribute "mapping_report") or,
+# at gene level, the path of the on-disk store.
+.embed_matrix <- function(mat, model, level, aggregate, genes, out, dtype, input, lengths,
+                          batch.size, device, progress, python.args) {
+    model <- .as_model(model)
+    bf <- .py_module()
+    if (level == "gene") {
+        if (is.null(out)) {
+            stop("bulkformerEmbed(level = \"gene\") writes an on-disk store: give its path as 'out'", call. = FALSE)
+        }
+        out <- path.expand(out)
+    }
+    embedded <- .bf_call(do.call(bf$embed, c(
+        .data_arguments(mat, input, lengths), list(model),
+        list(level = level, aggregate = aggregate, genes = .py_list(genes), out = out, dtype = dtype),
+        .execution_arguments(batch.size, device, progress, python.args)
+    )))
+    if (level == "gene") {
+        return(as.character(reticulate::py_str(embedded)))
+    }
+    embedding <- .py_numeric(embedded$to_numpy())
+    dimnames(embedding) <- list(.py_strings(embedded$index$astype("str")$tolist()),
+                                .py_strings(embedded$columns$astype("str")$tolist()))
+    attr(embedding, "mapping_report") <- .py_dict(embedded$attrs$get("mapping_report"))
+    embedding
+}
+
+#' @rdname bulkformerImpute
+#' @export
+setMethod("bulkformerImpute", "matrix", function(x, model, input = c("counts", "tpm", "logtpm"),
+                                                 lengths = NULL, predicted = FALSE, batch.size = 16L,
+                                                 device = NULL, progress = interactive(), ...) {
+    .impute_matrix(.expression_matrix(x), model, match.arg(input), lengths, predicted,
+                   batch.size, device, progress, list(...))
+})
+
+#' @rdname bulkformerImpute
+#' @export
+setMethod("bulkformerImpute", "data.frame", function(x, model, ...) {
+    bulkformerImpute(.expression_matrix(x), model, ...)
+})
+
+#' @rdname bulkformerEmbed
+#' @export
+setMethod("bulkformerEmbed", "matrix", function(x, model, level = c("sample", "gene"),
+                                                aggregate = c("max", "mean", "median", "all"),
+                                                genes = NULL, out = NULL, dtype = c("float32", "float16"),
+                                                input = c("counts", "tpm", "logtpm"), lengths = NULL,
+                                                batch.size = 16L, device = NULL,
+                                                progress = interactive(), ...) {
+    .embed_matrix(.expression_matrix(x), model, match.arg(level), match.arg(aggregate), genes, out,
+                  match.arg(dtype), match.arg(input), lengths, batch.size, device, progress, list(...))
+})
+
+#' @rdname bulkformerEmbed
+#' @export
+setMethod("bulkformerEmbed", "data.frame", function(x, model, ...) {
+    bulkformerEmbed(.expression_matrix(x), model, ...)
+})

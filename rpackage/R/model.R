@@ -1,0 +1,105 @@
+#' Load a BulkFormer model bundle
+#'
+#' A bundle is a directory written by the Python package (`Bundle.save`, the
+#' `bulkformer import-checkpoint` command or `bulkformer_tiny_model()`): weights,
+#' the gene vocabulary, the gene graph. Load it once and pass the result to
+#' [bulkformerImpute()] and [bulkformerEmbed()]; they also accept the path itself.
+#'
+#' @param path Path of the bundle directory.
+#' @param device Torch device, e.g. `"cpu"` or `"cuda"`.
+#' @return The Python `bulkformer.bundle.Bundle` object (a reticulate object with the
+#'   extra S3 class `bulkformer_model`), usable from R and from Python code.
+#' @seealso [bulkformerVocabulary()], [bulkformer_tiny_model()]
+#' @examples
+#' if (bulkformer_available()) {
+#'     path <- tempfile("bundle-")
+#'     bulkformer_tiny_model(path, n_genes = 50)
+#'     model <- load_bulkformer_model(path)
+#'     model
+#'     head(bulkformerVocabulary(model))
+#' }
+#' @export
+load_bulkformer_model <- function(path, device = "cpu") {
+    if (!is.character(path) || length(path) != 1L || !dir.exists(path)) {
+        stop("load_bulkformer_model(): no model bundle directory at ", format(path),
+             "; convert an official checkpoint with `bulkformer import-checkpoint` first", call. = FALSE)
+    }
+    bf <- .py_module()
+    .as_model(.bf_call(bf$load(normalizePath(path), device = device)))
+}
+
+#' A tiny random-weight model for examples and tests
+#'
+#' Writes a deterministic, kB-sized bundle over the first `n_genes` genes of the
+#' shipped vocabulary (Python `bulkformer.datasets.tiny_bundle`). Its numbers carry
+#' no biology; it exists so that examples and tests run in seconds.
+#'
+#' @param path Directory to write the bundle to.
+#' @param n_genes Number of vocabulary genes.
+#' @param seed Random seed of the weights.
+#' @param version Model layout, `"v2"` or `"v1"`.
+#' @return The loaded model (see [load_bulkformer_model()]); the bundle stays at `path`.
+#' @examples
+#' if (bulkformer_available()) {
+#'     model <- bulkformer_tiny_model(n_genes = 50)
+#'     nrow(bulkformerVocabulary(model))
+#' }
+#' @export
+bulkformer_tiny_model <- function(path = tempfile("bulkformer-tiny-"), n_genes = 300L, seed = 0L,
+                                  version = c("v2", "v1")) {
+    version <- match.arg(version)
+    datasets <- .py_module("bulkformer.datasets")
+    .as_model(.bf_call(datasets$tiny_bundle(path = path.expand(path), n_genes = as.integer(n_genes),
+                                            seed = as.integer(seed), version = version)))
+}
+
+#' The gene vocabulary of a model
+#'
+#' @param model A model from [load_bulkformer_model()] or a bundle path.
+#' @return A [S4Vectors::DataFrame] with one row per vocabulary gene in model order
+#'   (rownames: Ensembl IDs) and columns `ensembl_id`, `symbol`, `length` (bp, `NA`
+#'   when unknown).
+#' @examples
+#' if (bulkformer_available()) {
+#'     bulkformerVocabulary(bulkformer_tiny_model(n_genes = 20))
+#' }
+#' @export
+bulkformerVocabulary <- function(model) {
+    genes <- .as_model(model)$genes
+    ids <- .py_strings(genes[["ensembl_id"]]$astype("str")$tolist())
+    symbol <- .py_strings(genes[["symbol"]]$fillna("")$astype("str")$tolist())
+    symbol[symbol == ""] <- NA_character_
+    length <- as.numeric(reticulate::py_to_r(genes[["length"]]$astype("float64")$to_numpy()))
+    length[is.nan(length)] <- NA_real_
+    S4Vectors::DataFrame(ensembl_id = ids, symbol = symbol, length = length, row.names = ids)
+}
+
+#' @export
+format.bulkformer_model <- function(x, ...) {
+    config <- reticulate::py_to_r(x$config$to_dict())
+    sprintf("<bulkformer model: %s, %d genes, dim %d, feature dim %d>", config$version,
+            as.integer(config$n_genes), as.integer(config$dim),
+            as.integer(reticulate::py_to_r(x$config$feature_dim)))
+}
+
+#' @export
+print.bulkformer_model <- function(x, ...) {
+    cat(format(x), "\n", sep = "")
+    invisible(x)
+}
+
+# A Bundle from a path or a loaded model, tagged with the S3 class used for printing.
+.as_model <- function(model) {
+    if (is.character(model)) {
+        return(load_bulkformer_model(model))
+    }
+    if (!inherits(model, "python.builtin.object") ||
+        !reticulate::py_has_attr(model, "model") || !reticulate::py_has_attr(model, "genes")) {
+        stop("'model' must be a bundle path or a model from load_bulkformer_model(), not ",
+             paste(class(model), collapse = "/"), call. = FALSE)
+    }
+    if (!inherits(model, "bulkformer_model")) {
+        class(model) <- c("bulkformer_model", class(model))
+    }
+    model
+}

@@ -1,0 +1,4 @@
+library(testthat)
+library(bulkformer)
+
+test_check("bulkformer")

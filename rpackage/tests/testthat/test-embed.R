@@ -1,0 +1,55 @@
+test_that("sample embeddings of a SummarizedExperiment match the Python API and land in colData", {
+    model <- load_bulkformer_model(fixture_bundle())
+    counts <- example_counts(model, n_measured = 250, n_samples = 3)
+    se <- SummarizedExperiment::SummarizedExperiment(
+        list(counts = counts),
+        colData = S4Vectors::DataFrame(condition = c("a", "b", "a"), row.names = colnames(counts)))
+    for (aggregate in c("max", "mean")) {
+        embedded <- bulkformerEmbed(se, model, aggregate = aggregate, progress = FALSE)
+        expected <- python_sample_embedding(counts, model, aggregate = aggregate)
+        embedding <- bulkformerEmbedding(embedded)
+        expect_identical(dim(embedding), c(3L, 35L))  # feature_dim = dim + 3 for v2
+        expect_identical(rownames(embedding), colnames(se))
+        expect_lte(max_abs_diff(embedding, expected[colnames(se), ]), 1e-6)
+        expect_identical(embedded$condition, se$condition)
+        expect_identical(SummarizedExperiment::assay(embedded), counts)
+        expect_equal(S4Vectors::metadata(embedded)$bulkformer_embedding$mapping_report$n_matched, 250)
+    }
+    expect_gt(max_abs_diff(bulkformerEmbedding(bulkformerEmbed(se, model, aggregate = "max", progress = FALSE)),
+                           bulkformerEmbedding(bulkformerEmbed(se, model, aggregate = "mean", progress = FALSE))), 1e-3)
+})
+
+test_that("a matrix gives a samples x features matrix; gene subsets and names are honoured", {
+    model <- tiny_model()
+    counts <- example_counts(model, n_measured = 200, n_samples = 3)
+    embedding <- bulkformerEmbed(counts, model, aggregate = "mean", progress = FALSE)
+    expect_true(is.matrix(embedding))
+    expect_identical(rownames(embedding), colnames(counts))
+    expect_equal(attr(embedding, "mapping_report")$n_matched, 200)
+    se <- bulkformerEmbed(SummarizedExperiment::SummarizedExperiment(list(counts = counts)), model,
+                          aggregate = "mean", name = "bf_mean", progress = FALSE)
+    plain <- embedding
+    attr(plain, "mapping_report") <- NULL
+    expect_identical(bulkformerEmbedding(se, "bf_mean"), plain)
+    subset <- bulkformerVocabulary(model)$ensembl_id[1:20]
+    on_subset <- bulkformerEmbed(counts, model, aggregate = "mean", genes = subset, progress = FALSE)
+    expect_identical(dim(on_subset), dim(embedding))
+    expect_gt(max_abs_diff(on_subset, embedding), 1e-4)
+    expect_error(bulkformerEmbedding(se), "bulkformerEmbed")
+})
+
+test_that("gene-level embeddings are written to disk and read back", {
+    model <- tiny_model()
+    counts <- example_counts(model, n_measured = 200, n_samples = 2)
+    genes <- bulkformerVocabulary(model)$ensembl_id[c(5, 250, 17)]
+    store <- file.path(tempdir(), "gene-embeddings")
+    path <- bulkformerEmbed(counts, model, level = "gene", genes = genes, out = store, progress = FALSE)
+    expect_true(file.exists(path))
+    stored <- readBulkformerGeneEmbeddings(path)
+    expect_identical(dim(stored)[1:2], c(2L, 3L))
+    expect_identical(dimnames(stored)[[1]], colnames(counts))
+    expect_identical(dimnames(stored)[[2]], genes)
+    one <- readBulkformerGeneEmbeddings(path, samples = "S2", genes = genes[2])
+    expect_equal(one[1, 1, ], stored["S2", genes[2], ])
+    expect_error(bulkformerEmbed(counts, model, level = "gene", progress = FALSE), "out")
+})

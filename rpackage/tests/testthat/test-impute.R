@@ -1,0 +1,123 @@
+# log1p TPM as REFERENCE.md defines it, written out here as an independent check.
+reference_logtpm <- function(counts, lengths_bp) {
+    lengths_bp[is.na(lengths_bp)] <- 1000
+    rate <- counts / (lengths_bp / 1000)
+    log1p(sweep(rate, 2, colSums(rate), "/") * 1e6)
+}
+
+test_that("bulkformerImpute on a SummarizedExperiment matches the Python API on the fixture bundle", {
+    model <- load_bulkformer_model(fixture_bundle())
+    counts <- example_counts(model, n_measured = 250, n_samples = 3)
+    se <- SummarizedExperiment::SummarizedExperiment(
+        list(counts = counts),
+        colData = S4Vectors::DataFrame(condition = c("a", "b", "a"), row.names = colnames(counts)))
+    out <- bulkformerImpute(se, model, predicted = TRUE, progress = FALSE)
+    expected <- python_imputation(counts, model)
+
+    vocabulary <- bulkformerVocabulary(model)
+    expect_s4_class(out, "SummarizedExperiment")
+    expect_identical(rownames(out), vocabulary$ensembl_id)
+    expect_identical(colnames(out), colnames(counts))
+    expect_identical(SummarizedExperiment::assayNames(out), c("logtpm", "imputed", "predicted"))
+    expect_identical(rownames(expected$imputed), rownames(out))
+    expect_identical(is.na(SummarizedExperiment::assay(out, "logtpm")), is.na(expected$observed))
+    expect_lte(max_abs_diff(SummarizedExperiment::assay(out, "logtpm"), expected$observed), 1e-6)
+    expect_lte(max_abs_diff(SummarizedExperiment::assay(out, "imputed"), expected$imputed), 1e-6)
+    expect_lte(max_abs_diff(SummarizedExperiment::assay(out, "predicted"), expected$predicted), 1e-6)
+    expect_identical(SummarizedExperiment::rowData(out)$measured, expected$measured)
+    expect_identical(S4Vectors::metadata(out)$mapping_report, expected$report)
+})
+
+test_that("observed values are log1p TPM of the counts and imputation fills exactly the missing genes", {
+    model <- tiny_model()
+    counts <- example_counts(model, n_measured = 240)
+    out <- bulkformerImpute(counts, model, progress = FALSE)
+    vocabulary <- bulkformerVocabulary(model)
+    measured <- vocabulary$ensembl_id %in% rownames(counts)
+    logtpm <- SummarizedExperiment::assay(out, "logtpm")
+    imputed <- SummarizedExperiment::assay(out, "imputed")
+
+    expect_identical(SummarizedExperiment::rowData(out)$measured, measured)
+    expect_identical(SummarizedExperiment::rowData(out)$symbol, vocabulary$symbol)
+    expected <- reference_logtpm(counts, vocabulary[rownames(counts), "length"])
+    expect_equal(logtpm[rownames(counts), ], expected, tolerance = 1e-6)
+    expect_true(all(is.na(logtpm[!measured, ])))
+    expect_identical(imputed[measured, ], logtpm[measured, ])
+    expect_false(anyNA(imputed))
+    # predictions for the 60 missing genes are finite, differ between samples and are not the mask value
+    expect_true(all(is.finite(imputed[!measured, ])))
+    expect_gt(max(apply(imputed[!measured, ], 1, sd)), 0)
+    expect_true(all(imputed[!measured, ] != -10))
+    report <- S4Vectors::metadata(out)$mapping_report
+    expect_equal(report$n_matched, 240)
+    expect_equal(report$n_vocabulary, 300)
+    expect_equal(report$n_missing, 60)
+    expect_equal(report$mask_prob, 60 / 300, tolerance = 1e-6)
+})
+
+test_that("matrix, data.frame and SummarizedExperiment inputs give identical results", {
+    model <- tiny_model()
+    counts <- example_counts(model, n_measured = 200, n_samples = 3)
+    from_matrix <- bulkformerImpute(counts, model, progress = FALSE)
+    from_frame <- bulkformerImpute(as.data.frame(counts), model, progress = FALSE)
+    from_se <- bulkformerImpute(SummarizedExperiment::SummarizedExperiment(list(raw = counts)), model,
+                                assay.type = "raw", progress = FALSE)
+    for (other in list(from_frame, from_se)) {
+        expect_identical(SummarizedExperiment::assay(other, "imputed"),
+                         SummarizedExperiment::assay(from_matrix, "imputed"))
+    }
+    # a model given as a bundle path is loaded on the fly
+    path <- file.path(tempdir(), "tiny-bundle")
+    expect_identical(SummarizedExperiment::assay(bulkformerImpute(counts, path, progress = FALSE), "imputed"),
+                     SummarizedExperiment::assay(from_matrix, "imputed"))
+})
+
+test_that("log TPM and TPM inputs reproduce the observed values of a counts run", {
+    model <- tiny_model()
+    counts <- example_counts(model, n_measured = 200, n_samples = 2)
+    out <- bulkformerImpute(counts, model, progress = FALSE)
+    logtpm <- SummarizedExperiment::assay(out, "logtpm")[rownames(counts), ]
+    again <- bulkformerImpute(logtpm, model, input = "logtpm", progress = FALSE)
+    expect_lte(max_abs_diff(SummarizedExperiment::assay(again, "imputed"),
+                            SummarizedExperiment::assay(out, "imputed")), 1e-5)
+    from_tpm <- bulkformerImpute(expm1(logtpm), model, input = "tpm", progress = FALSE)
+    expect_lte(max_abs_diff(SummarizedExperiment::assay(from_tpm, "logtpm"),
+                            SummarizedExperiment::assay(out, "logtpm")), 1e-5)
+})
+
+test_that("an avgTxLength assay gives the per-sample lengths", {
+    model <- tiny_model()
+    counts <- example_counts(model, n_measured = 200, n_samples = 3)
+    set.seed(2)
+    lengths <- matrix(runif(length(counts), 500, 5000), nrow(counts), dimnames = dimnames(counts))
+    se <- SummarizedExperiment::SummarizedExperiment(list(counts = counts, avgTxLength = lengths))
+    out <- bulkformerImpute(se, model, progress = FALSE)
+    observed <- SummarizedExperiment::assay(out, "logtpm")[rownames(counts), ]
+    expect_equal(observed, reference_logtpm(counts, lengths), tolerance = 1e-6)
+    explicit <- bulkformerImpute(counts, model, lengths = lengths, progress = FALSE)
+    expect_identical(SummarizedExperiment::assay(out, "imputed"), SummarizedExperiment::assay(explicit, "imputed"))
+    ignored <- bulkformerImpute(se, model, length.assay = NA, progress = FALSE)
+    expect_gt(max_abs_diff(SummarizedExperiment::assay(ignored, "logtpm"),
+                           SummarizedExperiment::assay(out, "logtpm")), 0.01)
+    # a named vector of gene lengths
+    per_gene <- stats::setNames(rep(2000, nrow(counts)), rownames(counts))
+    flat <- bulkformerImpute(counts, model, lengths = per_gene, progress = FALSE)
+    expect_equal(SummarizedExperiment::assay(flat, "logtpm")[rownames(counts), ],
+                 reference_logtpm(counts, per_gene), tolerance = 1e-6)
+})
+
+test_that("bad input is refused with a message that names the problem", {
+    model <- tiny_model()
+    counts <- example_counts(model, n_measured = 50, n_samples = 2)
+    expect_error(bulkformerImpute(unname(counts), model), "rownames")
+    expect_error(bulkformerImpute(SummarizedExperiment::SummarizedExperiment(list(counts = counts)), model,
+                                  assay.type = "tpm"), "no assay 'tpm'")
+    expect_error(bulkformerImpute(counts, model, lengths = matrix(1, 2, 2)), "same genes x samples")
+    expect_error(bulkformerImpute(counts, model = 42), "load_bulkformer_model")
+    # nothing matches the vocabulary: the Python error reaches R as a condition
+    alien <- counts
+    rownames(alien) <- paste0("NOT_A_GENE_", seq_len(nrow(alien)))
+    err <- expect_error(bulkformerImpute(alien, model, progress = FALSE), class = "bulkformer_python_error")
+    expect_match(conditionMessage(err), "^ValueError: ")
+    expect_identical(err$python_type, "ValueError")
+})

@@ -1,0 +1,31 @@
+test_that("the Python environment helpers behave without touching the running Python", {
+    withr::local_options(bulkformer.envname = "my-env")
+    expect_identical(bulkformer_envname(), "my-env")
+    expect_error(install_bulkformer(file.path(tempdir(), "no-such-wheel.whl")), "does not exist")
+    expect_error(use_bulkformer_python(envname = file.path(tempdir(), "no-such-venv")), "install_bulkformer")
+})
+
+test_that("use_bulkformer_python refuses to switch a running Python", {
+    skip_if_no_bulkformer()
+    other <- Sys.which("sh")  # any existing file that is not the running interpreter
+    expect_error(use_bulkformer_python(python = other), "already running")
+})
+
+test_that("Python errors surface as R conditions with the original message", {
+    skip_if_no_bulkformer()
+    err <- expect_error(bulkformer_tiny_model(n_genes = -3), class = "bulkformer_python_error")
+    expect_identical(err$python_type, "ValueError")
+    expect_match(conditionMessage(err), "^ValueError: n_genes")
+    expect_s3_class(err, "error")
+    expect_error(load_bulkformer_model(file.path(tempdir(), "missing-bundle")), "import-checkpoint")
+})
+
+test_that("the tiny model prints a summary and exposes its vocabulary", {
+    model <- tiny_model()
+    expect_output(print(model), "<bulkformer model: v2, 300 genes")
+    vocabulary <- bulkformerVocabulary(model)
+    expect_identical(nrow(vocabulary), 300L)
+    expect_true(all(grepl("^ENSG[0-9]{11}$", vocabulary$ensembl_id)))
+    expect_false(is.unsorted(vocabulary$ensembl_id))
+    expect_true(all(vocabulary$length > 0, na.rm = TRUE))
+})
