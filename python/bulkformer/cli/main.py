@@ -17,6 +17,7 @@ app = typer.Typer(
 # Command modules; each defines register(app). Listed here so the CLI stays one place.
 COMMAND_MODULES = [
     "bulkformer.cli.model_commands",
+    "bulkformer.cli.task_commands",
 ]
 
 for _name in COMMAND_MODULES:
