@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "preset": "bulkformer.model",
     "simulate_cohort": "bulkformer.datasets",
     "tiny_bundle": "bulkformer.datasets",
+    "TaskResult": "bulkformer.tasks",
 }
 
 
