@@ -1,8 +1,10 @@
 # Python bulkformer is optional for users, so tests skip without it; the project's
 # test driver (tests/rpackage/test_r_package.py) sets BULKFORMER_REQUIRE_PYTHON=true
 # so that a missing Python fails instead of silently skipping everything.
-skip_if_no_bulkformer <- function() {
-    if (bulkformer_available()) return(invisible(TRUE))
+# api = FALSE: only the Python package itself (bundles, tiny models) is needed.
+skip_if_no_bulkformer <- function(api = TRUE) {
+    available <- if (api) bulkformer_available() else reticulate::py_module_available("bulkformer")
+    if (available) return(invisible(TRUE))
     if (identical(Sys.getenv("BULKFORMER_REQUIRE_PYTHON"), "true")) {
         stop("Python bulkformer is required (BULKFORMER_REQUIRE_PYTHON=true) but not available ",
              "from RETICULATE_PYTHON=", Sys.getenv("RETICULATE_PYTHON"))
@@ -13,8 +15,8 @@ skip_if_no_bulkformer <- function() {
 .test_cache <- new.env(parent = emptyenv())
 
 # A 300-gene random-weight bundle over real Ensembl IDs, built once per test run.
-tiny_model <- function() {
-    skip_if_no_bulkformer()
+tiny_model <- function(api = TRUE) {
+    skip_if_no_bulkformer(api)
     if (is.null(.test_cache$tiny)) {
         .test_cache$tiny <- bulkformer_tiny_model(file.path(tempdir(), "tiny-bundle"), n_genes = 300)
     }

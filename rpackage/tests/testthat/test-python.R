@@ -6,13 +6,13 @@ test_that("the Python environment helpers behave without touching the running Py
 })
 
 test_that("use_bulkformer_python refuses to switch a running Python", {
-    skip_if_no_bulkformer()
+    skip_if_no_bulkformer(api = FALSE)
     other <- Sys.which("sh")  # any existing file that is not the running interpreter
     expect_error(use_bulkformer_python(python = other), "already running")
 })
 
 test_that("Python errors surface as R conditions with the original message", {
-    skip_if_no_bulkformer()
+    skip_if_no_bulkformer(api = FALSE)
     err <- expect_error(bulkformer_tiny_model(n_genes = -3), class = "bulkformer_python_error")
     expect_identical(err$python_type, "ValueError")
     expect_match(conditionMessage(err), "^ValueError: n_genes")
@@ -21,7 +21,7 @@ test_that("Python errors surface as R conditions with the original message", {
 })
 
 test_that("the tiny model prints a summary and exposes its vocabulary", {
-    model <- tiny_model()
+    model <- tiny_model(api = FALSE)
     expect_output(print(model), "<bulkformer model: v2, 300 genes")
     vocabulary <- bulkformerVocabulary(model)
     expect_identical(nrow(vocabulary), 300L)
