@@ -20,9 +20,11 @@ _EXPORTS: dict[str, str] = {
     "BulkFormer": "bulkformer.model",
     "ModelConfig": "bulkformer.model",
     "preset": "bulkformer.model",
+    "prepare": "bulkformer.preprocess",
     "simulate_cohort": "bulkformer.datasets",
     "tiny_bundle": "bulkformer.datasets",
     "TaskResult": "bulkformer.tasks",
+    "impute": "bulkformer.inference", "embed": "bulkformer.inference", "build_graph": "bulkformer.graph",
 }
 
 

@@ -1,0 +1,169 @@
+"""Embeddings: per sample (aggregated over genes) or per gene (streamed to disk)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..bundle import Bundle
+from . import distributed
+from .execution import Engine
+from .impute import _report_dict
+from .inputs import is_anndata, prepare_for
+from .stores import GeneEmbeddingWriter, check_dtype
+
+_AGGREGATES = ("max", "mean", "median", "all")
+_LEVELS = ("sample", "gene")
+
+
+def aggregate_genes(features: np.ndarray, how: str) -> np.ndarray:
+    """B x genes x F -> B x F: max / mean / median over genes, or "all" = their sum
+    (REFERENCE.md). The median is numpy's (mean of the two middle values)."""
+    if how == "max":
+        return features.max(axis=1)
+    if how == "mean":
+        return features.mean(axis=1, dtype=np.float64).astype(np.float32)
+    if how == "median":
+        return np.median(features, axis=1).astype(np.float32)
+    if how == "all":
+        return (aggregate_genes(features, "max") + aggregate_genes(features, "mean")
+                + aggregate_genes(features, "median"))
+    raise ValueError(f"aggregate must be one of {', '.join(_AGGREGATES)}, got {how!r}")
+
+
+def gene_positions(genes: Sequence[str] | None, gene_ids: list[str]) -> np.ndarray:
+    """Positions of a gene subset (vocabulary IDs, version suffix tolerated) in the vocabulary."""
+    if genes is None:
+        return np.arange(len(gene_ids))
+    if isinstance(genes, str):
+        genes = [genes]
+    lookup = {g: i for i, g in enumerate(gene_ids)}
+    positions, unknown = [], []
+    for gene in genes:
+        key = str(gene).strip()
+        position = lookup.get(key, lookup.get(key.split(".")[0]))
+        (unknown if position is None else positions).append(key if position is None else position)
+    if unknown:
+        raise ValueError(f"{len(unknown)} of the requested genes are not in the model's vocabulary, e.g. "
+                         f"{unknown[:3]}; pass vocabulary Ensembl IDs (see bundle.genes)")
+    if not positions:
+        raise ValueError("genes is empty: pass at least one vocabulary gene ID, or None for all genes")
+    if len(set(positions)) != len(positions):
+        raise ValueError("genes lists a gene more than once")
+    return np.asarray(positions, dtype=np.int64)
+
+
+def embed(
+    data: Any,
+    model: Bundle | str | Path,
+    *,
+    level: str = "sample",
+    aggregate: str = "max",
+    genes: Sequence[str] | None = None,
+    out: str | Path | None = None,
+    dtype: str = "float32",
+    fuse_gene_features: bool = False,
+    input: str = "counts",
+    gene_names=None,
+    samples=None,
+    orientation: str = "samples_by_genes",
+    lengths=None,
+    layer: str | None = None,
+    batch_size: int = 16,
+    device=None,
+    precision: str | None = None,
+    progress: bool = True,
+):
+    """BulkFormer embeddings.
+
+    ``level="sample"``: samples x feature_dim (d+3 for v2), aggregated over ``genes``
+    (default: all vocabulary genes) by ``aggregate`` (max / mean / median / all =
+    their sum); a DataFrame (``attrs["mapping_report"]``), or for AnnData input a copy
+    with ``obsm["X_bulkformer"]``.
+
+    ``level="gene"``: the B x genes x feature_dim tensor (optionally concatenated
+    with the bundle's per-gene table, ``fuse_gene_features=True``) is streamed batch by
+    batch into a zarr store at ``out`` (``dtype`` float32 or float16); returns its path.
+    Read it with :func:`bulkformer.inference.read_gene_embeddings`.
+
+    Example::
+
+        emb = bulkformer.embed(counts, bundle, aggregate="mean")
+        path = bulkformer.embed(counts, bundle, level="gene", out="genes.zarr", dtype="float16")
+    """
+    if level not in _LEVELS:
+        raise ValueError(f"level must be 'sample' or 'gene', got {level!r}")
+    if level == "sample" and aggregate not in _AGGREGATES:
+        raise ValueError(f"aggregate must be one of {', '.join(_AGGREGATES)}, got {aggregate!r}")
+    if level == "gene" and out is None:
+        raise ValueError("level='gene' writes an on-disk store: pass out='embeddings.zarr'")
+    if level == "sample" and fuse_gene_features:
+        raise ValueError("fuse_gene_features applies to level='gene' (the per-gene table is the same for every "
+                         "sample, so it adds nothing to a sample embedding)")
+    dtype = check_dtype(dtype)
+    engine = Engine.create(model, device=device or distributed.local_device(), precision=precision,
+                           batch_size=batch_size, progress=progress)
+    distributed.ensure_process_group(engine.device)
+    bundle = engine.bundle
+    table = None
+    if fuse_gene_features:
+        if bundle.gene_features is None:
+            raise ValueError("this bundle has no per-gene feature table (gene_features.safetensors) to fuse; "
+                             "import the release with --gene-features, or use fuse_gene_features=False")
+        table = bundle.gene_features.float().cpu().numpy()
+    prepared = prepare_for(data, bundle, input=input, gene_names=gene_names, samples=samples,
+                           orientation=orientation, lengths=lengths, layer=layer)
+    positions = gene_positions(genes, bundle.gene_ids)
+    values = np.asarray(prepared.values, dtype=np.float32)
+    shard = distributed.shard_rows(values.shape[0])
+    report = _report_dict(prepared.report)
+    sample_ids = [str(s) for s in prepared.sample_ids]
+
+    if level == "sample":
+        width = bundle.config.feature_dim
+        part = np.empty((len(shard.rows), width), dtype=np.float32)
+        for batch in engine.stream(values, prepared.mask_prob, want_expr=False, feature_index=positions,
+                                   rows=shard.rows, description="embedding"):
+            part[batch.start - shard.rows.start:batch.stop - shard.rows.start] = aggregate_genes(batch.features, aggregate)
+        matrix = distributed.gather_rows(shard, part)
+        frame = pd.DataFrame(matrix.astype(dtype, copy=False), index=pd.Index(sample_ids, name="sample"),
+                             columns=[f"bf_{i}" for i in range(width)])
+        frame.attrs["mapping_report"] = report
+        if not is_anndata(data):
+            return frame
+        adata = data.copy()
+        adata.obsm["X_bulkformer"] = frame.to_numpy()
+        adata.uns.setdefault("bulkformer", {})["mapping_report"] = report
+        return adata
+
+    width = bundle.config.feature_dim + (0 if table is None else table.shape[1])
+    fused = None if table is None else table[positions]
+    out = Path(out)
+    if shard.is_main:
+        writer = GeneEmbeddingWriter(out, n_samples=values.shape[0], n_genes=len(positions), feature_dim=width, dtype=dtype)
+    distributed.barrier(shard)
+    if not shard.is_main:
+        writer = GeneEmbeddingWriter(out, create=False)
+    try:
+        for batch in engine.stream(values, prepared.mask_prob, want_expr=False, feature_index=positions,
+                                   rows=shard.rows, description="gene embeddings"):
+            features = batch.features
+            if fused is not None:
+                tiled = np.broadcast_to(fused, (features.shape[0], *fused.shape))
+                features = np.concatenate([features, tiled], axis=-1)
+            writer.write(batch.start, features)
+        distributed.barrier(shard)
+        if shard.is_main:
+            writer.complete(
+                sample_ids=sample_ids, gene_ids=[bundle.gene_ids[i] for i in positions],
+                metadata={"mapping_report": report, "model": dict(bundle.metadata, **{"config": bundle.config.to_dict()}),
+                          "fused_gene_features": fused is not None, "dtype": dtype},
+            )
+        distributed.barrier(shard)
+    except BaseException:
+        if shard.is_main:
+            writer.abort()
+        raise
+    return str(out)

@@ -1,0 +1,290 @@
+"""The optimised BulkFormer forward pass used by the inference engine.
+
+Same math as :class:`bulkformer.model.BulkFormer` (performer-pytorch 1.1.4 FAVOR+,
+torch-geometric GCNConv with ``add_self_loops=False``), reorganised for speed and
+memory; it reads the model's own weights, so nothing is copied or converted:
+
+* the gene-token embedding and the normalised graph are computed once per run;
+* the GCN is one sparse CSR matmul with the symmetric normalisation precomputed;
+* each Performer layer makes two passes over gene chunks: pass 1 accumulates the
+  FAVOR+ key/value context ``k'^T [v, 1]`` with an online (rescaled) key maximum,
+  pass 2 does queries, attention output, residuals and the feed-forward for one
+  chunk while it sits in cache. ``[v, 1]`` gives context and normaliser from one
+  GEMM; the ``m^-0.5`` factors of both feature maps cancel in the quotient;
+* the feature maps run in fp32 even under GPU autocast (``exp`` of a half-precision
+  projection loses several digits), the dense layers take autocast's precision.
+
+On CPU every sample is processed on its own, so a sample's output does not depend
+on the batch it came in (runs are reproducible across batch sizes and ranks).
+"""
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..model import BulkFormer
+
+# performer-pytorch softmax_kernel's additive stabiliser
+_FAVOR_EPS = 1e-4
+
+
+def normalised_adjacency(
+    edge_index: torch.Tensor, edge_weight: torch.Tensor | None, n_genes: int
+) -> torch.Tensor:
+    """G x G CSR matrix A with ``out = A @ h`` equal to GCNConv(normalize=True,
+    add_self_loops=False) in the published direction: gene ``E[0, e]`` receives
+    from ``E[1, e]`` with weight ``w[e] / sqrt(deg[E[0, e]] * deg[E[1, e]])``, where
+    deg is the weighted in-degree (torch-geometric ``gcn_norm``; inf -> 0)."""
+    receiver, sender = edge_index[0].long(), edge_index[1].long()
+    weight = (
+        torch.ones(receiver.shape[0], dtype=torch.float32, device=receiver.device)
+        if edge_weight is None else edge_weight.float()
+    )
+    degree = torch.zeros(n_genes, dtype=torch.float32, device=receiver.device).index_add_(0, receiver, weight)
+    inv_sqrt = degree.pow(-0.5)
+    inv_sqrt.masked_fill_(inv_sqrt == float("inf"), 0.0)
+    values = inv_sqrt[receiver] * weight * inv_sqrt[sender]
+    coo = torch.sparse_coo_tensor(
+        torch.stack([receiver, sender]), values, (n_genes, n_genes), check_invariants=False
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
+        return coo.coalesce().to_sparse_csr()
+
+
+@dataclass
+class _LayerWeights:
+    """Views of one performer-pytorch layer's parameters (plus fused k/v weights)."""
+
+    ln1: nn.LayerNorm
+    wq: torch.Tensor
+    bq: torch.Tensor | None
+    wkv: torch.Tensor
+    bkv: torch.Tensor | None
+    wo: torch.Tensor
+    bo: torch.Tensor | None
+    ln2: nn.LayerNorm
+    w1: nn.Linear
+    w2: nn.Linear
+    projection_t: torch.Tensor  # (dh, m) = (dh^-0.25 * P)^T
+    half_norm_scale: float  # dh^-0.5 / 2
+    heads: int
+
+    @classmethod
+    def from_performer(cls, performer: nn.Module) -> list["_LayerWeights"]:
+        layers = []
+        for attn_wrapper, ff_wrapper in performer.net.layers:
+            attn = attn_wrapper.fn
+            feed_forward = ff_wrapper.fn.fn
+            if getattr(ff_wrapper.fn, "chunks", 1) != 1 or getattr(feed_forward, "glu", False):
+                raise ValueError("the fast path supports the published Performer layout only")
+            projection = attn.fast_attention.projection_matrix.float()
+            dim_head = projection.shape[1]
+            scale = dim_head ** -0.25
+            bias = None
+            if attn.to_k.bias is not None and attn.to_v.bias is not None:
+                bias = torch.cat([attn.to_k.bias, attn.to_v.bias])
+            layers.append(cls(
+                ln1=attn_wrapper.norm,
+                wq=attn.to_q.weight, bq=attn.to_q.bias,
+                wkv=torch.cat([attn.to_k.weight, attn.to_v.weight]), bkv=bias,
+                wo=attn.to_out.weight, bo=attn.to_out.bias,
+                ln2=ff_wrapper.norm, w1=feed_forward.w1, w2=feed_forward.w2,
+                projection_t=(projection * scale).t().contiguous(),
+                half_norm_scale=scale * scale / 2.0,
+                heads=attn.heads,
+            ))
+        return layers
+
+    @classmethod
+    def from_performer_stack(cls, stack: nn.Module) -> list["_LayerWeights"]:
+        """A block's ``f``: a sequence of one-layer Performers."""
+        return [layer for performer in stack for layer in cls.from_performer(performer)]
+
+
+@dataclass
+class FastOutput:
+    """expr: B x G predictions (None when not requested); features: B x len(feature_index)
+    x feature_dim gene-level embeddings for the requested genes (None when not requested)."""
+
+    expr: torch.Tensor | None
+    features: torch.Tensor | None
+
+
+class FastBulkFormer:
+    """Inference-only forward pass over a :class:`BulkFormer` (eval mode, no grad).
+
+    Build once per run (it caches the gene tokens and the normalised graph), then call
+    per batch. ``gene_chunk`` bounds the working set of each layer (genes per chunk);
+    ``per_sample`` processes samples one at a time (default on CPU, where it costs
+    nothing and makes outputs independent of the batch composition).
+    """
+
+    def __init__(self, model: BulkFormer, *, gene_chunk: int | None = None, per_sample: bool | None = None) -> None:
+        if model.training:
+            raise ValueError("the inference engine needs the model in eval mode (call model.eval())")
+        self.model = model
+        self.config = model.config
+        device = model.expr_emb.inv_freq.device
+        self.per_sample = device.type == "cpu" if per_sample is None else per_sample
+        self.gene_chunk = gene_chunk or (512 if device.type == "cpu" else 1 << 30)
+        with torch.inference_mode():
+            self.gene_tokens = model.gene_tokens().float()
+            self.adjacency = normalised_adjacency(model.graph_edge_index, model.graph_edge_weight, self.config.n_genes)
+            self.blocks = [_LayerWeights.from_performer_stack(block.f) for block in model.gb_formers]
+
+    # ------------------------------------------------------------------ public
+    def __call__(
+        self,
+        x: torch.Tensor,
+        mask_prob: float | torch.Tensor | None = None,
+        *,
+        want_expr: bool = True,
+        feature_index: torch.Tensor | None = None,
+    ) -> FastOutput:
+        """``x``: B x G (log1p TPM, -10 where unmeasured). ``feature_index``: gene
+        positions whose gene-level embeddings to return (None: no features)."""
+        self.model._check_input(x)
+        if isinstance(mask_prob, torch.Tensor) and mask_prob.dim() == 1 and mask_prob.shape[0] == x.shape[0]:
+            probs = list(mask_prob.unbind(0))
+        else:
+            probs = [mask_prob] * x.shape[0]
+        if not self.per_sample:
+            return self._forward(x, mask_prob, want_expr, feature_index)
+        parts = [self._forward(x[i:i + 1], probs[i], want_expr, feature_index) for i in range(x.shape[0])]
+        return FastOutput(
+            expr=torch.cat([p.expr for p in parts]) if want_expr else None,
+            features=torch.cat([p.features for p in parts]) if feature_index is not None else None,
+        )
+
+    # ----------------------------------------------------------------- forward
+    def _chunks(self, n: int) -> list[slice]:
+        return [slice(start, min(start + self.gene_chunk, n)) for start in range(0, n, self.gene_chunk)]
+
+    def _forward(self, x: torch.Tensor, mask_prob, want_expr: bool, feature_index: torch.Tensor | None) -> FastOutput:
+        model = self.model
+        h = self._embed(x)
+        for block, layers in zip(model.gb_formers, self.blocks):
+            h = block.layernorm(h)
+            h = h + self._graph_conv(block.g, h)
+            if block.bins:
+                h = block._through_bins(h)  # v1 expression bins: module path
+            for layer in layers:
+                self._performer_layer(h, layer)
+        return self._output(x, h, mask_prob, want_expr, feature_index)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        model = self.model
+        context = model.sample_context(x).unsqueeze(1)
+        out = None
+        for part in self._chunks(x.shape[1]):
+            piece = model.x_proj(model.expr_emb(x[:, part]) + self.gene_tokens[part] + context)
+            if out is None:
+                out = torch.empty(x.shape[0], x.shape[1], piece.shape[-1], dtype=piece.dtype, device=piece.device)
+            out[:, part] = piece
+        return out
+
+    def _graph_conv(self, conv: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        transformed = F.linear(h, conv.lin.weight)
+        batch, n_genes, dim = transformed.shape
+        with _no_autocast(h.device):
+            dense = transformed.float().transpose(0, 1).reshape(n_genes, batch * dim)
+            mixed = torch.sparse.mm(self.adjacency, dense)
+        out = mixed.reshape(n_genes, batch, dim).transpose(0, 1).to(transformed.dtype)
+        return out + conv.bias if conv.bias is not None else out
+
+    def _performer_layer(self, h: torch.Tensor, w: _LayerWeights) -> None:
+        """One Performer layer, updating ``h`` (B x G x d) in place."""
+        batch, n_genes, dim = h.shape
+        heads = w.heads
+        dim_head = dim // heads
+        chunks = self._chunks(n_genes)
+
+        # pass 1: context = e_k^T [v, 1] with e_k = exp(u - s - max over all tokens and features)
+        context = running_max = value_sum = None
+        for part in chunks:
+            normed = w.ln1(h[:, part])
+            kv = F.linear(normed, w.wkv, w.bkv)
+            size = kv.shape[1]
+            with _no_autocast(h.device):
+                kv = kv.float()
+                keys = kv[..., :dim].reshape(batch, size, heads, dim_head).transpose(1, 2)
+                values = torch.cat(
+                    [kv[..., dim:].reshape(batch, size, heads, dim_head).transpose(1, 2),
+                     kv.new_ones(batch, heads, size, 1)], dim=-1)
+                u = torch.matmul(keys, w.projection_t)  # (B, H, T, m)
+                chunk_max = u.amax(dim=(-1, -2))
+                if running_max is None:
+                    running_max = chunk_max
+                else:
+                    new_max = torch.maximum(running_max, chunk_max)
+                    context.mul_(torch.exp(running_max - new_max)[..., None, None])
+                    running_max = new_max
+                shift = keys.square().sum(-1, keepdim=True).mul_(w.half_norm_scale).add_(running_max[..., None, None])
+                e_k = u.sub_(shift).exp_()
+                update = torch.matmul(e_k.transpose(-1, -2), values)  # (B, H, m, dh+1)
+                context = update if context is None else context.add_(update)
+                part_sum = values.sum(dim=-2)
+                value_sum = part_sum if value_sum is None else value_sum.add_(part_sum)
+        with _no_autocast(h.device):
+            context.add_(value_sum.unsqueeze(-2), alpha=_FAVOR_EPS)
+            query_offset = context.sum(dim=-2, keepdim=True).mul_(_FAVOR_EPS)  # eps term of q'
+
+        # pass 2: queries, attention output, residual, feed-forward, residual
+        for part in chunks:
+            block = h[:, part]
+            normed = w.ln1(block)
+            queries = F.linear(normed, w.wq, w.bq)
+            size = queries.shape[1]
+            with _no_autocast(h.device):
+                queries = queries.float().reshape(batch, size, heads, dim_head).transpose(1, 2)
+                u = torch.matmul(queries, w.projection_t)
+                shift = queries.square().sum(-1, keepdim=True).mul_(w.half_norm_scale).add_(u.amax(dim=-1, keepdim=True))
+                e_q = u.sub_(shift).exp_()
+                ratio = torch.matmul(e_q, context).add_(query_offset)  # (B, H, T, dh+1)
+                attended = (ratio[..., :dim_head] / ratio[..., dim_head:]).transpose(1, 2).reshape(batch, size, dim)
+            block = block + F.linear(attended.to(block.dtype), w.wo, w.bo)
+            block = block + w.w2(F.gelu(w.w1(w.ln2(block))))
+            h[:, part] = block
+
+    def _output(self, x, h, mask_prob, want_expr, feature_index) -> FastOutput:
+        model = self.model
+        is_v2 = self.config.version == "v2"
+        stats = model.summary_features(x, mask_prob) if is_v2 else None
+        pred = None
+        if want_expr:
+            pred = torch.empty(x.shape[0], x.shape[1], dtype=torch.float32, device=x.device)
+        features = None
+        if feature_index is not None:
+            features = torch.empty(
+                x.shape[0], feature_index.shape[0], self.config.feature_dim, dtype=torch.float32, device=x.device
+            )
+        for part in self._chunks(x.shape[1]):
+            z = model.layernorm(h[:, part])
+            if is_v2:
+                z = torch.cat([z, stats.to(z.dtype).unsqueeze(1).expand(-1, z.shape[1], -1)], dim=-1)
+            if want_expr:
+                pred[:, part] = model.head(z).squeeze(-1).float()
+            if feature_index is not None:
+                start, stop = part.start, part.stop
+                inside = (feature_index >= start) & (feature_index < stop)
+                if bool(inside.any()):
+                    features[:, inside] = z[:, feature_index[inside] - start].float()
+        if want_expr and is_v2:
+            pred = model.mask_corrected(pred, x)
+        return FastOutput(expr=pred, features=features)
+
+
+def _no_autocast(device: torch.device):
+    """Disable autocast for the numerically sensitive parts (feature maps, sparse matmul)."""
+    if device.type in ("cuda", "cpu", "mps"):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+__all__ = ["FastBulkFormer", "FastOutput", "normalised_adjacency"]

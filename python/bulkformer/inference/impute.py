@@ -1,0 +1,151 @@
+"""Imputation: log1p TPM for the vocabulary genes a data set lacks (or denoised
+values for all genes), from a bundle and raw or normalised expression."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..bundle import Bundle
+from ..model import MASK_VALUE
+from . import distributed
+from .execution import Engine
+from .inputs import is_anndata, prepare_for
+
+_WHICH = ("missing", "all")
+
+
+@dataclass
+class ImputationResult:
+    """All arrays are samples x vocabulary genes (float32 log1p TPM).
+
+    observed: the input, NaN where not measured; imputed: observed where measured,
+    model prediction where missing; predicted: model output for every gene;
+    measured: (G,) which vocabulary genes the data set measures."""
+
+    observed: np.ndarray
+    imputed: np.ndarray
+    predicted: np.ndarray
+    measured: np.ndarray
+    sample_ids: list[str]
+    gene_ids: list[str]
+    report: Any  # bulkformer.preprocess.MappingReport
+
+    def to_frame(self, which: str = "missing") -> pd.DataFrame:
+        """``missing``: imputed values of the unmeasured genes; ``all``: predictions."""
+        _check_which(which)
+        if which == "all":
+            values, columns = self.predicted, self.gene_ids
+        else:
+            keep = ~self.measured
+            values = self.imputed[:, keep]
+            columns = [g for g, k in zip(self.gene_ids, keep) if k]
+        frame = pd.DataFrame(values, index=pd.Index(self.sample_ids, name="sample"), columns=pd.Index(columns, name="gene"))
+        frame.attrs["mapping_report"] = _report_dict(self.report)
+        return frame
+
+
+def _check_which(which: str) -> None:
+    if which not in _WHICH:
+        raise ValueError(f"which must be 'missing' (values for the genes the data lacks) or 'all' (denoised "
+                         f"predictions for every vocabulary gene), got {which!r}")
+
+
+def _report_dict(report: Any) -> dict:
+    return report.to_dict() if hasattr(report, "to_dict") else dict(report or {})
+
+
+def run_imputation(
+    data: Any,
+    model: Bundle | str | Path,
+    *,
+    which: str = "missing",
+    input: str = "counts",
+    gene_names=None,
+    samples=None,
+    orientation: str = "samples_by_genes",
+    lengths=None,
+    layer: str | None = None,
+    batch_size: int = 16,
+    device=None,
+    precision: str | None = None,
+    progress: bool = True,
+) -> ImputationResult:
+    """Align ``data`` to the model's vocabulary, run the model, return every view of
+    the result (see :class:`ImputationResult`). Under torchrun, samples are sharded
+    across ranks and every rank returns the whole result."""
+    _check_which(which)
+    engine = Engine.create(model, device=device or distributed.local_device(), precision=precision,
+                           batch_size=batch_size, progress=progress)
+    distributed.ensure_process_group(engine.device)
+    prepared = prepare_for(data, engine.bundle, input=input, gene_names=gene_names, samples=samples,
+                           orientation=orientation, lengths=lengths, layer=layer)
+    values = np.asarray(prepared.values, dtype=np.float32)
+    shard = distributed.shard_rows(values.shape[0])
+    predicted = np.empty((len(shard.rows), values.shape[1]), dtype=np.float32)
+    for batch in engine.stream(values, prepared.mask_prob, rows=shard.rows, description="imputing"):
+        predicted[batch.start - shard.rows.start:batch.stop - shard.rows.start] = batch.expr
+    predicted = distributed.gather_rows(shard, predicted)
+    missing = values == MASK_VALUE
+    observed = np.where(missing, np.float32(np.nan), values)
+    imputed = np.where(missing, predicted, values)
+    return ImputationResult(
+        observed=observed, imputed=imputed, predicted=predicted,
+        measured=np.asarray(prepared.measured, dtype=bool),
+        sample_ids=[str(s) for s in prepared.sample_ids], gene_ids=list(prepared.gene_ids),
+        report=prepared.report,
+    )
+
+
+def impute(
+    data: Any,
+    model: Bundle | str | Path,
+    *,
+    which: str = "missing",
+    input: str = "counts",
+    gene_names=None,
+    samples=None,
+    orientation: str = "samples_by_genes",
+    lengths=None,
+    layer: str | None = None,
+    batch_size: int = 16,
+    device=None,
+    precision: str | None = None,
+    progress: bool = True,
+):
+    """Impute expression with BulkFormer.
+
+    ``which="missing"`` returns log1p TPM for the vocabulary genes the data lacks;
+    ``"all"`` returns denoised predictions for every vocabulary gene. A DataFrame
+    (samples x genes, ``attrs["mapping_report"]``) is returned, or, for AnnData
+    input, an AnnData over the returned genes (``X`` and ``layers["bulkformer_imputed"]``,
+    the input's ``obs``, ``uns["bulkformer"]["mapping_report"]``).
+
+    Example::
+
+        frame = bulkformer.impute(counts, "models/bulkformer-147M")          # missing genes
+        denoised = bulkformer.impute(counts, bundle, which="all", input="tpm")
+    """
+    result = run_imputation(
+        data, model, which=which, input=input, gene_names=gene_names, samples=samples, orientation=orientation,
+        lengths=lengths, layer=layer, batch_size=batch_size, device=device, precision=precision, progress=progress,
+    )
+    frame = result.to_frame(which)
+    if not is_anndata(data):
+        return frame
+    return _as_anndata(frame, data, which)
+
+
+def _as_anndata(frame: pd.DataFrame, source, which: str):
+    import anndata
+
+    obs = source.obs.copy() if list(source.obs_names) == list(frame.index) else pd.DataFrame(index=frame.index)
+    obs.index = obs.index.astype(str)
+    var = pd.DataFrame(index=pd.Index([str(c) for c in frame.columns], name="gene"))
+    values = frame.to_numpy(dtype=np.float32)
+    adata = anndata.AnnData(X=values, obs=obs, var=var, layers={"bulkformer_imputed": values.copy()})
+    adata.uns["bulkformer"] = {"mapping_report": frame.attrs["mapping_report"], "which": which}
+    return adata

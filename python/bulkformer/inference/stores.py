@@ -1,0 +1,157 @@
+"""On-disk store of gene-level embeddings (zarr), written batch by batch.
+
+Layout of ``<out>.zarr`` (a directory)::
+
+    embeddings   float16/float32 array, samples x genes x features, one chunk per sample
+    attrs        format, sample_ids, gene_ids, feature_dim, model, mapping_report, complete
+
+The store is written under a temporary sibling name and renamed when complete, so a
+reader never sees a partial store at ``out``. One chunk per sample lets several
+torchrun ranks write their own samples into the same store concurrently.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+STORE_FORMAT = "bulkformer-gene-embeddings"
+STORE_FORMAT_VERSION = 1
+ARRAY_NAME = "embeddings"
+_DTYPES = {"float32": "float32", "float16": "float16"}
+
+
+def check_dtype(dtype: str) -> str:
+    key = str(np.dtype(dtype)) if not isinstance(dtype, str) else dtype
+    if key not in _DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
+    return _DTYPES[key]
+
+
+def staging_path(out: Path) -> Path:
+    """Temporary sibling of ``out`` (same directory, so the final rename is atomic)."""
+    return out.with_name(f".{out.name}.partial")
+
+
+class GeneEmbeddingWriter:
+    """Create a store at a staging path, write sample rows, then :meth:`complete`."""
+
+    def __init__(self, out: str | Path, *, create: bool = True, n_samples: int = 0, n_genes: int = 0,
+                 feature_dim: int = 0, dtype: str = "float32") -> None:
+        import zarr
+
+        self.out = Path(out)
+        self.staging = staging_path(self.out)
+        if create:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(self.staging, ignore_errors=True)
+            group = zarr.open_group(str(self.staging), mode="w")
+            group.create_array(
+                ARRAY_NAME, shape=(n_samples, n_genes, feature_dim), chunks=(1, max(n_genes, 1), max(feature_dim, 1)),
+                dtype=check_dtype(dtype), fill_value=0,
+            )
+            group.attrs["complete"] = False
+        self.group = zarr.open_group(str(self.staging), mode="r+")
+        self.array = self.group[ARRAY_NAME]
+
+    def write(self, start: int, values: np.ndarray) -> None:
+        """Rows ``start:start+len(values)`` (samples x genes x features)."""
+        self.array[start:start + values.shape[0]] = values.astype(self.array.dtype, copy=False)
+
+    def complete(self, *, sample_ids: Sequence[str], gene_ids: Sequence[str], metadata: dict[str, Any]) -> Path:
+        """Write the index and metadata, then move the store into place (replacing an old one)."""
+        attrs = {
+            "format": STORE_FORMAT,
+            "format_version": STORE_FORMAT_VERSION,
+            "sample_ids": [str(s) for s in sample_ids],
+            "gene_ids": [str(g) for g in gene_ids],
+            "feature_dim": int(self.array.shape[2]),
+            **json.loads(json.dumps(metadata, default=str)),
+            "complete": True,
+        }
+        self.group.attrs.update(attrs)
+        if self.out.exists():
+            backup = self.out.with_name(f".{self.out.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            os.replace(self.out, backup)
+            os.replace(self.staging, self.out)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(self.staging, self.out)
+        return self.out
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+@dataclass
+class GeneEmbeddings:
+    """Gene-level embeddings read back from a store: ``values`` is samples x genes x
+    features (``np.asarray(result)`` gives it too)."""
+
+    values: np.ndarray
+    sample_ids: list[str]
+    gene_ids: list[str]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.values.shape
+
+
+def _positions(wanted: Sequence[str] | None, available: list[str], what: str) -> np.ndarray | None:
+    if wanted is None:
+        return None
+    if isinstance(wanted, str):
+        wanted = [wanted]
+    lookup = {name: i for i, name in enumerate(available)}
+    missing = [w for w in wanted if str(w) not in lookup]
+    if missing:
+        raise ValueError(f"{len(missing)} requested {what} are not in the store, e.g. {missing[:3]}; "
+                         f"the store holds {len(available)} {what} (see its sample_ids/gene_ids)")
+    return np.array([lookup[str(w)] for w in wanted], dtype=np.int64)
+
+
+def open_store(path: str | Path):
+    """The zarr group of a complete store (clear errors for anything else)."""
+    import zarr
+
+    path = Path(path)
+    if not path.exists():
+        partial = staging_path(path)
+        hint = f" (an unfinished write exists at {partial}; rerun the embedding)" if partial.exists() else ""
+        raise FileNotFoundError(f"no gene-embedding store at {path}{hint}")
+    group = zarr.open_group(str(path), mode="r")
+    if group.attrs.get("format") != STORE_FORMAT or not group.attrs.get("complete"):
+        raise ValueError(f"{path} is not a complete bulkformer gene-embedding store")
+    return group
+
+
+def read_gene_embeddings(path: str | Path, samples: Sequence[str] | None = None,
+                         genes: Sequence[str] | None = None) -> GeneEmbeddings:
+    """Read a store written by ``embed(..., level="gene", out=path)``; ``samples`` /
+    ``genes`` select IDs (in the order given) so only those chunks are read."""
+    group = open_store(path)
+    attrs = dict(group.attrs)
+    sample_ids, gene_ids = list(attrs["sample_ids"]), list(attrs["gene_ids"])
+    rows = _positions(samples, sample_ids, "samples")
+    cols = _positions(genes, gene_ids, "genes")
+    array = group[ARRAY_NAME]
+    row_sel = slice(None) if rows is None else rows
+    col_sel = slice(None) if cols is None else cols
+    values = np.asarray(array.oindex[row_sel, col_sel])
+    metadata = {k: v for k, v in attrs.items() if k not in ("sample_ids", "gene_ids")}
+    return GeneEmbeddings(
+        values=values,
+        sample_ids=sample_ids if rows is None else [sample_ids[i] for i in rows],
+        gene_ids=gene_ids if cols is None else [gene_ids[i] for i in cols],
+        metadata=metadata,
+    )
