@@ -1,0 +1,291 @@
+"""Reading expression matrices: DataFrame, NumPy, AnnData and files (CSV/TSV(.gz),
+parquet, h5ad), whole or in sample chunks for files larger than memory.
+
+Everything is returned as :class:`ExpressionMatrix`, samples x genes, whatever the
+orientation of the source (``orientation`` names the source's rows x columns).
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io as _io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+
+Orientation = Literal["samples_by_genes", "genes_by_samples"]
+ORIENTATIONS = ("samples_by_genes", "genes_by_samples")
+TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".tab", ".exp")
+CHUNK_BYTES = 1 << 30  # default raw-value budget per chunk (1 GiB of float64)
+
+__all__ = ["ExpressionMatrix", "as_matrix", "file_format", "iter_file", "read_expression", "read_gene_ids"]
+
+
+@dataclass
+class ExpressionMatrix:
+    """``values``: samples x genes (a view where possible, any numeric dtype)."""
+
+    values: np.ndarray
+    gene_ids: list[str]
+    sample_ids: list[str]
+
+
+def _check_orientation(orientation: str) -> None:
+    if orientation not in ORIENTATIONS:
+        raise ValueError(f"orientation={orientation!r}: use 'samples_by_genes' (rows are samples) or "
+                         "'genes_by_samples' (rows are genes, as in R/Bioconductor)")
+
+
+def _labels(values: Sequence[Any]) -> list[str]:
+    return [str(v) for v in values]
+
+
+def _dense(values: Any) -> np.ndarray:
+    if hasattr(values, "toarray"):  # scipy.sparse
+        return values.toarray()
+    return np.asarray(values)
+
+
+def _frame_values(frame: pd.DataFrame) -> np.ndarray:
+    non_numeric = [c for c, t in frame.dtypes.items() if not (pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t))]
+    if non_numeric:
+        shown = ", ".join(repr(str(c)) for c in non_numeric[:5])
+        raise ValueError(
+            f"non-numeric columns: {shown}{' ...' if len(non_numeric) > 5 else ''} hold text, not expression values. "
+            f"If a column carries gene or sample IDs make it the index (df.set_index({str(non_numeric[0])!r})); "
+            "otherwise drop annotation columns, or convert numbers stored as text with pd.to_numeric.")
+    if any(isinstance(t, pd.api.extensions.ExtensionDtype) for t in frame.dtypes):
+        return frame.to_numpy(dtype=np.float64, na_value=np.nan)
+    return frame.to_numpy()
+
+
+def as_matrix(data: Any, *, genes: Sequence[Any] | None = None, samples: Sequence[Any] | None = None,
+              orientation: Orientation = "samples_by_genes", layer: str | None = None) -> ExpressionMatrix:
+    """An in-memory input (DataFrame, NumPy array, scipy sparse, AnnData) as samples x genes."""
+    _check_orientation(orientation)
+    transpose = orientation == "genes_by_samples"
+    if _is_anndata(data):
+        matrix = data.layers[_layer_name(data, layer)] if layer is not None else data.X
+        if matrix is None:
+            raise ValueError("the AnnData object has no X: pass layer= to name the layer holding the values")
+        rows, cols = _labels(data.obs_names), _labels(data.var_names)
+        values = _dense(matrix)
+    elif isinstance(data, pd.DataFrame):
+        if layer is not None:
+            raise ValueError("layer= applies to AnnData inputs only")
+        values = _frame_values(data)
+        rows, cols = _labels(data.index), _labels(data.columns)
+        # an explicit genes= / samples= overrides the labels
+    elif isinstance(data, pd.Series):
+        raise ValueError("a pandas Series is one sample or one gene: pass a DataFrame (e.g. series.to_frame().T)")
+    else:
+        values = _dense(data)
+        if values.dtype.kind not in "biuf":
+            raise ValueError(f"non-numeric array (dtype {values.dtype}): pass numbers (counts, TPM or log1p TPM)")
+        if values.ndim != 2:
+            raise ValueError(f"expected a 2-D matrix, got an array of shape {values.shape}")
+        if genes is None:
+            raise ValueError("a NumPy matrix carries no gene IDs: pass genes=[...] (one ID per gene, "
+                             f"{'rows' if transpose else 'columns'} for orientation={orientation!r})")
+        rows = cols = None
+    if transpose:
+        values = values.T
+        rows, cols = cols, rows
+    if genes is not None:
+        genes = _labels(genes)
+        if len(genes) != values.shape[1]:
+            other = values.shape[0]
+            hint = (" — that is the number of samples: the matrix may be the other way round, set "
+                    f"orientation={'samples_by_genes' if transpose else 'genes_by_samples'!r}") if len(genes) == other else ""
+            raise ValueError(f"genes= has {len(genes):,} IDs but the matrix has {values.shape[1]:,} genes "
+                             f"({'rows' if transpose else 'columns'} for orientation={orientation!r}){hint}")
+        cols = genes
+    if samples is not None:
+        samples = _labels(samples)
+        if len(samples) != values.shape[0]:
+            raise ValueError(f"samples= has {len(samples):,} names but the matrix has {values.shape[0]:,} samples")
+        rows = samples
+    if rows is None:
+        rows = [f"sample_{i}" for i in range(values.shape[0])]
+    return ExpressionMatrix(values=values, gene_ids=cols, sample_ids=rows)
+
+
+def _is_anndata(data: Any) -> bool:
+    return type(data).__name__ == "AnnData" and hasattr(data, "obs_names")
+
+
+def _layer_name(adata: Any, layer: str) -> str:
+    if layer not in adata.layers:
+        raise ValueError(f"layer {layer!r} is not in the AnnData object (layers: {list(adata.layers)}); "
+                         "omit layer= to use X")
+    return layer
+
+
+# ---------------------------------------------------------------- files
+def file_format(path: str | Path) -> str:
+    """'text', 'parquet' or 'h5ad' from the file name (``.gz`` allowed for text)."""
+    name = Path(path).name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith(".h5ad"):
+        return "h5ad"
+    if name.endswith(TEXT_SUFFIXES):
+        return "text"
+    raise ValueError(f"unsupported file type: {Path(path).name}. Use CSV/TSV (optionally .gz), parquet or h5ad, "
+                     "or read the file yourself and pass a DataFrame")
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt", newline="") if path.name.lower().endswith(".gz") else open(path, newline="")
+
+
+def _text_header(path: Path) -> tuple[str, list[str]]:
+    with _open_text(path) as handle:
+        first = handle.readline()
+    if not first.strip():
+        raise ValueError(f"empty input: {path} has no header line")
+    separator = "\t" if "\t" in first else ","
+    header = next(csv.reader(_io.StringIO(first), delimiter=separator))
+    return separator, header
+
+
+def _require(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    return path
+
+
+def read_gene_ids(path: str | Path, *, orientation: Orientation = "samples_by_genes") -> list[str]:
+    """Gene IDs of a file without reading its values (rows of a genes_by_samples text
+    file are read, first column only)."""
+    return _open_file(_require(path), orientation, None).gene_ids
+
+
+def iter_file(path: str | Path, *, orientation: Orientation = "samples_by_genes", layer: str | None = None,
+              chunk_samples: int | None = None) -> tuple[list[str], Iterator[ExpressionMatrix]]:
+    """(gene_ids, iterator of samples x genes chunks) of a file, so that a file larger
+    than memory is read ``chunk_samples`` samples at a time (default: ~1 GiB of values)."""
+    _check_orientation(orientation)
+    source = _open_file(_require(path), orientation, layer)
+    n_genes = max(len(source.gene_ids), 1)
+    chunk = chunk_samples or max(1, CHUNK_BYTES // (8 * n_genes))
+    return source.gene_ids, source.chunks(chunk)
+
+
+def read_expression(path: str | Path, *, orientation: Orientation = "samples_by_genes",
+                    layer: str | None = None) -> ExpressionMatrix:
+    """A whole file as one :class:`ExpressionMatrix` (samples x genes)."""
+    gene_ids, chunks = iter_file(path, orientation=orientation, layer=layer)
+    parts = list(chunks)
+    values = np.concatenate([p.values for p in parts]) if parts else np.empty((0, len(gene_ids)))
+    return ExpressionMatrix(values=values, gene_ids=gene_ids, sample_ids=[s for p in parts for s in p.sample_ids])
+
+
+@dataclass
+class _Source:
+    gene_ids: list[str]
+    sample_ids: list[str] | None  # None: known only while streaming
+    reader: Any  # callable(start, stop) -> ExpressionMatrix
+    stream: Any = None  # callable(size) -> iterator, for sources read front to back
+
+    def chunks(self, size: int) -> Iterator[ExpressionMatrix]:
+        if self.stream is not None:
+            yield from self.stream(size)
+            return
+        for start in range(0, len(self.sample_ids), size):
+            yield self.reader(start, min(start + size, len(self.sample_ids)))
+
+
+def _open_file(path: Path, orientation: str, layer: str | None) -> _Source:
+    kind = file_format(path)
+    if kind == "text":
+        return _text_source(path, orientation)
+    if kind == "parquet":
+        return _parquet_source(path, orientation)
+    return _h5ad_source(path, orientation, layer)
+
+
+def _text_source(path: Path, orientation: str) -> _Source:
+    separator, header = _text_header(path)
+    columns = header[1:]
+    if orientation == "samples_by_genes":
+        def stream(size: int) -> Iterator[ExpressionMatrix]:
+            # one streaming pass; header=None keeps repeated gene IDs (pandas would rename them)
+            for frame in pd.read_csv(path, sep=separator, header=None, skiprows=1, index_col=0, chunksize=size):
+                yield ExpressionMatrix(_frame_values(frame), columns, _labels(frame.index))
+        return _Source(columns, None, None, stream)
+
+    gene_ids = pd.read_csv(path, sep=separator, usecols=[0], dtype=str, keep_default_na=False).iloc[:, 0].tolist()
+
+    def reader(start: int, stop: int) -> ExpressionMatrix:
+        # samples are columns: each chunk re-reads the file for its columns (chosen by
+        # position, since pandas renames repeated headers)
+        frame = pd.read_csv(path, sep=separator, header=0, index_col=0, usecols=[0, *range(1 + start, 1 + stop)])
+        return ExpressionMatrix(np.ascontiguousarray(_frame_values(frame).T), gene_ids, columns[start:stop])
+    return _Source(gene_ids, columns, reader)
+
+
+def _parquet_source(path: Path, orientation: str) -> _Source:
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    names = parquet.schema_arrow.names
+    metadata = parquet.schema_arrow.pandas_metadata or {}
+    index_columns = [c for c in metadata.get("index_columns", []) if isinstance(c, str)]
+    if not index_columns and names and not pd.api.types.is_numeric_dtype(
+            parquet.schema_arrow.field(names[0]).type.to_pandas_dtype()):
+        index_columns = [names[0]]  # a leading text column holds the row labels
+    label_column = index_columns[0] if index_columns else None
+    value_columns = [n for n in names if n not in index_columns]
+    row_labels = (_labels(parquet.read(columns=[label_column]).column(0).to_pylist()) if label_column
+                  else [str(i) for i in range(parquet.metadata.num_rows)])
+
+    def frame_of(columns: list[str], rows: slice | None = None) -> np.ndarray:
+        table = parquet.read(columns=columns)
+        if rows is not None:
+            table = table.slice(rows.start, rows.stop - rows.start)
+        return _frame_values(table.to_pandas(ignore_metadata=True))
+
+    if orientation == "samples_by_genes":
+        gene_ids, sample_ids = value_columns, row_labels
+
+        def reader(start: int, stop: int) -> ExpressionMatrix:
+            return ExpressionMatrix(_read_parquet_rows(parquet, value_columns, start, stop), gene_ids, sample_ids[start:stop])
+    else:
+        gene_ids, sample_ids = row_labels, value_columns
+
+        def reader(start: int, stop: int) -> ExpressionMatrix:
+            return ExpressionMatrix(np.ascontiguousarray(frame_of(value_columns[start:stop]).T), gene_ids,
+                                    sample_ids[start:stop])
+    return _Source(gene_ids, sample_ids, reader)
+
+
+def _read_parquet_rows(parquet, columns: list[str], start: int, stop: int) -> np.ndarray:
+    """Rows [start, stop) reading only the row groups that hold them."""
+    offsets = np.cumsum([0] + [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)])
+    groups = [i for i in range(parquet.num_row_groups) if offsets[i] < stop and offsets[i + 1] > start]
+    table = parquet.read_row_groups(groups, columns=columns)
+    table = table.slice(start - offsets[groups[0]], stop - start)
+    return _frame_values(table.to_pandas(ignore_metadata=True))
+
+
+def _h5ad_source(path: Path, orientation: str, layer: str | None) -> _Source:
+    import anndata
+
+    adata = anndata.read_h5ad(path, backed="r")
+    matrix = adata.layers[_layer_name(adata, layer)] if layer is not None else adata.X
+    rows, cols = _labels(adata.obs_names), _labels(adata.var_names)
+    if orientation == "samples_by_genes":
+        def reader(start: int, stop: int) -> ExpressionMatrix:
+            return ExpressionMatrix(_dense(matrix[start:stop]), cols, rows[start:stop])
+        return _Source(cols, rows, reader)
+
+    def reader_t(start: int, stop: int) -> ExpressionMatrix:
+        return ExpressionMatrix(np.ascontiguousarray(_dense(matrix[:, start:stop]).T), rows, cols[start:stop])
+    return _Source(rows, cols, reader_t)

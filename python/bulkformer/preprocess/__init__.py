@@ -1,0 +1,265 @@
+"""Data preparation: any expression table -> the model's input.
+
+:func:`prepare` takes counts, TPM or natural log1p TPM keyed by Ensembl IDs (versioned
+or not), symbols (aliases and previous symbols included), Entrez IDs or
+``SYMBOL|ENTREZ``, as a DataFrame, NumPy array, AnnData or file, and returns a
+:class:`PreparedInput`: float32 samples x vocabulary log1p TPM with -10 where the
+vocabulary gene is not measured, plus a :class:`MappingReport`.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Literal, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from bulkformer.io import ExpressionMatrix, Orientation, as_matrix, iter_file
+from bulkformer.preprocess._kernel import native_available
+from bulkformer.preprocess.align import AlignmentPlan, plan_alignment
+from bulkformer.preprocess.ids import VocabularyIndex, lookup, vocabulary_index
+from bulkformer.preprocess.normalize import INPUT_KINDS, MASK_VALUE, InputKind, transform_aligned
+from bulkformer.preprocess.report import MappingReport
+from bulkformer.preprocess.validate import (check_not_empty, check_sample_lengths, check_unique_samples,
+                                            check_values, plausibility_warnings)
+
+__all__ = ["MASK_VALUE", "MappingReport", "PreparedInput", "native_available", "prepare", "prepare_chunks",
+           "resolve_vocabulary", "transform_aligned"]
+
+_BLOCK_SAMPLES = 4096  # in-memory inputs are transformed in blocks of samples (bounded temporaries)
+
+
+@dataclass
+class PreparedInput:
+    """``values`` float32 (n_samples, G) natural log1p TPM in vocabulary order, -10 where
+    the vocabulary gene is not measured (``measured`` False); ``mask_prob`` = share of
+    vocabulary genes not measured."""
+
+    values: np.ndarray
+    measured: np.ndarray
+    sample_ids: list[str]
+    gene_ids: list[str]
+    report: MappingReport
+    mask_prob: float
+
+    def to_frame(self) -> pd.DataFrame:
+        """samples x vocabulary genes DataFrame (a copy-free view of ``values``)."""
+        return pd.DataFrame(self.values, index=pd.Index(self.sample_ids, name="sample"),
+                            columns=pd.Index(self.gene_ids, name="ensembl_id"), copy=False)
+
+
+def resolve_vocabulary(vocabulary: Any) -> pd.DataFrame:
+    """A Bundle, a DataFrame with ensembl_id (symbol, length optional), a list of
+    Ensembl IDs, or None (the shipped default vocabulary) -> DataFrame."""
+    if vocabulary is None:
+        from bulkformer.annotation import default_vocabulary
+        return default_vocabulary()
+    genes = getattr(vocabulary, "genes", None)
+    if isinstance(genes, pd.DataFrame):
+        vocabulary = genes
+    if isinstance(vocabulary, pd.DataFrame):
+        if "ensembl_id" not in vocabulary.columns:
+            raise ValueError("the vocabulary DataFrame needs an 'ensembl_id' column (symbol and length optional); "
+                             f"it has {list(vocabulary.columns)}")
+        return vocabulary
+    if isinstance(vocabulary, (list, tuple, pd.Index, np.ndarray, pd.Series)):
+        return pd.DataFrame({"ensembl_id": [str(v) for v in vocabulary]})
+    raise TypeError(f"vocabulary must be a Bundle, a DataFrame with ensembl_id/symbol/length or a list of Ensembl "
+                    f"IDs, not {type(vocabulary).__name__}")
+
+
+def prepare(
+    data: Any,
+    vocabulary: Any,
+    *,
+    input: InputKind = "counts",
+    genes: Sequence[Any] | None = None,
+    samples: Sequence[Any] | None = None,
+    orientation: Orientation = "samples_by_genes",
+    lengths: pd.Series | Mapping | np.ndarray | pd.DataFrame | None = None,
+    layer: str | None = None,
+    min_matched_fraction: float = 0.5,
+    backend: Literal["auto", "native", "numpy"] = "auto",
+    n_threads: int | None = None,
+    chunk_samples: int | None = None,
+) -> PreparedInput:
+    """Expression data -> :class:`PreparedInput` for a model vocabulary.
+
+    Args:
+        data: DataFrame, NumPy array (with ``genes``), AnnData (X or ``layer``), or a path
+            to CSV/TSV(.gz), parquet or h5ad (read in chunks of ``chunk_samples``).
+        vocabulary: a Bundle, a DataFrame[ensembl_id, symbol, length], or None for
+            :func:`bulkformer.annotation.default_vocabulary`.
+        input: "counts" (-> TPM -> log1p), "tpm" (-> log1p) or "logtpm" (natural log1p TPM).
+        orientation: rows x columns of ``data``: "samples_by_genes" or "genes_by_samples".
+        lengths: None (vocabulary / shipped lengths, 1,000 bp when unknown), a Series
+            gene ID -> bp overriding them, or a samples x genes matrix of per-sample
+            lengths (tximport avgTxLength) in the same orientation as ``data``.
+        min_matched_fraction: error when fewer than this share of vocabulary genes is measured.
+        backend: "auto" uses the native kernel when built, else NumPy.
+
+    Many-to-one matches are summed (counts, TPM) or averaged (log1p TPM) with a warning.
+    TPM is computed over all input genes, matched or not.
+    """
+    values_parts = []
+    sample_ids: list[str] = []
+    report = None
+    measured = None
+    gene_ids = None
+    for part in prepare_chunks(data, vocabulary, input=input, genes=genes, samples=samples, orientation=orientation,
+                               lengths=lengths, layer=layer, min_matched_fraction=min_matched_fraction,
+                               backend=backend, n_threads=n_threads, chunk_samples=chunk_samples):
+        values_parts.append(part.values)
+        sample_ids.extend(part.sample_ids)
+        report, measured, gene_ids = part.report, part.measured, part.gene_ids
+        check_unique_samples(sample_ids)
+    values = values_parts[0] if len(values_parts) == 1 else np.concatenate(values_parts)
+    report.n_samples = len(sample_ids)
+    return PreparedInput(values=values, measured=measured, sample_ids=sample_ids, gene_ids=gene_ids,
+                         report=report, mask_prob=report.mask_prob)
+
+
+def prepare_chunks(data: Any, vocabulary: Any, *, input: InputKind = "counts", genes=None, samples=None,
+                   orientation: Orientation = "samples_by_genes", lengths=None, layer: str | None = None,
+                   min_matched_fraction: float = 0.5, backend: str = "auto", n_threads: int | None = None,
+                   chunk_samples: int | None = None) -> Iterator[PreparedInput]:
+    """:func:`prepare` one block of samples at a time (same arguments): for cohorts whose
+    raw matrix, or whose prepared matrix, does not fit in memory. Every block carries
+    the same report and mask; sample names are checked for repeats across blocks."""
+    if input not in INPUT_KINDS:
+        raise ValueError(f"input={input!r}: use 'counts', 'tpm' or 'logtpm' (natural log1p TPM)")
+    if not 0 <= min_matched_fraction <= 1:
+        raise ValueError(f"min_matched_fraction={min_matched_fraction} must be between 0 and 1")
+    index = vocabulary_index(resolve_vocabulary(vocabulary))
+    if isinstance(data, (str, Path)):
+        if genes is not None or samples is not None:
+            raise ValueError("genes= and samples= describe in-memory matrices; a file carries its own labels")
+        gene_ids, blocks = iter_file(data, orientation=orientation, layer=layer, chunk_samples=chunk_samples)
+    else:
+        matrix = as_matrix(data, genes=genes, samples=samples, orientation=orientation, layer=layer)
+        gene_ids = matrix.gene_ids
+        blocks = _blocks(matrix, chunk_samples or _BLOCK_SAMPLES)
+    sample_lengths, length_series = _split_lengths(lengths, orientation)
+
+    plan = plan_alignment(gene_ids, index, lengths=length_series)
+    seen_samples: list[str] = []
+    first = True
+    report = None
+    for block in blocks:
+        if first:
+            check_not_empty(block.values.shape[0], len(gene_ids))
+            report = _report(plan, index, input, min_matched_fraction, block)
+            report.warnings.extend(plausibility_warnings(block.values, input))
+            _warn_collapsed(plan, input, report)
+            first = False
+        check_unique_samples(seen_samples + block.sample_ids)
+        seen_samples.extend(block.sample_ids)
+        check_values(block.values, block.sample_ids, gene_ids, input)
+        block_lengths = plan.lengths_bp
+        if sample_lengths is not None:
+            block_lengths = check_sample_lengths(
+                _sample_length_block(sample_lengths, block, gene_ids, len(seen_samples) - len(block.sample_ids)),
+                block.values, block.sample_ids, gene_ids)
+        values = transform_aligned(block.values, plan.column_index, index.n_genes, input=input,
+                                   lengths_bp=block_lengths, backend=backend, n_threads=n_threads)
+        report.n_samples = len(seen_samples)
+        yield PreparedInput(values=values, measured=plan.measured, sample_ids=list(block.sample_ids),
+                            gene_ids=list(index.ensembl_ids), report=report, mask_prob=report.mask_prob)
+    if first:
+        check_not_empty(0, len(gene_ids))
+
+
+def _blocks(matrix: ExpressionMatrix, size: int) -> Iterator[ExpressionMatrix]:
+    n = matrix.values.shape[0]
+    if n == 0:
+        return
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        yield ExpressionMatrix(matrix.values[start:stop] if (start, stop) != (0, n) else matrix.values,
+                               matrix.gene_ids, matrix.sample_ids[start:stop])
+
+
+def _split_lengths(lengths: Any, orientation: str) -> tuple[Any, pd.Series | None]:
+    """(per-sample length matrix or None, per-gene Series or None)."""
+    if lengths is None:
+        return None, None
+    if isinstance(lengths, pd.Series) or isinstance(lengths, Mapping):
+        return None, lengths
+    if isinstance(lengths, pd.DataFrame) or (hasattr(lengths, "ndim") and lengths.ndim == 2):
+        if orientation == "genes_by_samples":
+            lengths = lengths.T
+        return lengths, None
+    array = np.asarray(lengths)
+    if array.ndim == 1:
+        raise ValueError("lengths= as a 1-D array has no gene IDs: pass a pandas Series indexed by gene ID")
+    raise ValueError(f"lengths= must be a Series (gene -> bp) or a samples x genes matrix, got shape {array.shape}")
+
+
+def _sample_length_block(sample_lengths: Any, block: ExpressionMatrix, gene_ids: list[str], offset: int) -> np.ndarray:
+    if isinstance(sample_lengths, pd.DataFrame):
+        frame = sample_lengths
+        frame.index = frame.index.astype(str)
+        frame.columns = frame.columns.astype(str)
+        missing_samples = [s for s in block.sample_ids if s not in frame.index]
+        missing_genes = [g for g in gene_ids if g not in frame.columns]
+        if missing_samples or missing_genes:
+            what = (f"samples {missing_samples[:3]}" if missing_samples else f"genes {missing_genes[:3]}")
+            raise ValueError(f"the per-sample lengths lack {what} of the data: give lengths with the same samples "
+                             "and genes (e.g. tximport's $length matrix next to its $counts)")
+        if frame.columns.has_duplicates:
+            raise ValueError("the per-sample lengths repeat gene columns; pass a plain matrix in data order instead")
+        return frame.loc[block.sample_ids, gene_ids].to_numpy(dtype=np.float64)
+    array = np.asarray(sample_lengths, dtype=np.float64)
+    n_samples = block.values.shape[0]
+    if array.shape[1] != len(gene_ids) or array.shape[0] < offset + n_samples:
+        raise ValueError(f"per-sample lengths have shape {array.shape}, expected (samples, genes) matching the data "
+                         f"({'?' if offset else n_samples} x {len(gene_ids)}); give them in the data's orientation")
+    return array[offset:offset + n_samples]
+
+
+def _report(plan: AlignmentPlan, index: VocabularyIndex, input: str, min_matched_fraction: float,
+            first_block: ExpressionMatrix) -> MappingReport:
+    mapping = plan.mapping
+    n_measured = int(plan.measured.sum())
+    n_vocabulary = index.n_genes
+    report = MappingReport(
+        n_input_genes=len(plan.column_index), n_matched=mapping.n_matched,
+        n_unmatched=len(plan.column_index) - mapping.n_matched, unmatched_examples=list(mapping.unmatched),
+        n_collapsed=mapping.n_collapsed, n_vocabulary=n_vocabulary, n_missing=n_vocabulary - n_measured,
+        mask_prob=float((n_vocabulary - n_measured) / n_vocabulary) if n_vocabulary else 1.0,
+        id_types=dict(mapping.id_types), collapsed_examples=list(mapping.collapsed),
+        match_routes=dict(mapping.routes), length_sources=dict(plan.length_sources), input=input,
+    )
+    if n_vocabulary and n_measured / n_vocabulary < min_matched_fraction:
+        raise ValueError(_too_few_matched(report, min_matched_fraction, first_block, index))
+    return report
+
+
+def _too_few_matched(report: MappingReport, min_fraction: float, block: ExpressionMatrix,
+                     index: VocabularyIndex) -> str:
+    measured = report.n_vocabulary - report.n_missing
+    message = (f"too few vocabulary genes matched: {measured:,} of {report.n_vocabulary:,} "
+               f"({measured / max(report.n_vocabulary, 1):.1%}; min_matched_fraction={min_fraction}). ")
+    labels = block.sample_ids[:2000]
+    hits = [s for s in labels if lookup(str(s), index)[1] >= 0]
+    if len(hits) >= max(3, 0.5 * len(labels)) and len(hits) > report.n_matched:
+        return message + (
+            f"The sample names look like gene IDs ({len(hits):,} of {len(labels):,} match, e.g. {', '.join(hits[:3])}): "
+            "genes are on the other axis. Pass orientation='genes_by_samples' if rows are genes "
+            "(or 'samples_by_genes' if rows are samples).")
+    return message + (
+        f"Unmatched input genes include {', '.join(report.unmatched_examples[:5]) or 'none'} (ID kinds: "
+        f"{report.id_types}). Use human Ensembl gene IDs, HGNC symbols or Entrez IDs; check that gene IDs are "
+        "the row/column labels (orientation=); or lower min_matched_fraction for a targeted panel.")
+
+
+def _warn_collapsed(plan: AlignmentPlan, input: str, report: MappingReport) -> None:
+    if not report.n_collapsed:
+        return
+    how = "averaged" if input == "logtpm" else "summed"
+    message = (f"{report.n_collapsed:,} input genes were merged into vocabulary genes that other input genes "
+               f"already map to ({how}; e.g. {'; '.join(report.collapsed_examples[:3])})")
+    report.warnings.append(message)
+    warnings.warn(message, UserWarning, stacklevel=4)

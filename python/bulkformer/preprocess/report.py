@@ -1,0 +1,60 @@
+"""The mapping report every data-preparation call returns."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class MappingReport:
+    """How the input genes met the model vocabulary.
+
+    ``n_matched`` input genes landed on ``n_vocabulary - n_missing`` vocabulary genes;
+    ``n_collapsed`` of them were merged into another input gene with the same target
+    (summed for counts/TPM, averaged for log values). ``mask_prob`` is the share of
+    vocabulary genes the data lacks (fed to v2 models). ``id_types`` counts the input
+    identifiers by recognised kind.
+    """
+
+    n_input_genes: int
+    n_matched: int
+    n_unmatched: int
+    unmatched_examples: list[str]
+    n_collapsed: int
+    n_vocabulary: int
+    n_missing: int
+    mask_prob: float
+    id_types: dict[str, int]
+    # additions beyond the contract
+    collapsed_examples: list[str] = field(default_factory=list)
+    match_routes: dict[str, int] = field(default_factory=dict)
+    length_sources: dict[str, int] = field(default_factory=dict)
+    n_samples: int = 0
+    input: str = "counts"
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (plain ints, floats, strings, lists and dicts)."""
+        data = asdict(self)
+        data["mask_prob"] = float(self.mask_prob)
+        for key in ("id_types", "match_routes", "length_sources"):
+            data[key] = {str(k): int(v) for k, v in data[key].items()}
+        for key, value in list(data.items()):
+            if isinstance(value, bool) or not hasattr(value, "item"):
+                continue
+            data[key] = value.item()  # NumPy scalars
+        return data
+
+    def summary(self) -> str:
+        """One human-readable line."""
+        kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(self.id_types.items(), key=lambda kv: -kv[1]) if v)
+        line = (f"{self.n_matched:,} of {self.n_input_genes:,} input genes matched the vocabulary "
+                f"({self.n_vocabulary - self.n_missing:,} of {self.n_vocabulary:,} vocabulary genes measured, "
+                f"mask_prob {self.mask_prob:.3f}); {self.n_unmatched:,} unmatched")
+        if self.unmatched_examples:
+            line += f" (e.g. {', '.join(self.unmatched_examples[:3])})"
+        if self.n_collapsed:
+            line += f"; {self.n_collapsed:,} merged into duplicates"
+        if kinds:
+            line += f"; IDs: {kinds}"
+        return line

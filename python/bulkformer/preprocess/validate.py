@@ -1,0 +1,123 @@
+"""Input checks whose errors say what is wrong, where, and how to fix it."""
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import numpy as np
+
+LOG1P_TPM_MAX = float(np.log1p(1e6))  # a single gene holding every transcript
+_BLOCK_ROWS = 256  # rows per check block: bounded temporaries on large inputs
+
+
+def _examples(names: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(str(n)) for n in list(names)[:limit])
+    return shown + (f" and {len(names) - limit:,} more" if len(names) > limit else "")
+
+
+def check_not_empty(n_samples: int, n_genes: int) -> None:
+    if n_samples == 0 or n_genes == 0:
+        raise ValueError(
+            f"empty input: {n_samples} samples x {n_genes} genes. Pass a matrix with at least one sample and "
+            "one gene (check the file's separator, the orientation= argument, or a filter that removed everything).")
+
+
+def check_unique_samples(sample_ids: Sequence[str]) -> None:
+    seen: set[str] = set()
+    duplicated = [s for s in sample_ids if s in seen or seen.add(s)]
+    if duplicated:
+        raise ValueError(
+            f"duplicated sample names: {_examples(sorted(set(duplicated)))} occur more than once. Give every "
+            "sample a unique name (e.g. append a replicate suffix) or drop the repeated rows.")
+
+
+def check_lengths_1d(lengths_bp: np.ndarray, gene_ids: Sequence[str]) -> None:
+    bad = ~(np.isfinite(lengths_bp) & (lengths_bp > 0))
+    if bad.any():
+        raise ValueError(
+            f"invalid gene lengths: {int(bad.sum()):,} genes have a length that is not a positive number "
+            f"(e.g. {_examples([gene_ids[j] for j in np.flatnonzero(bad)])}). Pass lengths in base pairs > 0, or "
+            "leave those genes out of lengths= to use the shipped annotation.")
+
+
+def check_values(matrix: np.ndarray, sample_ids: Sequence[str], gene_ids: Sequence[str], input: str,
+                 row_offset: int = 0) -> None:
+    """NaN, inf, negative values and all-zero samples, block by block."""
+    is_float = matrix.dtype.kind == "f"
+    for start in range(0, matrix.shape[0], _BLOCK_ROWS):
+        block = matrix[start:start + _BLOCK_ROWS]
+        if is_float:
+            for problem, test, fix in (
+                ("NaN (missing) values", np.isnan,
+                 "Fill unmeasured values (0 for a gene with no reads) or drop those genes/samples; do not leave NaN."),
+                ("infinite values", np.isinf,
+                 "Check the upstream computation (a division by zero or log of 0); replace or drop those entries."),
+            ):
+                _raise_on(test(block), problem, fix, sample_ids, gene_ids, start)
+        if block.dtype.kind in "fi":
+            _raise_on(block < 0, "negative values",
+                      ("Counts, TPM and log1p TPM cannot be negative. If these are log2 ratios or z-scores, "
+                       "pass raw counts (input='counts'), TPM (input='tpm') or natural log1p TPM (input='logtpm')."),
+                      sample_ids, gene_ids, start)
+        zero_rows = ~(block != 0).any(axis=1)
+        if zero_rows.any():
+            names = [sample_ids[start + i] for i in np.flatnonzero(zero_rows)]
+            raise ValueError(
+                f"all-zero samples: {_examples(names)} have no expression in any gene (of {len(gene_ids):,}). "
+                "Drop these samples (failed libraries) before preparing the data; TPM is undefined for them.")
+
+
+def _raise_on(bad: np.ndarray, problem: str, fix: str, sample_ids, gene_ids, start: int) -> None:
+    if not bad.any():
+        return
+    rows, cols = np.nonzero(bad)
+    where = [f"{sample_ids[start + r]}/{gene_ids[c]}" for r, c in zip(rows[:5], cols[:5])]
+    raise ValueError(f"{problem} in the input at {int(bad.sum()):,} entries of the first affected samples "
+                     f"(sample/gene: {', '.join(where)}). {fix}")
+
+
+def check_sample_lengths(lengths_bp: np.ndarray, matrix: np.ndarray, sample_ids, gene_ids) -> np.ndarray:
+    """Per-sample (tximport) lengths: must be > 0 where a gene has reads; elsewhere unused.
+
+    Returns lengths safe to divide by (float64, unusable entries set to 1,000 bp where
+    the count is 0, where they cannot change TPM)."""
+    lengths_bp = np.array(lengths_bp, dtype=np.float64)
+    bad = ~(np.isfinite(lengths_bp) & (lengths_bp > 0))
+    if bad.any():
+        needed = bad & (np.asarray(matrix) != 0)
+        if needed.any():
+            rows, cols = np.nonzero(needed)
+            where = [f"{sample_ids[r]}/{gene_ids[c]}" for r, c in zip(rows[:5], cols[:5])]
+            raise ValueError(
+                f"invalid per-sample lengths: {int(needed.sum()):,} entries with reads have a length that is not a "
+                f"positive number (sample/gene: {', '.join(where)}). tximport's avgTxLength should be > 0 where "
+                "counts are; replace those lengths (e.g. by the gene's mean length over samples).")
+        lengths_bp[bad] = 1000.0
+    return lengths_bp
+
+
+def plausibility_warnings(matrix: np.ndarray, input: str, max_rows: int = 200) -> list[str]:
+    """Warn when the declared kind does not fit the numbers (checked on up to max_rows samples)."""
+    sample = np.asarray(matrix[:max_rows], dtype=np.float64)
+    nonzero = sample[sample != 0]
+    if nonzero.size == 0:
+        return []
+    maximum = float(nonzero.max())
+    fractional = float(np.mean(nonzero != np.round(nonzero)))
+    messages = []
+    if input in ("counts", "tpm") and maximum <= 2 * LOG1P_TPM_MAX and fractional > 0.5:
+        messages.append(
+            f"input={input!r} but the values look already log-transformed (largest {maximum:.3g}, "
+            f"{fractional:.0%} non-integer): pass input='logtpm' if they are natural log1p TPM, "
+            "or give untransformed values.")
+    if input == "tpm" and fractional == 0 and maximum > 2 * LOG1P_TPM_MAX:
+        messages.append(
+            "input='tpm' but every value is a whole number: these look like raw counts; pass input='counts' "
+            "so that they are length-normalised.")
+    if input == "logtpm" and maximum > LOG1P_TPM_MAX + 0.5:
+        messages.append(
+            f"input='logtpm' but values reach {maximum:.3g}, above log1p(1e6) = {LOG1P_TPM_MAX:.2f}: these look "
+            "like counts or TPM (or log2 values); pass input='counts' or input='tpm', or natural log1p TPM.")
+    for message in messages:
+        warnings.warn(message, UserWarning, stacklevel=3)
+    return messages
