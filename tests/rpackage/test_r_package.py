@@ -115,3 +115,51 @@ def test_roxygen_output_is_committed(tmp_path):
     assert generated == sorted(p.name for p in (R_PACKAGE / "man").glob("*.Rd"))
     mismatched = [name for name in generated if not filecmp.cmp(copy / "man" / name, R_PACKAGE / "man" / name, shallow=False)]
     assert not mismatched, f"re-run roxygen2::roxygenise('rpackage') and commit: {mismatched}"
+
+
+@pytest.fixture(scope="module")
+def r_library(tmp_path_factory) -> Path:
+    """The package installed from source into a private library."""
+    library = tmp_path_factory.mktemp("rlib")
+    result = _run(["R", "CMD", "INSTALL", "--no-test-load", "-l", str(library), str(R_PACKAGE)], library, dict(os.environ))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return library
+
+
+def test_install_bulkformer_builds_an_offline_virtualenv_that_use_bulkformer_python_selects(tmp_path, r_library):
+    """install_bulkformer() with --no-index: a stub Python package named bulkformer and
+    numpy<2 from a local wheel directory; a fresh R session then binds to that venv."""
+    stub = tmp_path / "stub"
+    (stub / "bulkformer").mkdir(parents=True)
+    (stub / "bulkformer" / "__init__.py").write_text("MARKER = 'stub-from-wheelhouse'\n")
+    (stub / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "bulkformer"\nversion = "0.0.1"\n'
+    )
+    wheels = tmp_path / "wheels"
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(stub)],
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    numpy = subprocess.run([sys.executable, "-m", "pip", "download", "numpy<2", "--no-deps", "--only-binary=:all:", "-q", "-d", str(wheels)],
+                           capture_output=True, text=True)
+    if numpy.returncode != 0:
+        pytest.skip(f"no numpy<2 wheel reachable to fill the wheel directory: {numpy.stderr[-300:]}")
+    wheel = next(wheels.glob("bulkformer-0.0.1-*.whl"))
+    venv = tmp_path / "venv"
+    env = {k: v for k, v in os.environ.items() if k != "RETICULATE_PYTHON"}
+    env.update(RETICULATE_MINICONDA_ENABLED="FALSE", R_LIBS=str(r_library))
+    base_python = getattr(sys, "_base_executable", sys.executable)
+    install = _run(["Rscript", "-e", f"bulkformer::install_bulkformer('{wheel}', envname = '{venv}', python = '{base_python}', find_links = '{wheels}')"],
+                   tmp_path, env)
+    assert install.returncode == 0, install.stdout + install.stderr
+    probe = _run(["Rscript", "-e", f"""
+        bulkformer::use_bulkformer_python(envname = '{venv}')
+        cat(reticulate::py_config()$python, reticulate::import('bulkformer')$MARKER,
+            reticulate::import('numpy')$`__version__`, bulkformer::bulkformer_available(), sep = '\\n')
+    """], tmp_path, env)
+    assert probe.returncode == 0, probe.stdout + probe.stderr
+    python, marker, numpy_version, available = probe.stdout.strip().splitlines()[-4:]
+    assert Path(python).resolve().parent.parent == venv.resolve() or Path(python).parent.parent == venv
+    assert marker == "stub-from-wheelhouse"
+    assert int(numpy_version.split(".")[0]) < 2
+    assert available == "FALSE"  # a stub without the inference API is not enough
