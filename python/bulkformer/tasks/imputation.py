@@ -5,7 +5,6 @@ BulkFormer imputes with the hidden entries set to the mask token, as in pretrain
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -38,22 +37,19 @@ def knn_imputer(n_neighbors: int = 10) -> Imputer:
     return impute
 
 
-def model_imputer(model: Any, *, batch_size: int = 16, device: str | None = None) -> Imputer:
+def model_imputer(model: Any, *, batch_size: int = 16, device: str | None = None,
+                  precision: str | None = None) -> Imputer:
     """BulkFormer as an imputer: NaN entries (hidden or unmeasured) enter the model as the
-    mask token (-10) and come back as its mask-corrected predictions.
+    mask token (-10) and come back as its mask-corrected predictions (run by the
+    inference engine: device, precision and batching as in ``bulkformer.impute``).
 
     ``model``: a Bundle or bundle path. The masked matrix's columns must be vocabulary
     gene IDs (log1p TPM values)."""
-    import torch
-
-    from bulkformer.bundle import Bundle, load
+    from bulkformer.inference.execution import Engine
     from bulkformer.model import MASK_VALUE
 
-    bundle = model if isinstance(model, Bundle) else load(os.fspath(model), device=device or "cpu")
-    if device is None:
-        device = str(next(bundle.model.parameters()).device)
-    net = bundle.model.to(device).eval()
-    vocabulary = pd.Index(bundle.gene_ids)
+    engine = Engine.create(model, device=device, precision=precision, batch_size=batch_size, progress=False)
+    vocabulary = pd.Index(engine.bundle.gene_ids)
 
     def impute(masked: pd.DataFrame) -> pd.DataFrame:
         position = vocabulary.get_indexer(masked.columns)
@@ -61,7 +57,7 @@ def model_imputer(model: Any, *, batch_size: int = 16, device: str | None = None
             bad = masked.columns[position < 0][:5].tolist()
             raise ValueError(
                 f"{int((position < 0).sum())} columns are not genes of the model's vocabulary (e.g. {bad}); "
-                "prepare the data against the model (bulkformer.preprocess.prepare) first"
+                "prepare the data against the model (bulkformer.tasks.features.logtpm_matrix) first"
             )
         values = np.full((len(masked), len(vocabulary)), MASK_VALUE, dtype=np.float32)
         block = masked.to_numpy(dtype=np.float32)
@@ -69,12 +65,9 @@ def model_imputer(model: Any, *, batch_size: int = 16, device: str | None = None
         # Share of vocabulary genes the data set lacks altogether (fed to the v2 head).
         lacking = np.ones(len(vocabulary), dtype=bool)
         lacking[position[~np.isnan(block).all(axis=0)]] = False
-        mask_prob = float(lacking.mean())
         out = np.empty_like(values)
-        with torch.no_grad():
-            for start in range(0, len(values), batch_size):
-                x = torch.from_numpy(values[start:start + batch_size]).to(device)
-                out[start:start + batch_size] = net(x, mask_prob=mask_prob).expr.float().cpu().numpy()
+        for batch in engine.stream(values, float(lacking.mean()), want_expr=True, description="imputation"):
+            out[batch.start:batch.stop] = batch.expr
         return pd.DataFrame(out[:, position], index=masked.index, columns=masked.columns)
 
     return impute
@@ -109,6 +102,7 @@ def evaluate(
     knn_neighbors: int = 10,
     batch_size: int = 16,
     device: str | None = None,
+    precision: str | None = None,
     max_predictions: int = 50_000,
     seed: int = 0,
 ) -> TaskResult:
@@ -136,7 +130,7 @@ def evaluate(
         raise ValueError("imputation evaluation needs at least 2 samples")
     methods: dict[str, Imputer] = {}
     if model is not None:
-        methods["bulkformer"] = model_imputer(model, batch_size=batch_size, device=device)
+        methods["bulkformer"] = model_imputer(model, batch_size=batch_size, device=device, precision=precision)
     methods.update(imputers or {})
     for name in baselines:
         if name == "gene_mean":
