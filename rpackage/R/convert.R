@@ -82,3 +82,11 @@
     c(list(batch_size = as.integer(batch.size), device = device, progress = isTRUE(progress)),
       python.args)
 }
+
+# bulkformer.inference.GeneEmbeddings -> samples x genes x features array.
+.py_gene_embeddings <- function(stored) {
+    values <- .py_numeric(stored$values$astype("float64"))
+    dimnames(values) <- list(.py_strings(stored$sample_ids), .py_strings(stored$gene_ids), NULL)
+    attr(values, "metadata") <- .py_dict(stored$metadata)
+    values
+}

@@ -71,7 +71,8 @@ setGeneric("bulkformerImpute", function(x, ...) standardGeneric("bulkformerImput
 #' @inheritParams bulkformerImpute
 #' @param level `"sample"` or `"gene"`.
 #' @param aggregate How gene states are pooled into a sample vector: `"max"`,
-#'   `"mean"`, `"median"`, or `"all"` (the three concatenated).
+#'   `"mean"`, `"median"`, or `"all"` (the three combined as the Python
+#'   `bulkformer.embed` does).
 #' @param genes Optional vocabulary gene IDs to pool over (sample level) or to write
 #'   (gene level); `NULL` for all.
 #' @param out For `level = "gene"`: path of the store to write.
@@ -128,6 +129,9 @@ bulkformerEmbedding <- function(x, name = "bulkformer") {
 #' @rdname bulkformerEmbed
 #' @param path Path returned by `bulkformerEmbed(..., level = "gene")`.
 #' @param samples Optional sample names to read.
+#' @return `readBulkformerGeneEmbeddings()`: a samples x genes x features array
+#'   (dimnames: sample names, gene IDs) with the store's metadata as attribute
+#'   `"metadata"`.
 #' @export
 readBulkformerGeneEmbeddings <- function(path, samples = NULL, genes = NULL) {
     inference <- .py_module("bulkformer.inference")
