@@ -1,0 +1,486 @@
+"""Masked-expression pretraining as in the paper, on one device or many (torchrun DDP).
+
+Per sample ~15% of the measured genes are set to -10 and the model is trained on MSE at
+those positions only; AdamW, peak lr 1e-4, linear warmup over the first 5% of steps
+then cosine decay; gradient accumulation and clipping; bf16 autocast on GPU; optional
+activation checkpointing (per Performer layer). Validation at the end of every epoch:
+masked-entry Pearson r on held-out samples.
+
+Determinism: the model is initialised from ``seed`` on every rank; the masks of optimizer
+step ``t`` are drawn for the whole global batch from a generator seeded by (seed, t); the
+data order is a function of (seed, epoch). Hence 2 ranks x B/2 reproduce 1 rank x B, and a
+resumed run reproduces the uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_model
+
+from ..bundle import Bundle
+from ..model import PRESETS, BulkFormer, ModelConfig
+from . import checkpoint as ckpt
+from .data import Corpus, build_corpus, in_memory_corpus
+from .distributed import DistContext, all_reduce_sum, barrier, init_distributed, shutdown
+from .evaluation import evaluation_mask, masked_pearson, model_predictions
+from .masking import mask_measured, masked_sse, missing_share, step_generator
+from .schedule import warmup_cosine
+
+# Fault injection for the kill-and-resume test: SIGKILL this process after that step.
+KILL_AFTER_STEP_ENV = "BULKFORMER_KILL_AFTER_STEP"
+
+
+@dataclass
+class PretrainResult:
+    """The trained bundle (eval mode), the per-step history (step, epoch, loss, lr,
+    grad_norm, samples) and the per-epoch validation (epoch, step, masked_pcc,
+    masked_mse, n_masked); ``out`` is the run directory (final bundle in ``out/model``)."""
+
+    bundle: Bundle
+    history: pd.DataFrame
+    validation: pd.DataFrame
+    out: Path | None
+
+
+def pretrain(
+    data: Any,
+    out: str | Path | None = None,
+    *,
+    model: str | ModelConfig | Bundle | Path = "37M",
+    vocabulary: Any = None,
+    input: str = "counts",
+    layer: str | None = None,
+    lengths: Any = None,
+    val_data: Any = None,
+    val_fraction: float = 0.1,
+    max_val_samples: int = 512,
+    epochs: int = 1,
+    max_steps: int | None = None,
+    batch_size: int = 16,
+    grad_accum: int = 1,
+    lr: float = 1e-4,
+    weight_decay: float = 0.01,
+    warmup_fraction: float = 0.05,
+    mask_fraction: float = 0.15,
+    clip_norm: float | None = 1.0,
+    precision: str = "auto",
+    activation_checkpointing: bool = False,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int = 2,
+    resume: bool | str | Path = False,
+    seed: int = 0,
+    device: str | None = None,
+    shards_in_memory: int = 2,
+    dim: int | None = None,
+    p_repeat: int | None = None,
+    heads: int | None = None,
+    dropout: float | None = None,
+    graph_top_k: int = 20,
+    graph_min_abs_r: float = 0.4,
+    log_every: int = 10,
+    progress: bool = True,
+) -> PretrainResult:
+    """Pretrain (or continue pretraining) a BulkFormer by masked-expression modelling.
+
+    ``data``: a shard directory / file / list of files (h5ad, parquet, zarr, csv, tsv;
+    streamed, ``shards_in_memory`` at a time), a DataFrame / AnnData / array (samples x
+    genes; ``input`` says counts / tpm / logtpm, "aligned" for arrays already in
+    vocabulary order), or a ``SimulatedCohort``. Raw data go through
+    ``bulkformer.preprocess.prepare``.
+
+    ``model``: a preset name ("37M", ...) or ModelConfig for a new model over
+    ``vocabulary`` (default: the shipped vocabulary), sized down with ``dim`` /
+    ``p_repeat`` / ``heads``; its gene graph is built from the data (top ``graph_top_k``
+    partners by |Pearson r| >= ``graph_min_abs_r``). Or a Bundle / bundle path to
+    continue pretraining it.
+
+    ``batch_size`` is the global micro-batch (split over torchrun ranks); one optimizer
+    step sees ``batch_size * grad_accum`` samples. ``checkpoint_every`` steps a
+    checkpoint goes to ``out/checkpoints``; ``resume=True`` continues from the latest.
+
+    Example::
+
+        cohort = bulkformer.simulate_cohort(n_samples=400, n_genes=1000)
+        result = bulkformer.pretrain(cohort, "runs/sim", dim=32, heads=4, epochs=5, batch_size=16)
+        result.validation
+    """
+    arguments = dict(locals())
+    _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, val_fraction, precision)
+    ctx = init_distributed(device)
+    owns_group = ctx.distributed
+    try:
+        return _pretrain(ctx, **arguments)
+    finally:
+        if owns_group:
+            shutdown(ctx)
+
+
+def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, lengths, val_data, val_fraction,
+              max_val_samples, epochs, max_steps, batch_size, grad_accum, lr, weight_decay, warmup_fraction,
+              mask_fraction, clip_norm, precision, activation_checkpointing, checkpoint_every, keep_checkpoints,
+              resume, seed, device, shards_in_memory, dim, p_repeat, heads, dropout, graph_top_k, graph_min_abs_r,
+              log_every, progress) -> PretrainResult:
+    if batch_size % ctx.world_size:
+        raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {ctx.world_size}")
+    run_dir = Path(out) if out is not None else None
+    if checkpoint_every and run_dir is None:
+        raise ValueError("checkpoint_every needs a run directory (out=...) to write checkpoints to")
+    say = _printer(ctx, progress)
+
+    torch.manual_seed(seed)  # same on every rank: identical initial weights and Performer redraws
+    genes, base_bundle, config = _resolve_model(model, vocabulary, dim=dim, p_repeat=p_repeat, heads=heads, dropout=dropout)
+    corpus = build_corpus(data, genes, input=input, layer=layer, lengths=lengths, shards_in_memory=shards_in_memory)
+    corpus, val_values = _validation_split(corpus, val_data, val_fraction, max_val_samples, genes, input, layer, lengths, seed)
+    if base_bundle is None:
+        edge_index, edge_weight, level = _graph_from_data(corpus, seed, graph_top_k, graph_min_abs_r)
+        net = BulkFormer(config, edge_index, edge_weight)
+        _init_output_level(net, level)
+        bundle = Bundle(model=net, genes=genes, metadata={"name": "bulkformer-pretrained"})
+    else:
+        bundle = base_bundle
+        if dropout is not None:
+            _set_dropout(bundle.model, dropout)
+    net = bundle.model.to(ctx.device).train()
+    _freeze_unused(net)
+    if activation_checkpointing:
+        enable_activation_checkpointing(net)
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    wrapped: torch.nn.Module = net
+    if ctx.distributed:
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+
+    step_samples = batch_size * grad_accum
+    steps_per_epoch = corpus.n_samples // step_samples
+    if steps_per_epoch < 1:
+        raise ValueError(f"{corpus.n_samples} training samples are fewer than one step's {step_samples} "
+                         "(batch_size x grad_accum); lower batch_size or add data")
+    total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
+    scheduler = warmup_cosine(optimizer, total_steps, warmup_fraction)
+    use_bf16 = _use_bf16(precision, ctx.device)
+
+    step, epoch, position = 0, 0, 0
+    history: list[dict[str, Any]] = []
+    validation: list[dict[str, Any]] = []
+    start_from = ckpt.resolve_checkpoint(resume, run_dir)
+    if start_from is not None:
+        state = ckpt.load_trainer_state(start_from)
+        load_model(net, str(start_from / "bundle" / "model.safetensors"), strict=True, device=str(ctx.device))
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        if torch.cuda.is_available() and state.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        step, epoch, position = int(state["step"]), int(state["epoch"]), int(state["position"])
+        history, validation = list(state["history"]), list(state["validation"])
+        if int(state["step_samples"]) != step_samples:
+            raise ValueError(f"the checkpoint was trained with {state['step_samples']} samples per step; "
+                             f"resume with the same batch_size x grad_accum (now {step_samples})")
+        say(f"resumed from {start_from} at step {step} (epoch {epoch}, sample {position})")
+    if ctx.is_main and run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_log(run_dir, history)
+    say(f"pretraining {config.version} d={config.dim} x {config.p_repeat} layers over {config.n_genes} genes: "
+        f"{corpus.n_samples} samples, {total_steps} steps of {step_samples}, {ctx.world_size} process(es) on {ctx.device}")
+
+    kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0)
+    started = time.time()
+    while step < total_steps:
+        for position, batch in corpus.batches(step_samples, epoch, seed, start=position):
+            record = _train_step(wrapped, net, optimizer, scheduler, batch, ctx, step=step, seed=seed,
+                                 batch_size=batch_size, grad_accum=grad_accum, mask_fraction=mask_fraction,
+                                 clip_norm=clip_norm, use_bf16=use_bf16, trainable=trainable)
+            step += 1
+            record.update(step=step, epoch=epoch, samples=position)
+            history.append(record)
+            if ctx.is_main and run_dir is not None:
+                with open(run_dir / "log.jsonl", "a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+            if step % max(1, log_every) == 0 or step == total_steps:
+                say(f"step {step}/{total_steps} epoch {epoch} loss {record['loss']:.4f} lr {record['lr']:.2e} "
+                    f"({time.time() - started:.0f}s)")
+            if checkpoint_every and step % checkpoint_every == 0 and step < total_steps:
+                _checkpoint(ctx, run_dir, bundle, optimizer, scheduler, step, epoch, position, history, validation,
+                            step_samples, keep_checkpoints)
+            if kill_after and step == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if step >= total_steps:
+                break
+        else:  # the epoch's data ran out
+            validation.append(_validate(net, val_values, epoch, step, seed, mask_fraction, ctx, use_bf16, say))
+            epoch, position = epoch + 1, 0
+    if not validation or validation[-1]["step"] != step:
+        validation.append(_validate(net, val_values, epoch, step, seed, mask_fraction, ctx, use_bf16, say))
+
+    net.eval()
+    disable_activation_checkpointing(net)
+    last = validation[-1]
+    bundle.metadata = {**bundle.metadata, "pretraining": {
+        "steps": step, "epochs_completed": epoch, "samples_per_step": step_samples, "seed": seed,
+        "mask_fraction": mask_fraction, "peak_lr": lr, "final_loss": history[-1]["loss"] if history else None,
+        "val_masked_pcc": last["masked_pcc"],
+    }}
+    history_frame, validation_frame = pd.DataFrame(history), pd.DataFrame(validation)
+    if ctx.is_main and run_dir is not None:
+        bundle.save(run_dir / "model")
+        _atomic_csv(history_frame, run_dir / "history.csv")
+        _atomic_csv(validation_frame, run_dir / "validation.csv")
+        say(f"model written to {run_dir / 'model'}")
+    barrier(ctx)
+    return PretrainResult(bundle=bundle, history=history_frame, validation=validation_frame, out=run_dir)
+
+
+# ---------------------------------------------------------------------------- steps
+def _train_step(wrapped, net, optimizer, scheduler, batch: np.ndarray, ctx: DistContext, *, step: int, seed: int,
+                batch_size: int, grad_accum: int, mask_fraction: float, clip_norm: float | None, use_bf16: bool,
+                trainable) -> dict[str, Any]:
+    """One optimizer step over a global batch of ``batch_size * grad_accum`` rows.
+
+    Masks are drawn for the whole global batch (identical on every rank); each rank
+    takes its rows of each micro-batch. The loss is the sum of squared errors over the
+    masked entries divided by their global count, scaled by world size because DDP
+    averages gradients: the gradient equals the single-process one."""
+    x_all = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+    masked_all, mask_all = mask_measured(x_all, mask_fraction, step_generator(seed, step))
+    n_masked = int(mask_all.sum())
+    if n_masked == 0:
+        raise ValueError("a training batch has no measured genes to mask; check the data alignment (all -10?)")
+    local = batch_size // ctx.world_size
+    sse_total = torch.zeros((), dtype=torch.float64, device=ctx.device)
+    autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+    for micro in range(grad_accum):
+        rows = slice(micro * batch_size + ctx.rank * local, micro * batch_size + (ctx.rank + 1) * local)
+        x, x_in, mask = (t[rows].to(ctx.device) for t in (x_all, masked_all, mask_all))
+        sync = wrapped.no_sync() if ctx.distributed and micro < grad_accum - 1 else nullcontext()
+        with sync:
+            with autocast:
+                output = wrapped(x_in, missing_share(x))
+                prediction = raw_prediction(net, output)
+            sse = masked_sse(prediction, x, mask)
+            (sse / n_masked * ctx.world_size).backward()
+        sse_total += sse.detach().double()
+    all_reduce_sum(sse_total, ctx)
+    grad_norm = float("nan")
+    if clip_norm:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, clip_norm))
+    lr_now = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {"loss": float(sse_total) / n_masked, "lr": lr_now, "grad_norm": grad_norm, "n_masked": n_masked}
+
+
+def _validate(net: BulkFormer, val_values: np.ndarray | None, epoch: int, step: int, seed: int, mask_fraction: float,
+              ctx: DistContext, use_bf16: bool, say) -> dict[str, Any]:
+    """Masked-entry Pearson r on the held-out samples (the same masks every epoch)."""
+    if val_values is None or not len(val_values):
+        return {"epoch": epoch, "step": step, "masked_pcc": float("nan"), "masked_mse": float("nan"), "n_masked": 0}
+    masked, mask = evaluation_mask(val_values, mask_fraction, seed=seed + 7919)
+    pred = model_predictions(net, masked, device=ctx.device, bf16=use_bf16)
+    pcc = masked_pearson(pred, val_values, mask)
+    mse = float(((pred - val_values)[mask] ** 2).mean()) if mask.any() else float("nan")
+    say(f"validation after epoch {epoch} (step {step}): masked Pearson r {pcc:.4f}, MSE {mse:.4f} "
+        f"over {int(mask.sum())} masked entries of {len(val_values)} held-out samples")
+    return {"epoch": epoch, "step": step, "masked_pcc": pcc, "masked_mse": mse, "n_masked": int(mask.sum())}
+
+
+def _checkpoint(ctx, run_dir, bundle, optimizer, scheduler, step, epoch, position, history, validation, step_samples, keep):
+    if ctx.is_main:
+        state = {
+            "step": step, "epoch": epoch, "position": position, "step_samples": step_samples,
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "history": history, "validation": validation, "world_size": ctx.world_size,
+        }
+        ckpt.save_checkpoint(run_dir, step, bundle, state, keep=keep)
+    barrier(ctx)
+
+
+# ---------------------------------------------------------------------------- setup
+def _resolve_model(model, vocabulary, *, dim, p_repeat, heads, dropout) -> tuple[pd.DataFrame, Bundle | None, ModelConfig]:
+    from ..bundle import load
+
+    if isinstance(model, Bundle) or (isinstance(model, (str, Path)) and Path(model).is_dir()):
+        bundle = model if isinstance(model, Bundle) else load(model)
+        if any(v is not None for v in (dim, p_repeat, heads)):
+            raise ValueError("dim / p_repeat / heads shape a new model; they cannot change an existing bundle")
+        return bundle.genes, bundle, bundle.config
+    if isinstance(model, str):
+        if model not in PRESETS:
+            raise ValueError(f"model must be a preset ({', '.join(PRESETS)}), a ModelConfig, or a bundle directory; got {model!r}")
+        config = PRESETS[model]
+    elif isinstance(model, ModelConfig):
+        config = model
+    else:
+        raise ValueError(f"model must be a preset name, a ModelConfig or a Bundle, got {type(model).__name__}")
+    from ..datasets.simulate import _resolve_genes
+
+    genes = _resolve_genes(vocabulary, None)
+    changes: dict[str, Any] = {"n_genes": len(genes)}
+    if dim is not None:
+        changes["dim"] = dim
+    if p_repeat is not None:
+        changes["p_repeat"] = p_repeat
+    if heads is not None:
+        changes["full_head"] = heads
+    if dropout is not None:
+        changes["attn_dropout"] = changes["ff_dropout"] = dropout
+    return genes, None, replace(config, **changes)
+
+
+def _validation_split(corpus: Corpus, val_data, val_fraction: float, max_val_samples: int, genes, input, layer,
+                      lengths, seed: int) -> tuple[Corpus, np.ndarray | None]:
+    if val_data is not None:
+        return corpus, build_corpus(val_data, genes, input=input, layer=layer, lengths=lengths).sample(max_val_samples, seed)
+    if val_fraction <= 0:
+        return corpus, None
+    in_memory = all(s.name.startswith("rows ") for s in corpus.shards)
+    if in_memory:
+        values = np.concatenate([s.read() for s in corpus.shards], axis=0)
+        order = np.random.default_rng([seed, 99]).permutation(len(values))
+        n_val = min(max_val_samples, max(1, int(round(val_fraction * len(values)))))
+        if len(values) - n_val < 1:
+            raise ValueError(f"too few samples ({len(values)}) to hold out {n_val} for validation; set val_fraction=0")
+        train = values[np.sort(order[n_val:])]
+        return in_memory_corpus(train, shards_in_memory=corpus.shards_in_memory), values[np.sort(order[:n_val])]
+    if len(corpus.shards) < 2:
+        return corpus, None  # one shard file: nothing to hold out without reading it twice
+    n_val_shards = max(1, int(math.ceil(val_fraction * len(corpus.shards))))
+    held = corpus.shards[-n_val_shards:]
+    values = np.concatenate([s.read() for s in held], axis=0)
+    keep = np.sort(np.random.default_rng(seed).permutation(len(values))[:max_val_samples])
+    return Corpus(corpus.shards[:-n_val_shards], corpus.shards_in_memory), values[keep]
+
+
+def _graph_from_data(corpus: Corpus, seed: int, top_k: int, min_abs_r: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Co-expression graph over (up to 2,000) training samples, measured entries only,
+    and their mean measured value."""
+    from ..datasets.tiny import correlation_graph
+
+    values = corpus.sample(2000, seed).astype(np.float64)
+    values[values == -10.0] = np.nan
+    means = np.nanmean(np.where(np.isnan(values).all(axis=0), 0.0, values), axis=0)
+    filled = np.where(np.isnan(values), means, values)  # unmeasured entries carry no correlation
+    edge_index, edge_weight = correlation_graph(filled, top_k=top_k, min_abs_r=min_abs_r)
+    level = float(np.nanmean(values)) if np.isfinite(values).any() else 1.0
+    return edge_index, edge_weight, level
+
+
+def _init_output_level(net: BulkFormer, level: float) -> None:
+    """Start the output head at the corpus' mean expression. The head ends in a ReLU; a
+    random init can leave it negative for every gene, where no gradient ever flows."""
+    last_linear = [m for m in net.head if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last_linear.bias.fill_(max(level, 0.1))
+
+
+def raw_prediction(net: BulkFormer, output) -> torch.Tensor:
+    """The head's prediction before the v2 mask correction, which the loss is taken on:
+    the correction shifts all masked predictions so their level matches the observed
+    mean, which leaves the head's absolute level unanchored (and free to drift below
+    the final ReLU) if trained through it."""
+    if net.config.version == "v2":
+        return net.head(output.features).squeeze(-1)
+    return output.expr
+
+
+def _freeze_unused(net: BulkFormer) -> None:
+    """v1 blocks keep a bin selector even with bins = 0; it gets no gradient (and would
+    make DDP wait for one), so it is frozen."""
+    for block in net.gb_formers:
+        if not block.bins and hasattr(block, "which_b"):
+            for parameter in block.which_b.parameters():
+                parameter.requires_grad_(False)
+
+
+def _set_dropout(net: BulkFormer, p: float) -> None:
+    for module in net.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+
+
+def enable_activation_checkpointing(net: BulkFormer) -> None:
+    """Recompute each Performer layer's activations in the backward pass (memory for
+    compute, for the large presets). The layer's ``net`` is wrapped, not the Performer,
+    so the projection-redraw counter is not advanced twice."""
+    from torch.utils.checkpoint import checkpoint
+
+    for block in net.gb_formers:
+        for layer in block.f:
+            inner = layer.net
+            if getattr(inner, "_bulkformer_checkpointed", False):
+                continue
+            original = inner.forward
+
+            def forward(x, *args, _original=original, **kwargs):
+                if torch.is_grad_enabled():
+                    return checkpoint(_original, x, *args, use_reentrant=False, **kwargs)
+                return _original(x, *args, **kwargs)
+
+            inner.forward = forward
+            inner._bulkformer_checkpointed = True
+
+
+def disable_activation_checkpointing(net: BulkFormer) -> None:
+    for block in net.gb_formers:
+        for layer in block.f:
+            if getattr(layer.net, "_bulkformer_checkpointed", False):
+                del layer.net.forward
+                layer.net._bulkformer_checkpointed = False
+
+
+def _use_bf16(precision: str, device: torch.device) -> bool:
+    if precision == "bf16":
+        return True
+    if precision == "fp32":
+        return False
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, val_fraction, precision) -> None:
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if batch_size < 1 or grad_accum < 1:
+        raise ValueError(f"batch_size and grad_accum must be >= 1, got {batch_size} and {grad_accum}")
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    if not 0 < mask_fraction < 1:
+        raise ValueError(f"mask_fraction must be in (0, 1), got {mask_fraction}")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
+
+
+def _printer(ctx: DistContext, progress: bool):
+    def say(message: str) -> None:
+        if progress and ctx.is_main:
+            print(f"[bulkformer pretrain] {message}", flush=True)
+    return say
+
+
+def _write_log(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    """(Re)write log.jsonl from the history: after a resume it drops the steps the
+    interrupted run logged past its last checkpoint."""
+    staging = run_dir / f".log.jsonl.{os.getpid()}"
+    staging.write_text("".join(json.dumps(r) + "\n" for r in history))
+    os.replace(staging, run_dir / "log.jsonl")
+
+
+def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
+    staging = path.with_name(f".{path.name}.{os.getpid()}")
+    frame.to_csv(staging, index=False)
+    os.replace(staging, path)
