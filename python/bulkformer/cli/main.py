@@ -18,6 +18,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "bulkformer.cli.model_commands",
     "bulkformer.cli.task_commands",
+    "bulkformer.cli.inference_commands",
 ]
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,190 @@
+"""Commands that run a model over a cohort: impute, embed, build-graph."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+_TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet", ".h5ad": "h5ad"}
+_INPUT_HELP = "What the values are: counts, tpm or logtpm (natural log1p TPM)."
+_ORIENTATION_HELP = "samples_by_genes (rows are samples) or genes_by_samples."
+
+
+def register(app: typer.Typer) -> None:
+    app.command("impute")(impute)
+    app.command("embed")(embed)
+    app.command("build-graph")(build_graph)
+
+
+def _output_format(path: Path, allowed: dict[str, str]) -> str:
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".gz") else path.suffix
+    fmt = allowed.get(suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot tell the output format of {path}: use one of {', '.join(sorted(allowed))}")
+    return fmt
+
+
+def _write_table(frame, path: Path) -> None:
+    """Write a samples x columns table to a temporary sibling, then rename."""
+    fmt = _output_format(path, _TABLE_SUFFIXES)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        if fmt in ("csv", "tsv"):
+            frame.to_csv(staging, sep="," if fmt == "csv" else "\t")
+        elif fmt == "parquet":
+            frame.to_parquet(staging)
+        else:
+            import anndata
+            import numpy as np
+            import pandas as pd
+
+            adata = anndata.AnnData(X=frame.to_numpy(dtype=np.float32),
+                                    obs=pd.DataFrame(index=frame.index.astype(str)),
+                                    var=pd.DataFrame(index=frame.columns.astype(str)))
+            adata.uns["bulkformer"] = {"mapping_report": frame.attrs.get("mapping_report", {})}
+            adata.write_h5ad(staging)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+
+
+def _check_input(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"input file {path} does not exist")
+
+
+def _gene_list(genes: Optional[str]) -> Optional[list[str]]:
+    """Comma-separated IDs, or @file with one ID per line."""
+    if genes is None:
+        return None
+    if genes.startswith("@"):
+        source = Path(genes[1:])
+        if not source.is_file():
+            raise FileNotFoundError(f"gene list file {source} does not exist")
+        return [line.strip() for line in source.read_text().splitlines() if line.strip()]
+    return [g.strip() for g in genes.split(",") if g.strip()]
+
+
+def _report(frame_or_dict) -> None:
+    report = getattr(frame_or_dict, "attrs", {}).get("mapping_report") if hasattr(frame_or_dict, "attrs") else frame_or_dict
+    if report:
+        typer.echo(f"mapped {report.get('n_matched')} of {report.get('n_input_genes')} input genes; "
+                   f"{report.get('n_missing')} of {report.get('n_vocabulary')} vocabulary genes missing "
+                   f"(mask_prob {report.get('mask_prob', 0):.3f})", err=True)
+
+
+def impute(
+    data: Path = typer.Argument(..., help="Expression table: CSV/TSV(.gz), parquet or h5ad."),
+    model: Path = typer.Option(..., "--model", "-m", help="Model bundle directory."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output table: .csv, .tsv, .parquet or .h5ad."),
+    which: str = typer.Option("missing", help="missing: genes the data lacks; all: denoised values for every gene."),
+    input: str = typer.Option("counts", "--input", help=_INPUT_HELP),
+    orientation: str = typer.Option("samples_by_genes", help=_ORIENTATION_HELP),
+    layer: Optional[str] = typer.Option(None, help="h5ad layer holding the values (default X)."),
+    batch_size: int = typer.Option(16, help="Samples per batch."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: cuda > mps > cpu)."),
+    precision: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU)."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Impute log1p TPM for the vocabulary genes a cohort lacks (or denoise all genes).
+
+    Examples:
+      bulkformer impute counts.csv -m models/bulkformer-147M -o imputed.parquet
+      bulkformer impute tpm.tsv -m models/bulkformer-147M --input tpm --which all -o denoised.h5ad
+      torchrun --nproc_per_node 4 "$(command -v bulkformer)" impute counts.parquet -m model -o imputed.parquet
+    """
+    from bulkformer.inference import impute as run
+
+    _check_input(data)
+    _output_format(out, _TABLE_SUFFIXES)
+    frame = run(str(data), str(model), which=which, input=input, orientation=orientation, layer=layer,
+                batch_size=batch_size, device=device, precision=precision, progress=progress)
+    _report(frame)
+    if _is_main_process():
+        _write_table(frame, out)
+        typer.echo(f"wrote {out}: {frame.shape[0]} samples x {frame.shape[1]} genes")
+
+
+def embed(
+    data: Path = typer.Argument(..., help="Expression table: CSV/TSV(.gz), parquet or h5ad."),
+    model: Path = typer.Option(..., "--model", "-m", help="Model bundle directory."),
+    out: Path = typer.Option(..., "--out", "-o", help="Sample level: .csv/.tsv/.parquet/.h5ad; gene level: a .zarr store."),
+    level: str = typer.Option("sample", help="sample (one vector per sample) or gene (one per sample and gene)."),
+    aggregate: str = typer.Option("max", help="Sample level: max, mean, median or all (their sum)."),
+    genes: Optional[str] = typer.Option(None, help="Gene subset: comma-separated vocabulary IDs or @file (one per line)."),
+    dtype: str = typer.Option("float32", help="Gene level: float32 or float16."),
+    fuse_gene_features: bool = typer.Option(False, help="Gene level: append the bundle's per-gene table (ESM2)."),
+    input: str = typer.Option("counts", "--input", help=_INPUT_HELP),
+    orientation: str = typer.Option("samples_by_genes", help=_ORIENTATION_HELP),
+    layer: Optional[str] = typer.Option(None, help="h5ad layer holding the values (default X)."),
+    batch_size: int = typer.Option(16, help="Samples per batch."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: cuda > mps > cpu)."),
+    precision: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU)."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Sample embeddings (samples x d+3) or gene-level embeddings streamed to a zarr store.
+
+    Examples:
+      bulkformer embed counts.csv -m models/bulkformer-147M -o sample_emb.parquet --aggregate mean
+      bulkformer embed counts.csv -m models/bulkformer-147M --level gene --genes @genes.txt --dtype float16 -o genes.zarr
+      python -c "import bulkformer.inference as i; print(i.read_gene_embeddings('genes.zarr').shape)"
+    """
+    from bulkformer.inference import embed as run
+
+    _check_input(data)
+    if level == "gene":
+        if out.suffix != ".zarr":
+            raise ValueError(f"gene-level embeddings go to a zarr store: name the output *.zarr, got {out}")
+    else:
+        _output_format(out, _TABLE_SUFFIXES)
+    result = run(str(data), str(model), level=level, aggregate=aggregate, genes=_gene_list(genes),
+                 out=out if level == "gene" else None, dtype=dtype, fuse_gene_features=fuse_gene_features,
+                 input=input, orientation=orientation, layer=layer, batch_size=batch_size, device=device,
+                 precision=precision, progress=progress)
+    if level == "gene":
+        typer.echo(f"wrote {result}")
+        return
+    _report(result)
+    if _is_main_process():
+        _write_table(result, out)
+        typer.echo(f"wrote {out}: {result.shape[0]} samples x {result.shape[1]} features")
+
+
+def build_graph(
+    data: Path = typer.Argument(..., help="Cohort expression table: CSV/TSV(.gz), parquet or h5ad (samples x genes)."),
+    out: Path = typer.Option(..., "--out", "-o", help="graph.safetensors to write (bundle format)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Align to this bundle's vocabulary first."),
+    input: str = typer.Option("logtpm", "--input", help=_INPUT_HELP + " Used with --model."),
+    orientation: str = typer.Option("samples_by_genes", help=_ORIENTATION_HELP),
+    top_k: int = typer.Option(20, help="Partners kept per gene."),
+    min_abs_r: float = typer.Option(0.4, help="Drop edges with |Pearson r| below this."),
+) -> None:
+    """Build a gene co-expression graph: |Pearson r|, top 20 partners per gene, |r| >= 0.4.
+
+    Examples:
+      bulkformer build-graph gtex_logtpm.parquet -o graph.safetensors
+      bulkformer build-graph counts.csv --model models/bulkformer-147M --input counts -o graph.safetensors
+    """
+    from bulkformer.graph import build_graph as run
+
+    _check_input(data)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"the graph is written as safetensors: name the output *.safetensors, got {out}")
+    vocabulary = None
+    if model is not None:
+        import bulkformer
+
+        vocabulary = bulkformer.load(model)
+    graph = run(str(data), vocabulary=vocabulary, input=input, orientation=orientation, top_k=top_k,
+                min_abs_r=min_abs_r, out=out)
+    typer.echo(f"wrote {out}: {len(graph.gene_ids)} genes, {graph.n_edges} edges")
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
