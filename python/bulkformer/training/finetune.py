@@ -1,0 +1,286 @@
+"""Fine-tuning: a classification or regression head on the BulkFormer encoder.
+
+The sample representation is the encoder's gene-level features (d+3 for v2) aggregated
+over genes (mean or max), fed to a small MLP head. Modes:
+  frozen   encoder fixed (features computed without gradients), head trained
+  partial  the last ``trainable_layers`` Performer layers, the final layer norm and the
+           head trained; embeddings, graph convolution and earlier layers fixed
+  full     everything trained (encoder at ``lr``, head at ``head_lr``)
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..bundle import Bundle, load
+from .distributed import choose_device
+from .masking import missing_share
+
+Task = Literal["classification", "regression"]
+Mode = Literal["frozen", "partial", "full"]
+
+
+class FinetunedModel(nn.Module):
+    """Encoder + aggregation over genes + MLP head."""
+
+    def __init__(self, bundle: Bundle, task: Task, n_outputs: int, *, aggregate: str = "mean", hidden: int = 64,
+                 dropout: float = 0.1, classes: list[str] | None = None) -> None:
+        super().__init__()
+        if aggregate not in ("mean", "max"):
+            raise ValueError(f"aggregate must be 'mean' or 'max', got {aggregate!r}")
+        self.bundle = bundle
+        self.encoder = bundle.model
+        self.task, self.aggregate, self.classes = task, aggregate, classes
+        self.hidden_size, self.dropout_p = hidden, dropout
+        width = bundle.config.feature_dim
+        self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                  nn.Linear(hidden, n_outputs))
+
+    def sample_features(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.encoder(x, missing_share(x)).features
+        return features.mean(dim=1) if self.aggregate == "mean" else features.amax(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.sample_features(x))
+
+    @torch.no_grad()
+    def predict(self, data: Any, *, input: str = "counts", lengths: Any = None, batch_size: int = 16,
+                device: str | None = None) -> pd.DataFrame:
+        """Class probabilities (columns = classes) or the regression value (column 'prediction')."""
+        values, sample_ids = _prepare(data, self.bundle, input, lengths)
+        device_ = choose_device(device)
+        self.to(device_).eval()
+        outputs = []
+        for start in range(0, len(values), batch_size):
+            outputs.append(self(torch.from_numpy(values[start:start + batch_size]).to(device_)).float().cpu())
+        out = torch.cat(outputs)
+        if self.task == "classification":
+            return pd.DataFrame(out.softmax(dim=1).numpy(), index=sample_ids, columns=self.classes)
+        return pd.DataFrame({"prediction": out.squeeze(1).numpy()}, index=sample_ids)
+
+    def save(self, path: str | Path) -> Path:
+        """A directory: ``encoder/`` (a bundle), ``head.safetensors``, ``finetune.json``; atomic."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            self.bundle.save(staging / "encoder")
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(staging / "head.safetensors"))
+            meta = {"task": self.task, "aggregate": self.aggregate, "classes": self.classes, "hidden": self.hidden_size,
+                    "dropout": self.dropout_p, "n_outputs": int(self.head[-1].out_features)}
+            (staging / "finetune.json").write_text(json.dumps(meta, indent=2) + "\n")
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(staging, path)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return path
+
+
+def load_finetuned(path: str | Path, device: str = "cpu") -> FinetunedModel:
+    path = Path(path)
+    if not (path / "finetune.json").is_file():
+        raise FileNotFoundError(f"no fine-tuned model at {path}: finetune.json is missing")
+    meta = json.loads((path / "finetune.json").read_text())
+    model = FinetunedModel(load(path / "encoder"), meta["task"], meta["n_outputs"], aggregate=meta["aggregate"],
+                           hidden=meta["hidden"], dropout=meta["dropout"], classes=meta["classes"])
+    model.head.load_state_dict(load_file(str(path / "head.safetensors")))
+    return model.to(device).eval()
+
+
+@dataclass
+class FinetuneResult:
+    """The fine-tuned model, per-epoch history (epoch, train_loss, val_loss, val_metric)
+    and the final validation metrics (accuracy for classification, Pearson r and MSE
+    for regression)."""
+
+    model: FinetunedModel
+    history: pd.DataFrame
+    metrics: dict[str, float]
+
+
+def finetune(
+    data: Any,
+    labels: Any,
+    model: Bundle | str | Path,
+    *,
+    task: Task = "classification",
+    mode: Mode = "frozen",
+    trainable_layers: int = 1,
+    aggregate: str = "mean",
+    input: str = "counts",
+    lengths: Any = None,
+    val_fraction: float = 0.2,
+    epochs: int = 20,
+    batch_size: int = 16,
+    lr: float = 1e-4,
+    head_lr: float = 1e-3,
+    weight_decay: float = 0.01,
+    hidden: int = 64,
+    seed: int = 0,
+    device: str | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> FinetuneResult:
+    """Train a classification or regression head on a (pre)trained encoder.
+
+    ``labels``: a Series indexed by sample ID (aligned to the data's samples) or a
+    sequence in sample order; NaN labels are dropped. The held-out ``val_fraction``
+    (stratified by nothing; seeded) gives the reported metrics. ``out``: directory to
+    save the result to (:func:`load_finetuned` reads it).
+
+    Example::
+
+        result = bulkformer.training.finetune(cohort.counts, cohort.obs["tissue"], "runs/sim/model",
+                                              lengths=cohort.lengths, mode="partial")
+        result.metrics["accuracy"]
+    """
+    if task not in ("classification", "regression"):
+        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+    if mode not in ("frozen", "partial", "full"):
+        raise ValueError(f"mode must be 'frozen', 'partial' or 'full', got {mode!r}")
+    bundle = model if isinstance(model, Bundle) else load(model)
+    values, sample_ids = _prepare(data, bundle, input, lengths)
+    y, classes = _align_labels(labels, sample_ids, task)
+    keep = ~pd.isna(y)
+    values, y = values[keep], y[keep]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(values))
+    n_val = max(1, int(round(val_fraction * len(values)))) if val_fraction > 0 else 0
+    if len(values) - n_val < 2:
+        raise ValueError(f"{len(values)} labelled samples are too few to fine-tune; need at least {n_val + 2}")
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+
+    torch.manual_seed(seed)
+    device_ = choose_device(device)
+    net = FinetunedModel(bundle, task, len(classes) if classes else 1, aggregate=aggregate, hidden=hidden,
+                         classes=classes).to(device_)
+    encoder_params = _set_trainable(net, mode, trainable_layers)
+    groups = [{"params": list(net.head.parameters()), "lr": head_lr}]
+    if encoder_params:
+        groups.append({"params": encoder_params, "lr": lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=weight_decay)
+    loss_fn: nn.Module = nn.CrossEntropyLoss() if task == "classification" else nn.MSELoss()
+    target = torch.as_tensor(y, dtype=torch.long if task == "classification" else torch.float32)
+    x_all = torch.from_numpy(values)
+
+    frozen_features = None
+    if mode == "frozen":  # the encoder never changes: compute its features once
+        net.eval()
+        with torch.no_grad():
+            frozen_features = torch.cat([net.sample_features(x_all[i:i + batch_size].to(device_)).cpu()
+                                         for i in range(0, len(x_all), batch_size)])
+
+    def outputs(rows: np.ndarray, train: bool) -> torch.Tensor:
+        net.train(train)
+        if frozen_features is not None:
+            net.encoder.eval()
+            return net.head(frozen_features[rows].to(device_))
+        return net(x_all[rows].to(device_))
+
+    def fit_target(rows: np.ndarray) -> torch.Tensor:
+        t = target[rows].to(device_)
+        return t if task == "classification" else t.unsqueeze(1)
+
+    history = []
+    for epoch in range(epochs):
+        perm = train_idx[rng.permutation(len(train_idx))]
+        total = 0.0
+        for start in range(0, len(perm), batch_size):
+            rows = perm[start:start + batch_size]
+            loss = loss_fn(outputs(rows, True), fit_target(rows))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(rows)
+        record = {"epoch": epoch, "train_loss": total / len(train_idx)}
+        if n_val:
+            record.update(_evaluate(net, outputs, val_idx, target, task, fit_target, loss_fn))
+        history.append(record)
+        if progress:
+            print(f"[bulkformer finetune] epoch {epoch + 1}/{epochs} " + " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"), flush=True)
+    net.eval()
+    metrics = {k: v for k, v in history[-1].items() if k.startswith("val_")} if n_val else {}
+    metrics = {k.removeprefix("val_"): v for k, v in metrics.items()}
+    if out is not None:
+        net.save(out)
+    return FinetuneResult(model=net, history=pd.DataFrame(history), metrics=metrics)
+
+
+def _evaluate(net, outputs, rows, target, task, fit_target, loss_fn) -> dict[str, float]:
+    with torch.no_grad():
+        out = outputs(rows, False)
+        loss = float(loss_fn(out, fit_target(rows)))
+        if task == "classification":
+            accuracy = float((out.argmax(dim=1).cpu() == target[rows]).float().mean())
+            return {"val_loss": loss, "val_accuracy": accuracy}
+        pred = out.squeeze(1).cpu().numpy()
+        truth = target[rows].numpy()
+        r = float(np.corrcoef(pred, truth)[0, 1]) if len(rows) > 2 and pred.std() > 0 else float("nan")
+        return {"val_loss": loss, "val_pearson_r": r, "val_mse": float(((pred - truth) ** 2).mean())}
+
+
+def _set_trainable(net: FinetunedModel, mode: str, trainable_layers: int) -> list[nn.Parameter]:
+    encoder = net.encoder
+    for parameter in encoder.parameters():
+        parameter.requires_grad_(mode == "full")
+    encoder.expr_emb.inv_freq.requires_grad_(False)
+    if mode == "partial":
+        layers = [layer for block in encoder.gb_formers for layer in block.f]
+        if trainable_layers < 1:
+            raise ValueError(f"trainable_layers must be >= 1 for partial fine-tuning, got {trainable_layers}")
+        for layer in layers[-trainable_layers:]:
+            for parameter in layer.parameters():
+                parameter.requires_grad_(True)
+        for parameter in encoder.layernorm.parameters():
+            parameter.requires_grad_(True)
+    for block in encoder.gb_formers:  # unused with bins = 0 (v1)
+        if not block.bins and hasattr(block, "which_b"):
+            for parameter in block.which_b.parameters():
+                parameter.requires_grad_(False)
+    return [p for p in encoder.parameters() if p.requires_grad]
+
+
+def _prepare(data: Any, bundle: Bundle, input: str, lengths: Any) -> tuple[np.ndarray, list[str]]:
+    if input == "aligned":
+        values = np.asarray(data, dtype=np.float32)
+        if values.ndim != 2 or values.shape[1] != bundle.config.n_genes:
+            raise ValueError(f"aligned input must be samples x {bundle.config.n_genes}, got {values.shape}")
+        return values, [str(i) for i in range(len(values))]
+    from ..preprocess import prepare
+
+    prepared = prepare(data, bundle, input=input, lengths=lengths)
+    return np.asarray(prepared.values, dtype=np.float32), list(prepared.sample_ids)
+
+
+def _align_labels(labels: Any, sample_ids: list[str], task: str) -> tuple[np.ndarray, list[str] | None]:
+    if isinstance(labels, pd.Series) and not isinstance(labels.index, pd.RangeIndex):
+        index = labels.index.astype(str)
+        missing = pd.Index(sample_ids).difference(index)
+        if len(missing):
+            raise ValueError(f"{len(missing)} samples have no label, e.g. {list(missing[:3])}; "
+                             "labels must be indexed by the data's sample IDs")
+        labels = pd.Series(labels.to_numpy(), index=index).loc[sample_ids]
+    values = pd.Series(np.asarray(labels, dtype=object) if task == "classification" else labels)
+    if len(values) != len(sample_ids):
+        raise ValueError(f"got {len(values)} labels for {len(sample_ids)} samples")
+    if task == "classification":
+        present = values.dropna()
+        classes = sorted(present.astype(str).unique().tolist())
+        if len(classes) < 2:
+            raise ValueError(f"classification needs at least 2 classes, got {classes}")
+        codes = values.map(lambda v: np.nan if pd.isna(v) else classes.index(str(v))).to_numpy(dtype=np.float64)
+        return codes, classes
+    return pd.to_numeric(values, errors="raise").to_numpy(dtype=np.float64), None
