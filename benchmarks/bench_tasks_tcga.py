@@ -96,7 +96,7 @@ def main() -> int:
 
     import bulkformer
     from bulkformer.tasks import classification, imputation, prognosis
-    from bulkformer.tasks.features import feature_sets, logtpm_matrix
+    from bulkformer.tasks.features import feature_sets, logtpm_matrix, raw_logtpm_features
 
     start = time.perf_counter()
     counts, cancer, survival = read_tcga(args.data)
@@ -116,6 +116,12 @@ def main() -> int:
 
     sets = feature_sets(counts, bundle, orientation="genes_by_samples", input="counts", batch_size=args.batch_size,
                         device=args.device)
+    from bulkformer.annotation import default_vocabulary
+
+    if bundle.config.n_genes < len(default_vocabulary()):
+        # The model covers part of the vocabulary: also show the baseline on every protein-coding gene.
+        sets["raw_logtpm_all_genes"] = raw_logtpm_features(counts, default_vocabulary(), orientation="genes_by_samples",
+                                                           input="counts")
     print(f"features: " + ", ".join(f"{k} {v.shape[1]} columns" for k, v in sets.items()) + f" ({time.perf_counter() - start:.0f}s)")
     summary: dict[str, float] = {}
 

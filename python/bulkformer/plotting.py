@@ -94,18 +94,20 @@ def plot_task_result(result: "TaskResult"):
             f1 = result.metric("weighted_f1", features=feat, head=head)
             plot_confusion_matrix(ax, matrix, result.details["classes"], f"{key}\nweighted F1 {f1:.3f}")
     elif task == "prognosis":
-        fig, axes = _grid(2)
+        cox = pred[pred["head"] == "cox"]
+        cox_sets = list(cox.groupby("features", sort=False))
+        fig, axes = _grid(1 + len(cox_sets))
         roc = pred[pred["head"] == "random_forest"]
         for feat, rows in roc.groupby("features", sort=False):
             plot_roc(axes[0], rows["event"], rows["score"], str(feat))
         axes[0].set_title("alive/dead random forest (pooled folds)", fontsize=9)
-        cox = pred[pred["head"] == "cox"]
-        for feat, rows in list(cox.groupby("features", sort=False))[:1]:
+        if roc.empty:
+            axes[0].set_visible(False)
+        for ax, (feat, rows) in zip(axes[1:], cox_sets):
             # KM of the held-out Cox risk split at its median: does the model separate outcomes?
             group = np.where(rows["score"] > rows["score"].median(), "high risk", "low risk")
-            plot_kaplan_meier(axes[1], rows["time"], rows["event"], group, f"Cox held-out risk ({feat})")
-        if cox.empty:
-            axes[1].set_visible(False)
+            c_index = result.metric("c_index", features=feat, head="cox")
+            plot_kaplan_meier(ax, rows["time"], rows["event"], group, f"Cox held-out risk, {feat} (C {c_index:.3f})")
     elif task == "gene_survival":
         genes = result.details["plotted_genes"]
         fig, axes = _grid(len(genes))

@@ -38,12 +38,14 @@ def _bundle(model: Any):
 
 def logtpm_matrix(data: Any, model: Any, *, gene_names: Sequence[str] | None = None, **data_args: Any) -> pd.DataFrame:
     """Samples x vocabulary genes natural log1p TPM, NaN where the data set does not
-    measure the gene (columns measured by no sample are dropped)."""
+    measure the gene (columns measured by no sample are dropped). ``model``: a Bundle,
+    a bundle path, or a vocabulary DataFrame (ensembl_id, symbol, length)."""
     from bulkformer.model import MASK_VALUE
     from bulkformer.preprocess import prepare
 
     _check_data_args(data_args)
-    prepared = prepare(data, _bundle(model), genes=gene_names, **data_args)
+    vocabulary = model if isinstance(model, pd.DataFrame) else _bundle(model)
+    prepared = prepare(data, vocabulary, genes=gene_names, **data_args)
     values = np.asarray(prepared.values, dtype=np.float32)
     frame = pd.DataFrame(np.where(values == MASK_VALUE, np.nan, values), index=pd.Index(prepared.sample_ids, name="sample"),
                          columns=pd.Index(prepared.gene_ids, name="gene"))
