@@ -21,7 +21,12 @@ essentiality (dependency on a gene grows with the activity of its module).
 """
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,6 +103,43 @@ class SimulatedCohort:
     def observed_counts(self) -> pd.DataFrame:
         """Counts as float with NaN where the sample's batch did not measure the gene."""
         return self.counts.astype(np.float64).where(self.measured)
+
+    def save(self, path: str | Path, shards: int = 1) -> Path:
+        """Write the cohort to a directory (atomically): ``counts.parquet`` (or
+        ``shards/part-NNNN.parquet`` with ``shards`` > 1, e.g. for ``bulkformer pretrain``),
+        ``lengths.tsv``, ``obs.tsv``, ``measured.parquet``, the label tables and the truth
+        (``log_tpm.parquet``, ``gene_info.tsv``, ``module_activity.tsv``, ``drug_weights.tsv``,
+        ``essentiality_truth.tsv``, ``survival_coefficients.tsv``, ``missing_genes.json``,
+        ``params.json``)."""
+        path = Path(path)
+        if shards < 1:
+            raise ValueError(f"shards must be >= 1, got {shards}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            if shards == 1:
+                self.counts.to_parquet(staging / "counts.parquet")
+            else:
+                (staging / "shards").mkdir()
+                for i, rows in enumerate(np.array_split(np.arange(len(self.counts)), shards)):
+                    self.counts.iloc[rows].to_parquet(staging / "shards" / f"part-{i:04d}.parquet")
+            self.lengths.to_frame().to_csv(staging / "lengths.tsv", sep="\t")
+            self.obs.to_csv(staging / "obs.tsv", sep="\t")
+            self.measured.to_parquet(staging / "measured.parquet")
+            self.log_tpm.to_parquet(staging / "log_tpm.parquet")
+            for name in ("drug_response", "essentiality", "gene_info", "module_activity", "drug_weights",
+                         "essentiality_truth"):
+                getattr(self, name).to_csv(staging / f"{name}.tsv", sep="\t")
+            self.survival_coefficients.to_frame().to_csv(staging / "survival_coefficients.tsv", sep="\t")
+            (staging / "missing_genes.json").write_text(json.dumps(self.missing_genes) + "\n")
+            (staging / "params.json").write_text(json.dumps(self.params, indent=2) + "\n")
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(staging, path)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return path
 
     def observed_log_tpm(self) -> pd.DataFrame:
         """log1p TPM computed from the noisy counts, NaN where not measured."""

@@ -67,21 +67,11 @@ def tiny_bundle(
 
 
 def correlation_graph(log_expression: np.ndarray, top_k: int = 20, min_abs_r: float = 0.4) -> tuple[torch.Tensor, torch.Tensor]:
-    """Receiver-first edge index and |r| weights: each gene receives from its ``top_k``
-    partners by |Pearson r| over samples (rows), dropping |r| < ``min_abs_r`` (the
-    paper's recipe, REFERENCE.md)."""
-    values = np.asarray(log_expression, dtype=np.float64)
-    n_genes = values.shape[1]
-    centred = values - values.mean(axis=0)
-    scale = np.sqrt((centred ** 2).sum(axis=0))
-    scale[scale == 0] = np.inf  # constant genes correlate with nothing
-    corr = np.abs((centred.T @ centred) / np.outer(scale, scale))
-    np.fill_diagonal(corr, 0.0)
-    k = min(top_k, n_genes - 1)
-    partners = np.argsort(-corr, axis=1, kind="stable")[:, :k]
-    receivers = np.repeat(np.arange(n_genes), k)
-    senders = partners.reshape(-1)
-    weight = corr[receivers, senders]
-    keep = weight >= min_abs_r
-    edge_index = torch.from_numpy(np.stack([receivers[keep], senders[keep]])).long()
-    return edge_index, torch.from_numpy(weight[keep]).float()
+    """Receiver-first edge index and |r| weights over the columns of a samples x genes
+    matrix, by :func:`bulkformer.build_graph` (each gene's ``top_k`` partners, |r| >=
+    ``min_abs_r``)."""
+    from ..graph import build_graph
+
+    values = np.asarray(log_expression, dtype=np.float32)
+    graph = build_graph(values, genes=[f"g{i}" for i in range(values.shape[1])], top_k=top_k, min_abs_r=min_abs_r)
+    return graph.edge_index.long(), graph.edge_weight.float()
