@@ -52,7 +52,7 @@ NULL
 #'                      dimnames = list(genes[1:80], paste0("sample", 1:3)))
 #'     se <- SummarizedExperiment::SummarizedExperiment(list(counts = counts))
 #'     out <- bulkformerImpute(se, model)
-#'     out
+#'     print(out)
 #'     table(SummarizedExperiment::rowData(out)$measured)
 #'     S4Vectors::metadata(out)$mapping_report$n_matched
 #' }

@@ -15,7 +15,7 @@
 #'     path <- tempfile("bundle-")
 #'     bulkformer_tiny_model(path, n_genes = 50)
 #'     model <- load_bulkformer_model(path)
-#'     model
+#'     print(model)
 #'     head(bulkformerVocabulary(model))
 #' }
 #' @export
