@@ -51,7 +51,8 @@ class GeneEmbeddingWriter:
             self.out.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(self.staging, ignore_errors=True)
             group = zarr.open_group(str(self.staging), mode="w")
-            group.create_array(
+            create = getattr(group, "create_array", None) or group.create_dataset  # zarr 3 / zarr 2
+            create(
                 ARRAY_NAME, shape=(n_samples, n_genes, feature_dim), chunks=(1, max(n_genes, 1), max(feature_dim, 1)),
                 dtype=check_dtype(dtype), fill_value=0,
             )
