@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "bulkformer.cli.model_commands",
     "bulkformer.cli.task_commands",
     "bulkformer.cli.inference_commands",
+    "bulkformer.cli.training_commands",
 ]
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,183 @@
+"""Commands about training and the built-in data: pretrain, finetune, simulate, demo."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pretrain")(pretrain)
+    app.command("finetune")(finetune)
+    app.command("simulate")(simulate)
+    app.command("demo")(demo)
+
+
+def _read_lengths(path: Optional[Path]):
+    if path is None:
+        return None
+    import pandas as pd
+
+    table = pd.read_csv(path, sep=None, engine="python", index_col=0)
+    if table.shape[1] < 1:
+        raise ValueError(f"{path}: expected two columns, gene ID and length in bp")
+    return table.iloc[:, 0]
+
+
+def _vocabulary(vocabulary: Optional[Path], n_genes: Optional[int]):
+    import pandas as pd
+
+    if vocabulary is not None:
+        table = pd.read_csv(vocabulary, sep=None, engine="python", dtype={"ensembl_id": str})
+    else:
+        from bulkformer.annotation import default_vocabulary
+
+        table = default_vocabulary()
+    if n_genes is not None:
+        if not 2 <= n_genes <= len(table):
+            raise ValueError(f"--n-genes must be between 2 and {len(table)}, got {n_genes}")
+        table = table.iloc[:n_genes].reset_index(drop=True)
+    return table
+
+
+def pretrain(
+    data: List[Path] = typer.Argument(..., help="Shard files or a directory of shards (h5ad, parquet, zarr, csv, tsv)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints/, log.jsonl, model/."),
+    model: str = typer.Option("37M", "--model", help="Preset for a new model (37M, 50M, 93M, 127M, 147M) or a bundle directory to continue."),
+    input: str = typer.Option("counts", "--input", help="counts, tpm or logtpm (natural log1p TPM)."),
+    lengths: Optional[Path] = typer.Option(None, "--lengths", help="TSV gene ID -> length in bp (default: the shipped annotation)."),
+    vocabulary: Optional[Path] = typer.Option(None, "--vocabulary", help="Gene table (ensembl_id, symbol, length) for a new model; default: shipped."),
+    n_genes: Optional[int] = typer.Option(None, "--n-genes", help="Use only the first N vocabulary genes (small models)."),
+    dim: Optional[int] = typer.Option(None, "--dim", help="Hidden size for a new model (overrides the preset)."),
+    p_repeat: Optional[int] = typer.Option(None, "--layers", help="Performer layers for a new model."),
+    heads: Optional[int] = typer.Option(None, "--heads", help="Attention heads for a new model."),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="Attention and feed-forward dropout."),
+    val_data: Optional[List[Path]] = typer.Option(None, "--val-data", help="Held-out shards for validation."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share held out when --val-data is not given."),
+    epochs: int = typer.Option(1, "--epochs"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Global micro-batch (split over processes)."),
+    grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step."),
+    lr: float = typer.Option(1e-4, "--lr", help="Peak learning rate (warmup 5%, cosine decay)."),
+    weight_decay: float = typer.Option(0.01, "--weight-decay"),
+    warmup_fraction: float = typer.Option(0.05, "--warmup-fraction"),
+    mask_fraction: float = typer.Option(0.15, "--mask-fraction"),
+    clip_norm: float = typer.Option(1.0, "--clip-norm", help="Gradient clipping (0 = off)."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on GPU), fp32 or bf16."),
+    activation_checkpointing: bool = typer.Option(False, "--activation-checkpointing", help="Recompute activations (large presets)."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Write a checkpoint every N steps."),
+    keep_checkpoints: int = typer.Option(2, "--keep-checkpoints"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's latest checkpoint."),
+    seed: int = typer.Option(0, "--seed"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda (default: cuda when available)."),
+    shards_in_memory: int = typer.Option(2, "--shards-in-memory", help="Shards pooled and shuffled together."),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Pretrain a BulkFormer by masked-expression modelling (one process, or many under torchrun).
+
+    Examples:
+      bulkformer simulate -o sim --n-samples 2000 --n-genes 2000 --shards 8
+      bulkformer pretrain sim/shards -o runs/sim --n-genes 2000 --dim 64 --heads 4 --layers 1 --epochs 5 --lr 1e-3
+      bulkformer pretrain sim/shards -o runs/sim --n-genes 2000 --dim 64 --heads 4 --layers 1 --epochs 5 --resume
+      torchrun --nproc-per-node 4 $(which bulkformer) pretrain shards/ -o runs/big --model 147M \\
+          --batch-size 64 --grad-accum 4 --activation-checkpointing --checkpoint-every 1000
+    """
+    from bulkformer.training import pretrain as run
+
+    source = [str(p) for p in data]
+    model_arg = model if not Path(model).is_dir() else Path(model)
+    run(source if len(source) > 1 else source[0], out, model=model_arg, vocabulary=_vocabulary(vocabulary, n_genes) if not isinstance(model_arg, Path) else None,
+        input=input, lengths=_read_lengths(lengths), val_data=[str(p) for p in val_data] if val_data else None,
+        val_fraction=val_fraction, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
+        lr=lr, weight_decay=weight_decay, warmup_fraction=warmup_fraction, mask_fraction=mask_fraction,
+        clip_norm=clip_norm or None, precision=precision, activation_checkpointing=activation_checkpointing,
+        checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, resume=resume, seed=seed, device=device,
+        shards_in_memory=shards_in_memory, dim=dim, p_repeat=p_repeat, heads=heads, dropout=dropout, progress=not quiet)
+
+
+def finetune(
+    data: Path = typer.Argument(..., help="Expression file (csv/tsv/parquet/h5ad), samples x genes."),
+    labels: Path = typer.Option(..., "--labels", help="Table of labels indexed by sample ID."),
+    column: str = typer.Option(..., "--column", help="The label column."),
+    model: Path = typer.Option(..., "--model", help="A (pre)trained bundle directory."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for the fine-tuned model."),
+    task: str = typer.Option("classification", "--task", help="classification or regression."),
+    mode: str = typer.Option("frozen", "--mode", help="frozen, partial or full."),
+    trainable_layers: int = typer.Option(1, "--trainable-layers", help="Performer layers trained in partial mode."),
+    input: str = typer.Option("counts", "--input"),
+    lengths: Optional[Path] = typer.Option(None, "--lengths"),
+    epochs: int = typer.Option(20, "--epochs"),
+    batch_size: int = typer.Option(16, "--batch-size"),
+    lr: float = typer.Option(1e-4, "--lr", help="Encoder learning rate (partial/full)."),
+    head_lr: float = typer.Option(1e-3, "--head-lr"),
+    seed: int = typer.Option(0, "--seed"),
+    device: Optional[str] = typer.Option(None, "--device"),
+) -> None:
+    """Fine-tune a classification or regression head on a BulkFormer encoder.
+
+    Examples:
+      bulkformer finetune sim/counts.parquet --labels sim/obs.tsv --column tissue --model runs/sim/model -o runs/tissue
+      bulkformer finetune sim/counts.parquet --labels sim/obs.tsv --column risk_score --task regression \\
+          --mode partial --model runs/sim/model -o runs/risk --lengths sim/lengths.tsv
+    """
+    import json
+
+    import pandas as pd
+
+    from bulkformer.training import finetune as run
+
+    table = pd.read_csv(labels, sep=None, engine="python", index_col=0)
+    if column not in table.columns:
+        raise ValueError(f"{labels} has no column {column!r}; it has {list(table.columns)}")
+    result = run(str(data), table[column], model, task=task, mode=mode, trainable_layers=trainable_layers, input=input,
+                 lengths=_read_lengths(lengths), epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, seed=seed,
+                 device=device, out=out)
+    typer.echo(json.dumps({"out": str(out), "validation": result.metrics}, indent=2))
+
+
+def simulate(
+    out: Path = typer.Option(..., "--out", "-o", help="Directory to write the cohort to."),
+    n_samples: int = typer.Option(300, "--n-samples"),
+    n_genes: int = typer.Option(2000, "--n-genes", help="First N genes of the shipped vocabulary."),
+    shards: int = typer.Option(1, "--shards", help="Split the counts into N parquet shards (for pretrain)."),
+    seed: int = typer.Option(0, "--seed"),
+    missing_fraction: float = typer.Option(0.1, "--missing-fraction", help="Share of genes each batch lacks."),
+) -> None:
+    """Simulate a bulk RNA-seq cohort with known ground truth (labels, survival, drug response, essentiality).
+
+    Examples:
+      bulkformer simulate -o sim --n-samples 500 --n-genes 1000
+      bulkformer simulate -o sim --n-samples 5000 --n-genes 2000 --shards 10 --seed 3
+    """
+    from bulkformer.datasets import simulate_cohort
+
+    cohort = simulate_cohort(n_samples=n_samples, n_genes=n_genes, seed=seed, missing_fraction=missing_fraction)
+    cohort.save(out, shards=shards)
+    what = f"{shards} shards in {out / 'shards'}" if shards > 1 else str(out / "counts.parquet")
+    typer.echo(f"wrote {n_samples} samples x {n_genes} genes to {out} (counts: {what}; labels: obs.tsv; truth tables beside)")
+
+
+def demo(
+    out: Path = typer.Option(Path("bulkformer-demo"), "--out", "-o", help="Report directory."),
+    fast: bool = typer.Option(False, "--fast", help="Seconds instead of minutes (smoke test; numbers mean little)."),
+    seed: int = typer.Option(0, "--seed"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
+) -> None:
+    """The built-in demo: simulate a cohort, pretrain a small model, impute, embed, compare with baselines.
+
+    Offline, CPU only, a few minutes on 2 cores. Writes report.html, figures/, metrics.json and the model.
+
+    Examples:
+      bulkformer demo
+      bulkformer demo -o /tmp/demo --fast
+    """
+    import torch
+
+    from bulkformer.demo import DemoSettings, run_demo
+
+    if threads:
+        torch.set_num_threads(threads)
+    settings = DemoSettings.fast(seed) if fast else DemoSettings(seed=seed)
+    result = run_demo(out, settings)
+    typer.echo(f"open {result.report}")
