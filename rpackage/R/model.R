@@ -98,8 +98,8 @@ print.bulkformer_model <- function(x, ...) {
         stop("'model' must be a bundle path or a model from load_bulkformer_model(), not ",
              paste(class(model), collapse = "/"), call. = FALSE)
     }
-    if (!inherits(model, "bulkformer_model")) {
-        class(model) <- c("bulkformer_model", class(model))
-    }
+    # a model handed over from Python code may auto-convert; this package reads it raw
+    model <- reticulate::py_call(reticulate::py_eval("lambda bundle: bundle", convert = FALSE), model)
+    class(model) <- unique(c("bulkformer_model", class(model)))
     model
 }

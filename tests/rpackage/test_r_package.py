@@ -163,3 +163,11 @@ def test_install_bulkformer_builds_an_offline_virtualenv_that_use_bulkformer_pyt
     assert marker == "stub-from-wheelhouse"
     assert int(numpy_version.split(".")[0]) < 2
     assert available == "FALSE"  # a stub without the inference API is not enough
+
+
+def test_loading_the_package_does_not_start_python(r_library):
+    """.onLoad only registers a delayed import: no Python, no download, until first use."""
+    env = dict(os.environ, R_LIBS=str(r_library), RETICULATE_PYTHON=sys.executable)
+    result = _run(["Rscript", "-e", "library(bulkformer); cat(reticulate::py_available(initialize = FALSE))"], r_library, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("FALSE")

@@ -121,3 +121,24 @@ test_that("bad input is refused with a message that names the problem", {
     expect_match(conditionMessage(err), "^ValueError: ")
     expect_identical(err$python_type, "ValueError")
 })
+
+test_that("versioned Ensembl IDs and symbols in rownames reach Python unchanged", {
+    model <- tiny_model()
+    counts <- example_counts(model, n_measured = 200, n_samples = 2)
+    vocabulary <- bulkformerVocabulary(model)
+    plain <- bulkformerImpute(counts, model, predicted = TRUE, progress = FALSE)
+    mixed <- counts
+    rownames(mixed)[1:50] <- paste0(rownames(mixed)[1:50], ".", 1:50)
+    with_symbol <- which(!is.na(vocabulary[rownames(counts), "symbol"]))[51:60]
+    rownames(mixed)[with_symbol] <- vocabulary[rownames(counts)[with_symbol], "symbol"]
+    out <- bulkformerImpute(mixed, model, progress = FALSE)
+    expect_identical(SummarizedExperiment::rowData(out)$measured, SummarizedExperiment::rowData(plain)$measured)
+    expect_lte(max_abs_diff(SummarizedExperiment::assay(out, "imputed"), SummarizedExperiment::assay(plain, "imputed")), 1e-6)
+    report <- S4Vectors::metadata(out)$mapping_report
+    expect_equal(report$n_matched, 200)
+    expect_equal(report$id_types$ensembl_versioned, 50)
+    # missing genes take the model's prediction
+    missing <- !SummarizedExperiment::rowData(plain)$measured
+    expect_identical(SummarizedExperiment::assay(plain, "imputed")[missing, ],
+                     SummarizedExperiment::assay(plain, "predicted")[missing, ])
+})

@@ -29,3 +29,11 @@ test_that("the tiny model prints a summary and exposes its vocabulary", {
     expect_false(is.unsorted(vocabulary$ensembl_id))
     expect_true(all(vocabulary$length > 0, na.rm = TRUE))
 })
+
+test_that("a model created by Python code (auto-converting reticulate object) is accepted", {
+    model <- tiny_model(api = FALSE)
+    bf <- reticulate::import("bulkformer")  # convert = TRUE, as an analyst would import it
+    from_python <- bf$load(file.path(tempdir(), "tiny-bundle"))
+    expect_identical(bulkformerVocabulary(from_python), bulkformerVocabulary(model))
+    expect_output(print(bulkformerVocabulary(from_python)), "ENSG")
+})
