@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "prepare": "bulkformer.preprocess",
     "simulate_cohort": "bulkformer.datasets",
     "tiny_bundle": "bulkformer.datasets",
+    "pretrain": "bulkformer.training",
     "TaskResult": "bulkformer.tasks",
     "impute": "bulkformer.inference", "embed": "bulkformer.inference", "build_graph": "bulkformer.graph",
 }
