@@ -156,6 +156,7 @@ def _text_header(path: Path) -> tuple[str, list[str]]:
 
 def _require(path: str | Path) -> Path:
     path = Path(path)
+    file_format(path)  # an unsupported kind is the more useful message
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     return path

@@ -123,7 +123,7 @@ def vocabulary_index(vocabulary: pd.DataFrame) -> VocabularyIndex:
     others = table[table["pos"].isna() & table["ensembl_id"].notna() & table["entrez_id"].notna()]
     other_ensembl_position = _unique_map(others["ensembl_id"], others["entrez_id"].map(entrez_position))
 
-    symbol_position = _unique_map(pd.Series(symbols).replace("", np.nan), pd.Series(range(len(symbols))))
+    symbol_position = _unique_map(pd.Series([s or None for s in symbols], dtype=object), pd.Series(range(len(symbols))))
     upper_pairs = [*symbol_position.items(), *official_symbol_position.items()]
     upper_symbol_position = _unique_map(pd.Series([k.upper() for k, _ in upper_pairs], dtype=object),
                                         pd.Series([v for _, v in upper_pairs], dtype=object))

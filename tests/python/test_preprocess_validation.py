@@ -1,0 +1,171 @@
+"""One test per bad input: each error must name the problem (and where)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bulkformer.annotation import default_vocabulary
+from bulkformer.preprocess import prepare
+
+VOCABULARY = default_vocabulary().iloc[:40].reset_index(drop=True)
+GENES = list(VOCABULARY["ensembl_id"])
+
+
+def _counts(n=4, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(rng.integers(1, 500, size=(n, len(GENES))).astype(float),
+                        index=[f"sample{i}" for i in range(n)], columns=GENES)
+
+
+def test_nan_names_sample_and_gene():
+    counts = _counts()
+    counts.iloc[2, 5] = np.nan
+    with pytest.raises(ValueError, match=r"NaN.*sample2/" + GENES[5] + ".*Fill"):
+        prepare(counts, VOCABULARY)
+
+
+def test_inf():
+    counts = _counts()
+    counts.iloc[1, 0] = np.inf
+    with pytest.raises(ValueError, match=r"infinite values.*sample1/" + GENES[0]):
+        prepare(counts, VOCABULARY)
+
+
+def test_negative():
+    counts = _counts()
+    counts.iloc[3, 7] = -2
+    with pytest.raises(ValueError, match=r"negative values.*sample3/" + GENES[7] + ".*input='counts'"):
+        prepare(counts, VOCABULARY)
+    with pytest.raises(ValueError, match="negative values"):
+        prepare(np.log1p(_counts()) - 10, VOCABULARY, input="logtpm")
+
+
+def test_non_numeric_column_names_it_and_suggests_index():
+    counts = _counts().T.reset_index().rename(columns={"index": "gene_id"})
+    with pytest.raises(ValueError, match=r"non-numeric columns: 'gene_id'.*set_index\('gene_id'\)"):
+        prepare(counts, VOCABULARY, orientation="genes_by_samples")
+    with pytest.raises(ValueError, match="non-numeric array"):
+        prepare(np.array([["a", "b"]]), VOCABULARY, genes=GENES[:2])
+
+
+def test_empty():
+    with pytest.raises(ValueError, match=r"empty input: 0 samples x 40 genes"):
+        prepare(_counts().iloc[:0], VOCABULARY)
+    with pytest.raises(ValueError, match=r"empty input: 4 samples x 0 genes"):
+        prepare(_counts().iloc[:, :0], VOCABULARY)
+
+
+def test_duplicated_sample_names():
+    counts = _counts().set_axis(["a", "b", "a", "c"], axis=0)
+    with pytest.raises(ValueError, match=r"duplicated sample names: 'a'.*unique"):
+        prepare(counts, VOCABULARY)
+
+
+def test_duplicated_sample_names_across_chunks():
+    counts = _counts().set_axis(["a", "b", "c", "a"], axis=0)
+    with pytest.raises(ValueError, match=r"duplicated sample names: 'a'"):
+        prepare(counts, VOCABULARY, chunk_samples=2)
+
+
+def test_all_zero_samples_are_named():
+    counts = _counts()
+    counts.iloc[1] = 0
+    with pytest.raises(ValueError, match=r"all-zero samples: 'sample1'.*Drop these samples"):
+        prepare(counts, VOCABULARY)
+
+
+def test_too_few_matched_genes_is_configurable():
+    counts = _counts().iloc[:, :10]
+    with pytest.raises(ValueError, match=r"too few vocabulary genes matched: 10 of 40 \(25.0%; min_matched_fraction=0.5\)"):
+        prepare(counts, VOCABULARY)
+    assert prepare(counts, VOCABULARY, min_matched_fraction=0.2).report.n_missing == 30
+
+
+def test_unrecognised_ids_explain_options():
+    counts = _counts().set_axis([f"gene{i}" for i in range(40)], axis=1)
+    with pytest.raises(ValueError, match=r"too few vocabulary genes matched: 0 of 40.*gene0.*HGNC symbols"):
+        prepare(counts, VOCABULARY)
+
+
+def test_genes_on_the_wrong_axis():
+    counts = _counts().T  # genes are rows but orientation says samples are
+    with pytest.raises(ValueError, match=r"genes are on the other axis.*orientation='genes_by_samples'"):
+        prepare(counts, VOCABULARY)
+    with pytest.raises(ValueError, match=r"genes= has 40 IDs but the matrix has 4 genes.*orientation='genes_by_samples'"):
+        prepare(_counts().to_numpy().T, VOCABULARY, genes=GENES)
+
+
+def test_non_human_ids():
+    counts = _counts().set_axis([f"ENSMUSG{i:011d}" for i in range(40)], axis=1)
+    with pytest.raises(ValueError, match=r"non-human gene IDs.*mouse.*ENSMUSG00000000000.*orthologues"):
+        prepare(counts, VOCABULARY)
+
+
+def test_transcript_ids():
+    counts = _counts().set_axis([f"ENST{i:011d}.1" for i in range(40)], axis=1)
+    with pytest.raises(ValueError, match=r"transcript IDs.*tximport"):
+        prepare(counts, VOCABULARY)
+
+
+def test_invalid_lengths():
+    lengths = pd.Series(1000.0, index=GENES)
+    lengths.iloc[3] = 0
+    with pytest.raises(ValueError, match=r"invalid gene lengths: 1 genes.*" + GENES[3]):
+        prepare(_counts(), VOCABULARY, lengths=lengths)
+    per_sample = np.full(_counts().shape, 1500.0)
+    per_sample[2, 4] = np.nan
+    with pytest.raises(ValueError, match=r"invalid per-sample lengths.*sample2/" + GENES[4]):
+        prepare(_counts(), VOCABULARY, lengths=per_sample)
+    with pytest.raises(ValueError, match=r"Series indexed by gene ID"):
+        prepare(_counts(), VOCABULARY, lengths=np.ones(40))
+
+
+def test_zero_per_sample_length_where_count_is_zero_is_harmless():
+    counts = _counts()
+    counts.iloc[0, 0] = 0
+    per_sample = np.full(counts.shape, 1500.0)
+    per_sample[0, 0] = 0.0  # tximport gives 0 for genes without reads
+    prepared = prepare(counts, VOCABULARY, lengths=per_sample)
+    assert np.isfinite(prepared.values).all() and prepared.values[0, 0] == 0
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="input='fpkm'"):
+        prepare(_counts(), VOCABULARY, input="fpkm")
+    with pytest.raises(ValueError, match="orientation='rows'"):
+        prepare(_counts(), VOCABULARY, orientation="rows")
+    with pytest.raises(ValueError, match="needs an 'ensembl_id' column"):
+        prepare(_counts(), pd.DataFrame({"gene": GENES}))
+    with pytest.raises(ValueError, match="NumPy matrix carries no gene IDs"):
+        prepare(_counts().to_numpy(), VOCABULARY)
+    with pytest.raises(FileNotFoundError):
+        prepare("/nonexistent/counts.csv", VOCABULARY)
+    with pytest.raises(ValueError, match="unsupported file type"):
+        prepare("counts.xlsx", VOCABULARY)
+
+
+def test_logged_values_declared_as_counts_warn():
+    logs = np.log1p(_counts())
+    with pytest.warns(UserWarning, match="look already log-transformed.*input='logtpm'"):
+        prepared = prepare(logs, VOCABULARY, input="counts")
+    assert prepared.report.warnings and "log-transformed" in prepared.report.warnings[0]
+
+
+def test_counts_declared_as_logs_warn():
+    with pytest.warns(UserWarning, match=r"input='logtpm' but values reach .*above log1p\(1e6\)"):
+        prepare(_counts() * 100, VOCABULARY, input="logtpm")
+
+
+def test_counts_declared_as_tpm_warn():
+    with pytest.warns(UserWarning, match="look like raw counts"):
+        prepare(_counts() * 10, VOCABULARY, input="tpm")
+
+
+def test_plausible_inputs_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepare(_counts(), VOCABULARY)
+        prepare(np.log1p(_counts() * 3.3), VOCABULARY, input="logtpm")
