@@ -50,7 +50,7 @@ class MappingReport:
         kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(self.id_types.items(), key=lambda kv: -kv[1]) if v)
         line = (f"{self.n_matched:,} of {self.n_input_genes:,} input genes matched the vocabulary "
                 f"({self.n_vocabulary - self.n_missing:,} of {self.n_vocabulary:,} vocabulary genes measured, "
-                f"mask_prob {self.mask_prob:.3f}); {self.n_unmatched:,} unmatched")
+                f"mask_prob {self.mask_prob:.4g}); {self.n_unmatched:,} unmatched")
         if self.unmatched_examples:
             line += f" (e.g. {', '.join(self.unmatched_examples[:3])})"
         if self.n_collapsed:
