@@ -36,11 +36,10 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("BULKFORMER_SHARED", REPO.parent / "shared")) / "data" / "tcga"
 # Bundles the pretraining benchmark / demo may have left behind, most specific first.
 MODEL_CANDIDATES = (
-    "benchmarks/output/pretrain*/bundle",
+    "bulkformer-demo/model",          # `bulkformer demo` (pretrained on its simulated cohort)
+    "benchmarks/output/*/model",      # pretraining benchmark runs (`pretrain(out=...)` -> out/model)
     "benchmarks/output/*/bundle",
-    "benchmarks/output/*",
-    "demo-output/bundle",
-    "models/*",
+    "models/*",                       # converted official releases
 )
 
 

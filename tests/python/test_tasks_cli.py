@@ -58,3 +58,37 @@ def test_user_errors_exit_cleanly(files, monkeypatch, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "labels file" in err and "does not exist" in err
+
+
+def test_gene_survival_and_drug_response_commands(files):
+    _require_pipeline()
+    root, cohort = files
+    runner = CliRunner()
+    genes = cohort.gene_ids[:3]
+    res = runner.invoke(app, ["evaluate", "gene-survival", str(root / "logtpm.csv"), "--input", "logtpm",
+                              "--survival", str(root / "obs.tsv"), "--time-column", "survival_time", "--event-column", "event",
+                              "--genes", ",".join(genes), "-m", str(root / "model"), "--plot", str(root / "km.png")])
+    assert res.exit_code == 0, res.output
+    assert "hazard_ratio" in res.output and (root / "km.png").exists()
+    long = cohort.drug_response.stack().rename("response").reset_index().rename(columns={"sample_id": "cell_line"})
+    long.to_csv(root / "responses.csv", index=False)
+    cohort.drug_weights.to_csv(root / "drugs.csv")
+    res = runner.invoke(app, ["evaluate", "drug-response", str(root / "logtpm.csv"), "--input", "logtpm",
+                              "--responses", str(root / "responses.csv"), "--drugs", str(root / "drugs.csv"),
+                              "-m", str(root / "model"), "--folds", "3", "--hidden", "16", "--max-iter", "100",
+                              "-o", str(root / "drug.json")])
+    assert res.exit_code == 0, res.output
+    assert "mean_pcc" in res.output
+
+
+def test_essentiality_command(files):
+    _require_pipeline()
+    root, cohort = files
+    cohort.essentiality.to_csv(root / "effects.csv")
+    res = CliRunner().invoke(app, ["evaluate", "essentiality", str(root / "logtpm.csv"), "--input", "logtpm",
+                                   "--effects", str(root / "effects.csv"), "-m", str(root / "model"), "--folds", "3",
+                                   "--hidden", "16", "--max-iter", "100", "-o", str(root / "ess.json")])
+    assert res.exit_code == 0, res.output
+    payload = json.loads((root / "ess.json").read_text())
+    assert {m["features"] for m in payload["metrics"]} == {"embedding", "raw_logtpm"}
+    assert payload["metrics"][0]["n_cell_lines"] == 30

@@ -35,6 +35,18 @@ SEED = typer.Option(0, "--seed", help="Random seed (splits, models).")
 BATCH = typer.Option(16, "--batch-size", help="Samples per forward pass.")
 DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda when available).")
 AGGREGATE = typer.Option("max", "--aggregate", help="Sample embedding pooling over genes: max | mean | median | all.")
+HIDDEN = typer.Option("256,64", "--hidden", help="MLP hidden layer sizes, comma-separated.")
+MAX_ITER = typer.Option(300, "--max-iter", help="MLP training epochs (early stopping on a 10% split).")
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"--hidden must be comma-separated integers like 256,64, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"--hidden needs at least one positive layer size, got {text!r}")
+    return sizes
 
 
 def read_table(path: Path, what: str):
@@ -158,7 +170,8 @@ def drug_response(
     drug_column: str = typer.Option("drug", "--drug-column"),
     value_column: str = typer.Option("response", "--value-column"),
     model: Path = MODEL, input: str = INPUT, orientation: str = ORIENTATION, features: str = FEATURES,
-    aggregate: str = AGGREGATE, folds: int = FOLDS, seed: int = SEED, batch_size: int = BATCH,
+    aggregate: str = AGGREGATE, folds: int = FOLDS, hidden: str = HIDDEN, max_iter: int = MAX_ITER,
+    seed: int = SEED, batch_size: int = BATCH,
     device: Optional[str] = DEVICE, out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
 ) -> None:
     """Drug response: cell-line features + drug descriptors -> MLP; CV grouped by cell
@@ -175,7 +188,8 @@ def drug_response(
     long = read_table(responses, "responses").reset_index()
     sets = _feature_sets(data, model, features, input, orientation, aggregate, batch_size, device)
     result = task.evaluate(sets, read_table(drugs, "drug descriptors").apply(pd.to_numeric, errors="raise"), long,
-                           cell_col=cell_column, drug_col=drug_column, value_col=value_column, n_splits=folds, seed=seed)
+                           cell_col=cell_column, drug_col=drug_column, value_col=value_column, n_splits=folds,
+                           hidden=_sizes(hidden), max_iter=max_iter, seed=seed)
     _report(result, out, plot)
 
 
@@ -184,7 +198,8 @@ def essentiality(
     data: Path = DATA,
     effects: Path = typer.Option(..., "--effects", help="Gene effect table: cell line (first column) x genes (Ensembl IDs)."),
     model: Path = MODEL, input: str = INPUT, orientation: str = ORIENTATION,
-    features: str = FEATURES, folds: int = FOLDS, seed: int = SEED, batch_size: int = BATCH,
+    features: str = FEATURES, folds: int = FOLDS, hidden: str = HIDDEN, max_iter: int = MAX_ITER,
+    seed: int = SEED, batch_size: int = BATCH,
     device: Optional[str] = DEVICE, out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
 ) -> None:
     """Gene essentiality: gene-level embeddings per cell line -> MLP of gene effect; CV
@@ -209,7 +224,7 @@ def essentiality(
                                                           input=input, orientation=orientation)
     if "raw_logtpm" in include:
         sets["raw_logtpm"] = build.gene_logtpm_features(logtpm, genes)
-    result = task.evaluate(sets, table[genes], n_splits=folds, seed=seed)
+    result = task.evaluate(sets, table[genes], n_splits=folds, hidden=_sizes(hidden), max_iter=max_iter, seed=seed)
     _report(result, out, plot)
 
 
@@ -236,4 +251,40 @@ def imputation(
     chosen = [b.strip() for b in baselines.split(",") if b.strip()]
     result = task.evaluate(observed, model=model, baselines=chosen, mask_fraction=mask_fraction, n_repeats=repeats,
                            batch_size=batch_size, device=device, seed=seed)
+    _report(result, out, plot)
+
+
+@evaluate_app.command("gene-survival")
+def gene_survival(
+    data: Path = DATA,
+    survival: Path = typer.Option(..., "--survival", help="Table: sample ID (first column), time and event columns."),
+    genes: str = typer.Option(..., "--genes", help="Comma-separated vocabulary gene IDs, or a file with one per line."),
+    time_column: str = typer.Option("OS.time", "--time-column"),
+    event_column: str = typer.Option("OS", "--event-column", help="1 = event, 0 = censored."),
+    id_length: Optional[int] = typer.Option(None, "--id-length", help="Match samples on the first N characters (TCGA: 15)."),
+    model: Path = MODEL, input: str = INPUT, orientation: str = ORIENTATION,
+    n_plot: int = typer.Option(4, "--n-plot", help="Kaplan-Meier panels (genes with the smallest log-rank p)."),
+    out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
+) -> None:
+    """Per-gene hazard ratios of high vs low (median split) log1p TPM, with Kaplan-Meier curves.
+
+    Examples:
+      bulkformer evaluate gene-survival counts.tsv --survival survival.tsv --genes ENSG00000141510,ENSG00000146648 -m models/bulkformer-37M
+      bulkformer evaluate gene-survival tcga.tsv --survival tcga_survival.tsv.gz --id-length 15 --genes genes.txt -m bundle --plot km.png
+    """
+    from bulkformer.tasks import prognosis as task
+    from bulkformer.tasks.features import logtpm_matrix
+
+    gene_list = Path(genes).read_text().split() if Path(genes).is_file() else [g.strip() for g in genes.split(",") if g.strip()]
+    expression = logtpm_matrix(data, model, input=input, orientation=orientation)
+    absent = [g for g in gene_list if g not in expression.columns]
+    if absent:
+        raise ValueError(f"{len(absent)} genes are not measured vocabulary genes of the data (e.g. {absent[:5]}); use Ensembl IDs")
+    expression = expression[gene_list]
+    if id_length:
+        expression = expression.set_axis(_match_prefix(expression.index, id_length))
+        expression = expression[~expression.index.duplicated()]
+    table = read_table(survival, "survival")
+    table = table[~table.index.duplicated()]
+    result = task.gene_hazard_ratios(expression.dropna(), table, time_col=time_column, event_col=event_column, n_plot=n_plot)
     _report(result, out, plot)
