@@ -24,7 +24,6 @@ import argparse
 import glob
 import os
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path

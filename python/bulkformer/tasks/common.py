@@ -8,8 +8,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-FeatureInput = "pd.DataFrame | Mapping[str, pd.DataFrame]"
-
 
 def as_feature_sets(features: pd.DataFrame | Mapping[str, pd.DataFrame], default_name: str = "features") -> dict[str, pd.DataFrame]:
     """A single matrix or a mapping name -> matrix, checked: numeric, finite, non-empty,
@@ -38,17 +36,6 @@ def as_feature_sets(features: pd.DataFrame | Mapping[str, pd.DataFrame], default
             bad = frame.columns[~np.isfinite(values).all(axis=0)][:5].tolist()
             raise ValueError(f"feature set {name!r} has NaN/inf values (columns {bad}); impute or drop them first")
     return sets
-
-
-def align(frame: pd.DataFrame, labels: pd.Series | pd.DataFrame, what: str) -> tuple[pd.DataFrame, Any]:
-    """Rows of ``frame`` and ``labels`` matched by index; an error if they share too few."""
-    common = frame.index.intersection(labels.index)
-    if len(common) == 0:
-        raise ValueError(
-            f"no sample of the features is in the {what} (features index e.g. {list(frame.index[:3])}, "
-            f"{what} index e.g. {list(labels.index[:3])}); index both by the same sample IDs"
-        )
-    return frame.loc[common], labels.loc[common]
 
 
 def check_folds(n_splits: int, n_available: int, what: str) -> int:
