@@ -48,17 +48,31 @@ def test_description_has_one_source_and_matches_the_python_package():
         assert fields.get(required), f"DESCRIPTION lacks {required}"
 
 
-def _r_environment(bundle: Path) -> dict[str, str]:
-    return dict(
+# testthat cases that need the v2_tiny fixture bundle (../shared); skipped without it
+FIXTURE_TESTS = 2
+
+
+def _r_environment(bundle: Path | None) -> dict[str, str]:
+    env = dict(
         os.environ,
         RETICULATE_PYTHON=sys.executable,
         RETICULATE_MINICONDA_ENABLED="FALSE",
         BULKFORMER_REQUIRE_PYTHON="true",
-        BULKFORMER_TEST_BUNDLE=str(bundle),
         OMP_NUM_THREADS="1",
         _R_CHECK_FUTURE_FILE_TIMESTAMPS_="false",  # needs the network
         _R_CHECK_SYSTEM_CLOCK_="false",
     )
+    env.pop("BULKFORMER_TEST_BUNDLE", None)
+    if bundle is not None:
+        env["BULKFORMER_TEST_BUNDLE"] = str(bundle)
+    return env
+
+
+def _fixture_bundle(request) -> Path | None:
+    try:
+        return request.getfixturevalue("reference_bundles")["v2_tiny"]
+    except pytest.skip.Exception:
+        return None
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -66,10 +80,12 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
 
 
 @pytest.fixture(scope="module")
-def r_check(reference_bundles, tmp_path_factory) -> Path:
+def r_check(request, tmp_path_factory) -> Path:
     """Build the tarball and check it once for this module; returns the .Rcheck directory."""
     work = tmp_path_factory.mktemp("rcheck")
-    env = _r_environment(reference_bundles["v2_tiny"])
+    bundle = _fixture_bundle(request)
+    (work / "fixture-bundle").write_text("" if bundle is None else str(bundle))
+    env = _r_environment(bundle)
     build = _run(["R", "CMD", "build", "--no-build-vignettes", "--no-manual", str(R_PACKAGE)], work, env)
     assert build.returncode == 0, build.stdout + build.stderr
     tarball = next(work.glob("bulkformer_*.tar.gz"))
@@ -93,7 +109,8 @@ def test_testthat_suite_ran_every_test_against_python(r_check):
     summaries = re.findall(r"\[ FAIL (\d+) \| WARN (\d+) \| SKIP (\d+) \| PASS (\d+) \]", text)
     assert summaries, text[-3000:]
     failed, warned, skipped, passed = map(int, summaries[-1])
-    assert (failed, warned, skipped) == (0, 0, 0), text[-5000:]
+    allowed_skips = FIXTURE_TESTS if not (r_check.parent / "fixture-bundle").read_text() else 0
+    assert (failed, warned) == (0, 0) and skipped <= allowed_skips, text[-5000:]
     assert passed >= 60, f"only {passed} expectations passed"
 
 

@@ -28,11 +28,11 @@ tiny_model <- function(api = TRUE) {
 fixture_bundle <- function() {
     skip_if_no_bulkformer()
     path <- Sys.getenv("BULKFORMER_TEST_BUNDLE")
-    if (!nzchar(path) || !dir.exists(path)) {
-        if (identical(Sys.getenv("BULKFORMER_REQUIRE_PYTHON"), "true")) {
-            stop("BULKFORMER_TEST_BUNDLE must name the v2_tiny fixture bundle")
-        }
-        skip("BULKFORMER_TEST_BUNDLE (the v2_tiny fixture bundle) is not set")
+    if (!nzchar(path)) {
+        skip("BULKFORMER_TEST_BUNDLE (the v2_tiny fixture bundle, from ../shared) is not set")
+    }
+    if (!dir.exists(path)) {
+        stop("BULKFORMER_TEST_BUNDLE=", path, " is not a directory")
     }
     path
 }
