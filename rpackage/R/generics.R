@@ -7,6 +7,9 @@ NULL
 #' TPM, and fills in the vocabulary genes the data lacks with the model's
 #' predictions. All computation happens in the Python package
 #' (`bulkformer.inference.run_imputation`); this function converts objects.
+#' Errors and warnings raised in Python arrive as R conditions of class
+#' `bulkformer_python_error` (with field `python_type`) and
+#' `bulkformer_python_warning`, carrying the original message.
 #'
 #' Rows are genes (Ensembl IDs, versioned or not, or gene symbols), columns are
 #' samples. For a SummarizedExperiment (a DESeqDataSet included) the assay

@@ -138,8 +138,17 @@ bulkformer_envname <- function() {
 }
 
 # Run Python code; a Python exception becomes an R error of class
-# "bulkformer_python_error" whose message is the original Python one.
+# "bulkformer_python_error" whose message is the original Python one, and Python
+# UserWarnings (e.g. "values look log-transformed") become R warnings instead of
+# text on stderr.
 .bf_call <- function(expr, call = sys.call(-1L)) {
+    py_warnings <- reticulate::import("warnings", convert = FALSE)
+    recorder <- py_warnings$catch_warnings(record = TRUE)
+    caught <- recorder$`__enter__`()
+    on.exit({
+        recorder$`__exit__`(NULL, NULL, NULL)
+        .relay_python_warnings(caught, call)
+    }, add = TRUE)
     tryCatch(expr, error = function(e) {
         if (inherits(e, "bulkformer_error")) stop(e)
         python_error <- reticulate::py_last_error()
@@ -151,4 +160,16 @@ bulkformer_envname <- function() {
                  python_traceback = python_error$traceback)
         ))
     })
+}
+
+.relay_python_warnings <- function(caught, call) {
+    builtins <- reticulate::import_builtins(convert = FALSE)
+    for (index in seq_len(reticulate::py_len(caught)) - 1L) {
+        record <- reticulate::py_get_item(caught, index)
+        if (!reticulate::py_to_r(builtins$issubclass(record$category, builtins$UserWarning))) next
+        warning(structure(
+            class = c("bulkformer_python_warning", "warning", "condition"),
+            list(message = reticulate::py_to_r(builtins$str(record$message)), call = call)
+        ))
+    }
 }

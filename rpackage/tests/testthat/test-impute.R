@@ -142,3 +142,12 @@ test_that("versioned Ensembl IDs and symbols in rownames reach Python unchanged"
     expect_identical(SummarizedExperiment::assay(plain, "imputed")[missing, ],
                      SummarizedExperiment::assay(plain, "predicted")[missing, ])
 })
+
+test_that("Python warnings about implausible input arrive as R warnings", {
+    model <- tiny_model()
+    counts <- example_counts(model, n_measured = 200, n_samples = 2)
+    logged <- log1p(counts / 7)
+    expect_warning(bulkformerImpute(logged, model, input = "counts", progress = FALSE),
+                   "log-transformed", class = "bulkformer_python_warning")
+    expect_no_warning(bulkformerImpute(counts, model, progress = FALSE))
+})
