@@ -1,0 +1,100 @@
+"""Gene-embedding stores: atomic, chunked per sample, float16, subsets, fusion, clear errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+import bulkformer
+from bulkformer.inference import embed, read_gene_embeddings
+from bulkformer.inference.stores import GeneEmbeddingWriter
+
+
+@pytest.fixture(scope="module")
+def setup():
+    bundle = bulkformer.tiny_bundle(n_genes=50)
+    bundle.gene_features = torch.randn(50, 6, generator=torch.Generator().manual_seed(2))
+    sim = bulkformer.simulate_cohort(n_samples=5, vocabulary=bundle.genes, n_genes=None, seed=2, missing_fraction=0.0)
+    return bundle, sim.counts.iloc[:, 4:]
+
+
+def _reference_features(bundle, counts) -> np.ndarray:
+    """Gene-level features from the module path (published algorithm)."""
+    prepared = bulkformer.prepare(counts, bundle)
+    with torch.inference_mode():
+        return bundle.model(torch.from_numpy(prepared.values), prepared.mask_prob).features.numpy()
+
+
+def test_store_matches_module_and_is_chunked_per_sample(setup, tmp_path):
+    bundle, counts = setup
+    path = embed(counts, bundle, level="gene", out=tmp_path / "e.zarr", batch_size=2, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.zarr"]  # no temporaries left
+    stored = read_gene_embeddings(path)
+    assert np.abs(stored.values - _reference_features(bundle, counts)).max() <= 1e-5
+    assert zarr.open_group(path, mode="r")["embeddings"].chunks[0] == 1
+    assert stored.metadata["mapping_report"]["n_missing"] == 4
+
+
+def test_float16_subset_and_fusion(setup, tmp_path):
+    bundle, counts = setup
+    genes = [bundle.gene_ids[i] for i in (7, 3, 20)]
+    path = embed(counts, bundle, level="gene", out=tmp_path / "f.zarr", genes=genes, dtype="float16",
+                 fuse_gene_features=True, progress=False)
+    stored = read_gene_embeddings(path, samples=[str(counts.index[3]), str(counts.index[1])], genes=genes[::-1])
+    width = bundle.config.feature_dim
+    assert stored.values.dtype == np.float16 and stored.shape == (2, 3, width + 6)
+    full = _reference_features(bundle, counts)
+    expected = full[[3, 1]][:, [20, 3, 7]]
+    assert np.abs(stored.values[..., :width].astype(np.float32) - expected).max() <= 1e-2  # float16 rounding
+    table = bundle.gene_features.numpy()[[20, 3, 7]]
+    assert np.allclose(stored.values[..., width:].astype(np.float32), np.broadcast_to(table, (2, 3, 6)), atol=1e-3)
+
+
+def test_rewrite_replaces_and_failed_write_leaves_nothing(setup, tmp_path, monkeypatch):
+    bundle, counts = setup
+    out = tmp_path / "e.zarr"
+    embed(counts, bundle, level="gene", out=out, progress=False)
+    first = read_gene_embeddings(out).values
+
+    def broken(self, start, values):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(GeneEmbeddingWriter, "write", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        embed(counts.iloc[:2], bundle, level="gene", out=out, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.zarr"]
+    assert np.array_equal(read_gene_embeddings(out).values, first)  # the old store is intact
+
+
+def test_errors_name_the_fix(setup, tmp_path):
+    bundle, counts = setup
+    with pytest.raises(ValueError, match="out="):
+        embed(counts, bundle, level="gene", progress=False)
+    with pytest.raises(ValueError, match="float32' or 'float16"):
+        embed(counts, bundle, level="gene", out=tmp_path / "x.zarr", dtype="int8", progress=False)
+    with pytest.raises(ValueError, match="not in the model's vocabulary"):
+        embed(counts, bundle, genes=["ENSG_NOPE"], progress=False)
+    with pytest.raises(ValueError, match="aggregate must be"):
+        embed(counts, bundle, aggregate="sum", progress=False)
+    with pytest.raises(FileNotFoundError, match="no gene-embedding store"):
+        read_gene_embeddings(tmp_path / "none.zarr")
+    embed(counts, bundle, level="gene", out=tmp_path / "e.zarr", progress=False)
+    with pytest.raises(ValueError, match="not in the store"):
+        read_gene_embeddings(tmp_path / "e.zarr", samples=["nobody"])
+
+
+def test_sample_level_anndata_gets_obsm(setup):
+    import anndata
+
+    bundle, counts = setup
+    adata = anndata.AnnData(counts.to_numpy(dtype=np.float32))
+    adata.obs_names = [str(s) for s in counts.index]
+    adata.var_names = list(counts.columns)
+    out = embed(adata, bundle, aggregate="mean", progress=False)
+    frame = embed(counts, bundle, aggregate="mean", progress=False)
+    assert np.allclose(out.obsm["X_bulkformer"], frame.to_numpy(), atol=1e-6)
+    assert "mapping_report" in out.uns["bulkformer"]
+    imputed = bulkformer.impute(adata, bundle, progress=False)
+    assert list(imputed.var_names) == bundle.gene_ids[:4]
+    assert np.allclose(imputed.layers["bulkformer_imputed"], bulkformer.impute(counts, bundle, progress=False).to_numpy())
