@@ -1,0 +1,52 @@
+"""Execution: device/precision choice, determinism across batch sizes, bf16 opt-in on CPU."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import bulkformer
+from bulkformer.inference import choose_device, choose_precision, run_imputation
+
+
+@pytest.fixture(scope="module")
+def setup():
+    bundle = bulkformer.tiny_bundle(n_genes=64)
+    sim = bulkformer.simulate_cohort(n_samples=6, vocabulary=bundle.genes, n_genes=None, seed=4, missing_fraction=0.0)
+    return bundle, sim.counts.iloc[:, 6:]
+
+
+def test_device_and_precision_defaults():
+    assert choose_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert choose_device(None).type in ("cpu", "mps")
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            choose_device("cuda")
+    assert choose_precision(None, torch.device("cpu")) == "fp32"
+    assert choose_precision("bfloat16", torch.device("cpu")) == "bf16"
+    with pytest.raises(ValueError, match="precision must be"):
+        choose_precision("fp8", torch.device("cpu"))
+
+
+def test_results_do_not_depend_on_batch_size(setup):
+    bundle, counts = setup
+    one = run_imputation(counts, bundle, batch_size=1, progress=False).predicted
+    many = run_imputation(counts, bundle, batch_size=4, progress=False).predicted
+    assert np.array_equal(one, many)  # bit-identical: each sample is computed on its own
+    assert np.array_equal(one, run_imputation(counts, bundle, batch_size=4, progress=False).predicted)
+
+
+def test_bf16_on_cpu_is_opt_in_and_close(setup):
+    bundle, counts = setup
+    exact = run_imputation(counts, bundle, progress=False).predicted
+    low = run_imputation(counts, bundle, precision="bf16", progress=False).predicted
+    assert low.dtype == np.float32 and np.isfinite(low).all()
+    assert 0 < np.abs(low - exact).max() < 0.25
+
+
+def test_bad_arguments(setup):
+    bundle, counts = setup
+    with pytest.raises(ValueError, match="batch_size"):
+        run_imputation(counts, bundle, batch_size=0, progress=False)
+    with pytest.raises(ValueError, match="Bundle or the path"):
+        run_imputation(counts, 42, progress=False)
