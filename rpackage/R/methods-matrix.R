@@ -94,3 +94,17 @@ setMethod("bulkformerEmbed", "matrix", function(x, model, level = c("sample", "g
 setMethod("bulkformerEmbed", "data.frame", function(x, model, ...) {
     bulkformerEmbed(.expression_matrix(x), model, ...)
 })
+
+#' @rdname bulkformerImpute
+#' @details Other matrix-like objects (sparse `Matrix`, `DelayedArray`) are
+#'   converted with `as.matrix()`.
+#' @export
+setMethod("bulkformerImpute", "ANY", function(x, model, ...) {
+    bulkformerImpute(.expression_matrix(x), model, ...)
+})
+
+#' @rdname bulkformerEmbed
+#' @export
+setMethod("bulkformerEmbed", "ANY", function(x, model, ...) {
+    bulkformerEmbed(.expression_matrix(x), model, ...)
+})

@@ -62,7 +62,8 @@ test_that("matrix, data.frame and SummarizedExperiment inputs give identical res
     from_frame <- bulkformerImpute(as.data.frame(counts), model, progress = FALSE)
     from_se <- bulkformerImpute(SummarizedExperiment::SummarizedExperiment(list(raw = counts)), model,
                                 assay.type = "raw", progress = FALSE)
-    for (other in list(from_frame, from_se)) {
+    from_sparse <- bulkformerImpute(Matrix::Matrix(counts, sparse = TRUE), model, progress = FALSE)
+    for (other in list(from_frame, from_se, from_sparse)) {
         expect_identical(SummarizedExperiment::assay(other, "imputed"),
                          SummarizedExperiment::assay(from_matrix, "imputed"))
     }
@@ -114,6 +115,7 @@ test_that("bad input is refused with a message that names the problem", {
                                   assay.type = "tpm"), "no assay 'tpm'")
     expect_error(bulkformerImpute(counts, model, lengths = matrix(1, 2, 2)), "same genes x samples")
     expect_error(bulkformerImpute(counts, model = 42), "load_bulkformer_model")
+    expect_error(bulkformerImpute(list(1, 2), model), "must be numeric")
     # nothing matches the vocabulary: the Python error reaches R as a condition
     alien <- counts
     rownames(alien) <- paste0("NOT_A_GENE_", seq_len(nrow(alien)))
