@@ -65,3 +65,13 @@ def reference_bundles(tmp_path_factory) -> dict[str, Path]:
         import_checkpoint(**files, out=root / name)
         paths[name] = root / name
     return paths
+
+
+@pytest.fixture(scope="session")
+def installed_r_library(tmp_path_factory) -> Path:
+    """The R package installed once per session into a private library (skips without R)."""
+    from tests.r_helpers import have_r, install_r_package
+
+    if not have_r():
+        pytest.skip("R is not installed")
+    return install_r_package(tmp_path_factory.mktemp("rlib"))
