@@ -1,0 +1,174 @@
+"""Pretraining building blocks: schedule, masking, the shard stream, checkpoints,
+activation checkpointing, and that pretraining learns."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import bulkformer
+from bulkformer.model import MASK_VALUE
+from bulkformer.training import checkpoint as ckpt
+from bulkformer.training.data import Corpus, Shard, build_corpus, file_shard
+from bulkformer.training.masking import mask_measured, step_generator
+from bulkformer.training.pretrain import disable_activation_checkpointing, enable_activation_checkpointing
+from bulkformer.training.schedule import warmup_cosine, warmup_cosine_factor
+
+
+def test_warmup_then_cosine():
+    total = 200  # warmup = 5% = 10 steps
+    factors = [warmup_cosine_factor(s, total) for s in range(total)]
+    assert factors[0] == pytest.approx(0.1)
+    assert factors[9] == pytest.approx(1.0)
+    assert max(factors) == pytest.approx(1.0)
+    assert factors[10 + 95] == pytest.approx(0.5, abs=0.01)  # half way through the cosine
+    assert factors[-1] < 1e-3
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
+    scheduler = warmup_cosine(optimizer, total)
+    lrs = []
+    for _ in range(total):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    np.testing.assert_allclose(lrs, 1e-4 * np.array(factors), rtol=1e-9)
+
+
+def test_masking_hides_fraction_of_measured_only():
+    x = torch.rand(64, 500) * 5
+    x[:, :100] = MASK_VALUE
+    masked, mask = mask_measured(x, 0.15, step_generator(0, 3))
+    assert not mask[:, :100].any()
+    assert mask[:, 100:].float().mean() == pytest.approx(0.15, abs=0.01)
+    assert (masked[mask] == MASK_VALUE).all() and torch.equal(masked[~mask], x[~mask])
+    again, mask_again = mask_measured(x, 0.15, step_generator(0, 3))
+    assert torch.equal(mask, mask_again)
+    _, other = mask_measured(x, 0.15, step_generator(0, 4))
+    assert not torch.equal(mask, other)
+
+
+def _toy_corpus(sizes=(7, 5, 9, 6), n_genes=3, shards_in_memory=2):
+    shards, start = [], 0
+    for size in sizes:
+        values = np.arange(start, start + size, dtype=np.float32)[:, None].repeat(n_genes, axis=1)
+        shards.append(Shard(name=f"s{start}", n_samples=size, read=lambda v=values: v))
+        start += size
+    return Corpus(shards, shards_in_memory=shards_in_memory)
+
+
+def test_stream_covers_epoch_shuffles_across_shards_and_resumes():
+    corpus = _toy_corpus()
+    batches = list(corpus.batches(4, epoch=0, seed=1))
+    ids = np.concatenate([b[:, 0] for _, b in batches]).astype(int)
+    assert len(ids) == 24 == len(set(ids))  # 27 samples, last incomplete batch dropped
+    assert [offset for offset, _ in batches] == [4, 8, 12, 16, 20, 24]
+    shard_of = np.searchsorted(np.cumsum([7, 5, 9, 6]), ids, side="right")
+    assert any(len(set(shard_of[i:i + 4])) > 1 for i in range(0, 24, 4))  # batches mix shards
+    resumed = list(corpus.batches(4, epoch=0, seed=1, start=12))
+    assert [o for o, _ in resumed] == [16, 20, 24]
+    for (_, a), (_, b) in zip(batches[3:], resumed):
+        np.testing.assert_array_equal(a, b)
+    other_epoch = np.concatenate([b[:, 0] for _, b in corpus.batches(4, epoch=1, seed=1)])
+    assert not np.array_equal(other_epoch, ids)
+
+
+def test_resume_skips_reading_consumed_windows():
+    reads = []
+    shards = [Shard(name=str(i), n_samples=4, read=lambda i=i: (reads.append(i), np.full((4, 2), i, np.float32))[1])
+              for i in range(6)]
+    corpus = Corpus(shards, shards_in_memory=1)
+    list(corpus.batches(4, epoch=0, seed=0, start=16))
+    assert len(reads) == 2  # only the last two shards were read
+
+
+def test_file_shards_are_prepared(tmp_path):
+    cohort = bulkformer.simulate_cohort(n_samples=20, n_genes=50, seed=2, missing_fraction=0.0)
+    from bulkformer.annotation import default_vocabulary
+    from bulkformer.preprocess import prepare
+
+    vocabulary = default_vocabulary().iloc[:50]
+    cohort.counts.iloc[:12].to_parquet(tmp_path / "a.parquet")
+    import anndata
+
+    anndata.AnnData(cohort.counts.iloc[12:].astype(np.float32)).write_h5ad(tmp_path / "b.h5ad")
+    corpus = build_corpus(tmp_path, vocabulary, input="counts")
+    assert [s.n_samples for s in corpus.shards] == [12, 8]
+    expected = prepare(cohort.counts, vocabulary, input="counts").values
+    np.testing.assert_allclose(np.concatenate([s.read() for s in corpus.shards]), expected, rtol=1e-6)
+    anndata.AnnData(cohort.counts.astype(np.float32)).write_zarr(tmp_path / "c.zarr")
+    zarr_shard = file_shard(tmp_path / "c.zarr", vocabulary, input="counts")
+    assert zarr_shard.n_samples == 20
+    np.testing.assert_allclose(zarr_shard.read(), expected, rtol=1e-6)
+    with pytest.raises(FileNotFoundError, match="no such shard"):
+        build_corpus(tmp_path / "missing.parquet", vocabulary)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no shard files"):
+        build_corpus(tmp_path / "empty", vocabulary)
+
+
+def test_checkpoints_are_complete_and_pruned(tmp_path):
+    bundle = bulkformer.tiny_bundle(n_genes=40)
+    for step in (2, 4, 6):
+        ckpt.save_checkpoint(tmp_path, step, bundle, {"step": step, "rng": torch.get_rng_state()}, keep=2)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["latest", "step-00000004", "step-00000006"]
+    latest = ckpt.latest_checkpoint(tmp_path)
+    assert latest.name == "step-00000006"
+    assert ckpt.load_trainer_state(latest)["step"] == 6
+    assert bulkformer.load(latest / "bundle").config == bundle.config
+    assert ckpt.resolve_checkpoint(True, tmp_path / "fresh") is None
+    with pytest.raises(FileNotFoundError):
+        ckpt.resolve_checkpoint(tmp_path / "nowhere", None)
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    bundle = bulkformer.tiny_bundle(n_genes=60)
+    model = bundle.model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    x = torch.rand(4, 60) * 6
+
+    def grads():
+        model.zero_grad()
+        model(x, 0.0).expr.square().mean().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    enable_activation_checkpointing(model)
+    recomputed = grads()
+    disable_activation_checkpointing(model)
+    assert plain.keys() == recomputed.keys()
+    for name in plain:
+        torch.testing.assert_close(recomputed[name], plain[name], rtol=1e-5, atol=1e-7)
+
+
+def test_pretraining_learns(tmp_path):
+    from bulkformer.annotation import default_vocabulary
+
+    vocabulary = default_vocabulary().iloc[:120]
+    cohort = bulkformer.simulate_cohort(n_samples=200, vocabulary=vocabulary, n_genes=None, seed=4)
+    result = bulkformer.pretrain(cohort, tmp_path / "run", vocabulary=vocabulary, dim=16, heads=2, p_repeat=1,
+                                 epochs=6, batch_size=8, lr=3e-3, dropout=0.0, progress=False)
+    validation = result.validation
+    assert len(validation) == 6
+    # first epoch ~0.2 (per-sample level only), last ~0.7 (gene levels and co-expression)
+    assert validation["masked_pcc"].iloc[-1] > validation["masked_pcc"].iloc[0] + 0.3
+    assert validation["masked_pcc"].iloc[-1] > 0.6
+    assert result.history["loss"].iloc[-5:].mean() < 0.75 * result.history["loss"].iloc[:5].mean()
+    saved = bulkformer.load(tmp_path / "run" / "model")
+    assert saved.metadata["pretraining"]["steps"] == len(result.history)
+    assert (tmp_path / "run" / "history.csv").is_file() and (tmp_path / "run" / "log.jsonl").is_file()
+
+
+def test_bad_arguments(tmp_path):
+    values = np.zeros((10, 20), np.float32)
+    vocabulary = pd.DataFrame({"ensembl_id": [f"ENSG{i:011d}" for i in range(20)]})
+    with pytest.raises(ValueError, match="fewer than one step"):
+        bulkformer.pretrain(values, None, vocabulary=vocabulary, input="aligned", batch_size=64, dim=16, heads=2,
+                            val_fraction=0, progress=False)
+    with pytest.raises(ValueError, match="mask_fraction"):
+        bulkformer.pretrain(values, None, vocabulary=vocabulary, input="aligned", mask_fraction=1.5)
+    with pytest.raises(ValueError, match="aligned input"):
+        bulkformer.pretrain(np.zeros((10, 7)), None, vocabulary=vocabulary, input="aligned", progress=False)
