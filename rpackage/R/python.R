@@ -141,7 +141,7 @@ bulkformer_envname <- function() {
 # "bulkformer_python_error" whose message is the original Python one, and Python
 # UserWarnings (e.g. "values look log-transformed") become R warnings instead of
 # text on stderr.
-.bf_call <- function(expr, call = sys.call(-1L)) {
+.bf_call <- function(expr, call = NULL) {
     py_warnings <- reticulate::import("warnings", convert = FALSE)
     recorder <- py_warnings$catch_warnings(record = TRUE)
     caught <- recorder$`__enter__`()
