@@ -151,9 +151,79 @@ void run(const T* data, const Plan& p, int n_threads, std::string& error) {
         error = "row " + std::to_string(failed_row) + " has no positive expression (sum of count/length is 0)";
 }
 
+// Samples adjacent in memory (a genes x samples matrix, as R and TCGA files store it,
+// seen transposed): walking one sample would touch a new cache line per gene, so
+// blocks of kBlock samples go through together, the inner loops running over samples.
+constexpr int64_t kBlock = 16;
+
+template <typename T>
+void run_sample_blocks(const T* data, const Plan& p, int n_threads, std::string& error) {
+    std::vector<int64_t> columns, targets;
+    for (int64_t j = 0; j < p.n_cols; ++j)
+        if (p.column_index[j] >= 0) { columns.push_back(j); targets.push_back(p.column_index[j]); }
+    std::vector<int64_t> unmeasured;
+    for (int64_t g = 0; g < p.n_vocab; ++g)
+        if (!p.measured[g]) unmeasured.push_back(g);
+    std::vector<double> inverse_divisor;
+    if (p.divisor) {
+        inverse_divisor.resize(static_cast<size_t>(p.n_vocab));
+        for (int64_t g = 0; g < p.n_vocab; ++g) inverse_divisor[g] = 1.0 / p.divisor[g];
+    }
+    const int64_t n_matched = static_cast<int64_t>(columns.size());
+    const int64_t n_blocks = (p.n_rows + kBlock - 1) / kBlock;
+    int64_t failed_row = -1;
+#pragma omp parallel num_threads(n_threads)
+    {
+        std::vector<double> sums(static_cast<size_t>(p.n_vocab * kBlock));  // [gene][sample in block]
+        std::vector<double> row_buffer(static_cast<size_t>(p.n_vocab));
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t block = 0; block < n_blocks; ++block) {
+            const int64_t first = block * kBlock;
+            const int64_t width = std::min(kBlock, p.n_rows - first);
+            double scale[kBlock];
+            for (int64_t b = 0; b < kBlock; ++b) scale[b] = 1.0;
+            if (p.normalize) {
+                double total[kBlock] = {0.0};
+                for (int64_t j = 0; j < p.n_cols; ++j) {
+                    const T* column = data + j * p.col_stride + first;
+                    const double weight = p.inv_length_kb[j];
+                    for (int64_t b = 0; b < width; ++b) total[b] += static_cast<double>(column[b]) * weight;
+                }
+                bool ok = true;
+                for (int64_t b = 0; b < width; ++b) {
+                    if (!(total[b] > 0.0)) {
+#pragma omp critical
+                        failed_row = first + b;
+                        ok = false;
+                    }
+                    scale[b] = 1e6 / total[b];
+                }
+                if (!ok) continue;
+            }
+            std::fill(sums.begin(), sums.end(), 0.0);
+            for (int64_t k = 0; k < n_matched; ++k) {
+                const int64_t j = columns[k];
+                const T* column = data + j * p.col_stride + first;
+                const double weight = p.normalize ? p.inv_length_kb[j] : 1.0;
+                double* target = sums.data() + targets[k] * kBlock;
+                for (int64_t b = 0; b < width; ++b) target[b] += static_cast<double>(column[b]) * weight * scale[b];
+            }
+            for (int64_t b = 0; b < width; ++b) {
+                for (int64_t g = 0; g < p.n_vocab; ++g) row_buffer[g] = sums[g * kBlock + b];
+                float* out_row = p.out + (first + b) * p.n_vocab;
+                finish_row(row_buffer.data(), p.divisor ? inverse_divisor.data() : nullptr, p.log1p_values, out_row, p.n_vocab);
+                for (const int64_t g : unmeasured) out_row[g] = p.mask_value;
+            }
+        }
+    }
+    if (failed_row >= 0)
+        error = "row " + std::to_string(failed_row) + " has no positive expression (sum of count/length is 0)";
+}
+
 template <typename T>
 void dispatch(const T* data, const Plan& p, int n_threads, std::string& error) {
     if (p.col_stride == 1) run<T, true>(data, p, n_threads, error);
+    else if (p.row_stride == 1 && !p.lengths_bp && p.n_rows > 1) run_sample_blocks<T>(data, p, n_threads, error);
     else run<T, false>(data, p, n_threads, error);
 }
 

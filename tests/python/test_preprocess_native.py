@@ -45,6 +45,9 @@ def test_native_handles_strided_views_and_threads_concurrently():
     reference = transform_aligned(counts, index, g, lengths_bp=lengths, backend="numpy")
     view = np.asfortranarray(counts)[::1]
     np.testing.assert_allclose(transform_aligned(view, index, g, lengths_bp=lengths, backend="native"), reference, rtol=1e-6)
+    genes_by_samples = np.ascontiguousarray(counts[:37].T).T  # samples adjacent: the blocked path, 37 = 2 x 16 + 5
+    np.testing.assert_allclose(transform_aligned(genes_by_samples, index, g, lengths_bp=lengths, backend="native"),
+                               reference[:37], rtol=1e-6)
     every_other = np.repeat(counts, 2, axis=0)[::2]  # row stride of two rows
     np.testing.assert_allclose(transform_aligned(every_other, index, g, lengths_bp=lengths, backend="native"), reference, rtol=1e-6)
     # the GIL is released: several calls from Python threads run side by side and stay correct
@@ -81,3 +84,16 @@ def test_native_rejects_a_zero_sample():
     counts[1] = 0
     with pytest.raises(ValueError, match="row 1 has no positive expression"):
         transform_aligned(counts, index, g, lengths_bp=lengths, backend="native")
+    with pytest.raises(ValueError, match="row 1 has no positive expression"):
+        transform_aligned(np.asfortranarray(counts), index, g, lengths_bp=lengths, backend="native")
+
+
+@pytest.mark.skipif(not native_available(), reason="native kernel not built")
+def test_threads_split_rows_without_changing_results():
+    counts, index, lengths, g = _inputs(n=200, m=20_000, g=5_000, seed=5)  # large enough for two threads
+    assert normalize._threads_for(counts.shape, 2) == 2
+    one = transform_aligned(counts, index, g, lengths_bp=lengths, backend="native", n_threads=1)
+    two = transform_aligned(counts, index, g, lengths_bp=lengths, backend="native", n_threads=2)
+    np.testing.assert_array_equal(one, two)
+    two_blocked = transform_aligned(np.asfortranarray(counts), index, g, lengths_bp=lengths, backend="native", n_threads=2)
+    np.testing.assert_array_equal(one, two_blocked)

@@ -19,7 +19,7 @@ import pandas as pd
 from bulkformer.io import ExpressionMatrix, Orientation, as_matrix, iter_file
 from bulkformer.preprocess._kernel import native_available
 from bulkformer.preprocess.align import AlignmentPlan, plan_alignment
-from bulkformer.preprocess.ids import VocabularyIndex, lookup, vocabulary_index
+from bulkformer.preprocess.ids import VocabularyIndex, lookup_many, vocabulary_index
 from bulkformer.preprocess.normalize import INPUT_KINDS, MASK_VALUE, InputKind, transform_aligned
 from bulkformer.preprocess.report import MappingReport
 from bulkformer.preprocess.validate import (check_not_empty, check_sample_lengths, check_unique_samples,
@@ -242,8 +242,9 @@ def _too_few_matched(report: MappingReport, min_fraction: float, block: Expressi
     measured = report.n_vocabulary - report.n_missing
     message = (f"too few vocabulary genes matched: {measured:,} of {report.n_vocabulary:,} "
                f"({measured / max(report.n_vocabulary, 1):.1%}; min_matched_fraction={min_fraction}). ")
-    labels = block.sample_ids[:2000]
-    hits = [s for s in labels if lookup(str(s), index)[1] >= 0]
+    labels = [str(s) for s in block.sample_ids[:2000]]
+    found = lookup_many(labels, index)
+    hits = [s for s, p in zip(labels, found.positions) if p >= 0]
     if len(hits) >= max(3, 0.5 * len(labels)) and len(hits) > report.n_matched:
         return message + (
             f"The sample names look like gene IDs ({len(hits):,} of {len(labels):,} match, e.g. {', '.join(hits[:3])}): "

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bulkformer.preprocess.ids import GeneMapping, VocabularyIndex, annotation_length, classify, map_gene_ids
+from bulkformer.preprocess.ids import GeneMapping, VocabularyIndex, annotation_lengths, classify_many, get_many, map_gene_ids
 from bulkformer.preprocess.normalize import DEFAULT_LENGTH_BP
 from bulkformer.preprocess.validate import check_lengths_1d
 
@@ -35,13 +35,12 @@ class AlignmentPlan:
 def _user_length_lookup(lengths: Mapping | pd.Series) -> dict[str, float]:
     series = pd.Series(lengths) if not isinstance(lengths, pd.Series) else lengths
     values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
-    lookup: dict[str, float] = {}
-    for key, value in zip(series.index, values):
-        key = str(key).strip()
-        lookup[key] = value
-        kind, stripped = classify(key)
+    keys = [str(k).strip() for k in series.index]
+    lookup = dict(zip(keys, values))
+    kinds, stripped = classify_many(keys)
+    for kind, key, value in zip(kinds, stripped, values):
         if kind == "ensembl_versioned":  # versioned lengths also serve unversioned IDs
-            lookup.setdefault(stripped, value)
+            lookup.setdefault(key, value)
     return lookup
 
 
@@ -51,26 +50,39 @@ def plan_alignment(gene_ids: Sequence[str], index: VocabularyIndex, *,
     user ``lengths`` (by input ID, unversioned ID, or the matched vocabulary ID) >
     the vocabulary's length > the shipped annotation > 1,000 bp (REFERENCE.md)."""
     mapping = map_gene_ids(gene_ids, index)
-    user = _user_length_lookup(lengths) if lengths is not None else {}
-    result = np.full(len(gene_ids), np.nan)
+    found = mapping.lookup
+    position = mapping.column_index
+    matched = position >= 0
+    vocabulary_ids = np.full(position.size, None, dtype=object)
+    vocabulary_ids[matched] = np.asarray(index.ensembl_ids, dtype=object)[position[matched]]
+
+    def by(table: dict, keys: np.ndarray) -> np.ndarray:
+        return get_many(table, keys)
+
+    candidates: list[tuple[str, np.ndarray]] = []
+    if lengths is not None:
+        user = _user_length_lookup(lengths)
+        own = by(user, np.asarray(mapping.normalized_ids, dtype=object))
+        own = np.where(np.isnan(own), by(user, found.keys), own)
+        candidates.append(("user", np.where(np.isnan(own), by(user, vocabulary_ids), own)))
+    vocabulary_lengths = np.full(position.size, np.nan)
+    vocabulary_lengths[matched] = index.lengths_bp[position[matched]]
+    candidates.append(("vocabulary", vocabulary_lengths))
+    own_annotation = annotation_lengths(found, index)
+    candidates.append(("annotation", np.where(np.isnan(own_annotation), by(index.ensembl_length, vocabulary_ids),
+                                              own_annotation)))
+
+    result = np.full(position.size, np.nan)
     sources: Counter = Counter()
-    for j, gene_id in enumerate(mapping.normalized_ids):
-        position = int(mapping.column_index[j])
-        vocabulary_id = index.ensembl_ids[position] if position >= 0 else None
-        candidates = (
-            ("user", user.get(gene_id, user.get(classify(gene_id)[1], user.get(vocabulary_id, np.nan))) if user else np.nan),
-            ("vocabulary", index.lengths_bp[position] if position >= 0 else np.nan),
-            ("annotation", annotation_length(gene_id, index)),
-            ("annotation", index.ensembl_length.get(vocabulary_id, np.nan) if vocabulary_id else np.nan),
-        )
-        for source, value in candidates:
-            if value == value:  # not NaN
-                result[j] = value
-                sources[source] += 1
-                break
-        else:
-            result[j] = DEFAULT_LENGTH_BP
-            sources["default_1000bp"] += 1
+    for source, values in candidates:
+        take = np.isnan(result) & ~np.isnan(values)
+        result[take] = values[take]
+        if take.any():
+            sources[source] += int(take.sum())
+    unknown = np.isnan(result)
+    if unknown.any():
+        result[unknown] = DEFAULT_LENGTH_BP
+        sources["default_1000bp"] += int(unknown.sum())
     if sources.get("user"):
         check_lengths_1d(result, mapping.normalized_ids)
     else:

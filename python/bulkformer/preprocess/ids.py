@@ -70,6 +70,7 @@ class GeneMapping:
     collapsed: list[str]
     id_types: dict[str, int]
     normalized_ids: list[str] = field(default_factory=list)
+    lookup: "Lookup | None" = None
 
     @property
     def n_matched(self) -> int:
@@ -150,74 +151,137 @@ def vocabulary_index(vocabulary: pd.DataFrame) -> VocabularyIndex:
 
 def classify(gene_id: str) -> tuple[str, str]:
     """(kind, key) of one identifier; key is the part used for lookup."""
-    match = _ENSEMBL_HUMAN.match(gene_id)
-    if match:
-        if match.group(2):
-            return "ensembl_par_y", match.group(1)
-        return ("ensembl_versioned" if "." in gene_id else "ensembl"), match.group(1)
-    if _ENSEMBL_TRANSCRIPT.match(gene_id):
-        return "ensembl_transcript", gene_id
-    match = _ENSEMBL_OTHER.match(gene_id)
-    if match:
-        return "ensembl_nonhuman", match.group(1)
-    if _ENTREZ.match(gene_id):
-        return "entrez", gene_id
-    match = _SYMBOL_ENTREZ.match(gene_id)
-    if match:
-        return "symbol|entrez", gene_id
-    if not gene_id:
-        return "empty", gene_id
-    return "symbol", gene_id
+    kinds, keys = classify_many([gene_id])
+    return str(kinds[0]), str(keys[0])
 
 
-def _lookup_symbol(symbol: str, index: VocabularyIndex) -> tuple[int, int, str]:
-    if symbol in index.symbol_position:
-        return index.symbol_position[symbol], 0, "symbol"
-    if symbol in index.official_symbol_position:
-        return index.official_symbol_position[symbol], 0, "symbol"
-    upper = symbol.upper()
-    if upper in index.upper_symbol_position:
-        return index.upper_symbol_position[upper], 1, "symbol_case"
-    if symbol in index.alias_position:
-        return index.alias_position[symbol], 1, "alias"
-    return -1, 9, "unmatched"
+_ANY_KIND = re.compile(
+    r"^(?:(?P<ensembl>ENSG\d{11})(?P<version>\.\d+)?(?P<par_y>_PAR_Y)?"
+    r"|(?P<transcript>ENST\d{11}(?:\.\d+)?(?:_PAR_Y)?)"
+    r"|ENS(?P<species>[A-Z]{3,6})[GT]\d{11}(?:\.\d+)?"
+    r"|(?P<entrez>\d+)"
+    r"|(?P<pair>[^|]*\|\d+))$")
+
+
+def classify_many(gene_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(kinds, keys) of many identifiers: one combined regular expression per ID."""
+    kinds = np.empty(len(gene_ids), dtype=object)
+    keys = np.empty(len(gene_ids), dtype=object)
+    match = _ANY_KIND.match
+    for j, gene_id in enumerate(gene_ids):
+        found = match(gene_id)
+        if found is None:
+            kinds[j], keys[j] = ("symbol" if gene_id else "empty"), gene_id
+        elif found.group("ensembl"):
+            keys[j] = found.group("ensembl")
+            kinds[j] = ("ensembl_par_y" if found.group("par_y") else
+                        "ensembl_versioned" if found.group("version") else "ensembl")
+        elif found.group("transcript"):
+            kinds[j], keys[j] = "ensembl_transcript", gene_id
+        elif found.group("species"):
+            kinds[j], keys[j] = "ensembl_nonhuman", found.group("species")
+        elif found.group("entrez"):
+            kinds[j], keys[j] = "entrez", gene_id
+        else:
+            kinds[j], keys[j] = "symbol|entrez", gene_id
+    return kinds, keys
+
+
+def get_many(table: dict, keys) -> np.ndarray:
+    """``table[k]`` for each key as float64, NaN where absent (plain dict lookups: pandas'
+    Series.map would first turn the whole table into a Series)."""
+    nan = np.nan
+    return np.fromiter((table.get(k, nan) if k is not None else nan for k in keys), dtype=np.float64)
+
+
+@dataclass
+class Lookup:
+    """Per input identifier: kind, lookup key, vocabulary position (-1), tier, route."""
+
+    kinds: np.ndarray
+    keys: np.ndarray
+    positions: np.ndarray
+    tiers: np.ndarray
+    routes: np.ndarray
+
+
+def _split_symbol_entrez(keys: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    symbols = np.full(keys.size, None, dtype=object)
+    entrez = np.full(keys.size, None, dtype=object)
+    if mask.any():
+        parts = pd.Series(keys[mask], dtype=object).str.split("|", n=1, expand=True)
+        symbols[mask] = parts[0].to_numpy(dtype=object)
+        entrez[mask] = parts[1].to_numpy(dtype=object)
+    return symbols, entrez
+
+
+def lookup_many(gene_ids: Sequence[str], index: VocabularyIndex) -> Lookup:
+    """Vocabulary positions of many identifiers (rules in the module docstring)."""
+    kinds, keys = classify_many(gene_ids)
+    n = len(kinds)
+    positions = np.full(n, -1, dtype=np.int64)
+    tiers = np.full(n, 9, dtype=np.int64)
+    routes = np.full(n, "unmatched", dtype=object)
+
+    def resolve(mask: np.ndarray, candidates: np.ndarray, table: dict, tier: int, route: str, transform=None) -> None:
+        open_rows = np.flatnonzero(mask & (positions < 0))
+        if open_rows.size == 0 or not table:
+            return
+        lookup_keys = candidates[open_rows]
+        if transform is not None:
+            lookup_keys = [transform(k) if k is not None else None for k in lookup_keys]
+        found = get_many(table, lookup_keys)
+        hit = ~np.isnan(found)
+        rows = open_rows[hit]
+        positions[rows] = found[hit].astype(np.int64)
+        tiers[rows] = tier
+        routes[rows] = route
+
+    ensembl = (kinds == "ensembl") | (kinds == "ensembl_versioned")
+    resolve(ensembl, keys, index.position, 0, "ensembl")
+    resolve(ensembl, keys, index.other_ensembl_position, 1, "ensembl_same_entrez")
+    resolve(kinds == "entrez", keys, index.entrez_position, 0, "entrez")
+    paired = kinds == "symbol|entrez"
+    paired_symbols, paired_entrez = _split_symbol_entrez(keys, paired)
+    resolve(paired, paired_entrez, index.entrez_position, 0, "entrez")
+    symbols = np.where(paired, paired_symbols, np.where(kinds == "symbol", keys, None))
+    has_symbol = (kinds == "symbol") | (paired & ~pd.Series(paired_symbols, dtype=object).isin(["", "?", None]).to_numpy())
+    resolve(has_symbol, symbols, index.symbol_position, 0, "symbol")
+    resolve(has_symbol, symbols, index.official_symbol_position, 0, "symbol")
+    resolve(has_symbol, symbols, index.upper_symbol_position, 1, "symbol_case", transform=str.upper)
+    resolve(has_symbol, symbols, index.alias_position, 1, "alias")
+    return Lookup(kinds=kinds, keys=keys, positions=positions, tiers=tiers, routes=routes)
 
 
 def lookup(gene_id: str, index: VocabularyIndex) -> tuple[str, int, int, str]:
     """(kind, position or -1, tier, route) of one identifier."""
-    kind, key = classify(gene_id)
-    if kind in ("ensembl", "ensembl_versioned"):
-        if key in index.position:
-            return kind, index.position[key], 0, "ensembl"
-        if key in index.other_ensembl_position:
-            return kind, index.other_ensembl_position[key], 1, "ensembl_same_entrez"
-    elif kind == "entrez":
-        if key in index.entrez_position:
-            return kind, index.entrez_position[key], 0, "entrez"
-    elif kind == "symbol|entrez":
-        symbol, entrez = key.split("|")
-        if entrez in index.entrez_position:
-            return kind, index.entrez_position[entrez], 0, "entrez"
-        if symbol and symbol != "?":
-            return (kind, *_lookup_symbol(symbol, index))
-    elif kind == "symbol":
-        return (kind, *_lookup_symbol(key, index))
-    return kind, -1, 9, "unmatched"
+    found = lookup_many([gene_id], index)
+    return str(found.kinds[0]), int(found.positions[0]), int(found.tiers[0]), str(found.routes[0])
+
+
+def annotation_lengths(found: Lookup, index: VocabularyIndex) -> np.ndarray:
+    """Shipped length (bp) of each recognised input gene, NaN if unknown."""
+    kinds, keys = found.kinds, found.keys
+    result = np.full(kinds.size, np.nan)
+
+    def fill(mask: np.ndarray, candidates: np.ndarray, table: dict) -> None:
+        rows = np.flatnonzero(mask & np.isnan(result))
+        if rows.size:
+            result[rows] = get_many(table, candidates[rows])
+
+    fill(np.isin(kinds, ["ensembl", "ensembl_versioned", "ensembl_par_y"]), keys, index.ensembl_length)
+    fill(kinds == "entrez", keys, index.entrez_length)
+    paired = kinds == "symbol|entrez"
+    paired_symbols, paired_entrez = _split_symbol_entrez(keys, paired)
+    fill(paired, paired_entrez, index.entrez_length)
+    fill(paired, paired_symbols, index.symbol_length)
+    fill(kinds == "symbol", keys, index.symbol_length)
+    return result
 
 
 def annotation_length(gene_id: str, index: VocabularyIndex) -> float:
-    """Shipped length (bp) of any recognised gene, NaN if unknown."""
-    kind, key = classify(gene_id)
-    if kind.startswith("ensembl") and kind not in ("ensembl_nonhuman", "ensembl_transcript"):
-        return index.ensembl_length.get(key, np.nan)
-    if kind == "entrez":
-        return index.entrez_length.get(key, np.nan)
-    if kind == "symbol|entrez":
-        symbol, entrez = key.split("|")
-        return index.entrez_length.get(entrez, index.symbol_length.get(symbol, np.nan))
-    if kind == "symbol":
-        return index.symbol_length.get(key, np.nan)
-    return np.nan
+    """Shipped length (bp) of one recognised gene, NaN if unknown."""
+    return float(annotation_lengths(lookup_many([gene_id], index), index)[0])
 
 
 def map_gene_ids(gene_ids: Sequence[object], index: VocabularyIndex, *, max_examples: int = 10) -> GeneMapping:
@@ -227,31 +291,30 @@ def map_gene_ids(gene_ids: Sequence[object], index: VocabularyIndex, *, max_exam
     different remedy than an unmatched gene.
     """
     ids = [str(g).strip() for g in gene_ids]
-    results = [lookup(g, index) for g in ids]
-    kinds = [r[0] for r in results]
+    found = lookup_many(ids, index)
+    kinds = found.kinds.tolist()
     kind_counts = Counter(kinds)
     _refuse_foreign_ids(ids, kinds, kind_counts)
 
-    positions = np.fromiter((r[1] for r in results), dtype=np.int64, count=len(results))
-    tiers = np.fromiter((r[2] for r in results), dtype=np.int64, count=len(results))
+    positions, tiers = found.positions, found.tiers
     matched = positions >= 0
     best_tier = np.full(index.n_genes, 99, dtype=np.int64)
     np.minimum.at(best_tier, positions[matched], tiers[matched])
     superseded = matched & (tiers > best_tier[np.where(matched, positions, 0)])
     column_index = np.where(matched & ~superseded, positions, -1)
-    routes = Counter(r[3] for r, keep in zip(results, column_index >= 0) if keep)
+    routes = Counter(found.routes[column_index >= 0].tolist())
     if superseded.any():
         routes["superseded"] = int(superseded.sum())
 
     unmatched = [ids[j] for j in np.flatnonzero(column_index < 0)[:max_examples]]
     targets = column_index[column_index >= 0]
-    unique_targets, first, counts = np.unique(targets, return_index=True, return_counts=True)
+    unique_targets, counts = np.unique(targets, return_counts=True)
     collapsed = []
     for target in unique_targets[counts > 1][:max_examples]:
         members = [ids[j] for j in np.flatnonzero(column_index == target)]
         collapsed.append(f"{' + '.join(members[:4])} -> {index.ensembl_ids[target]}")
     return GeneMapping(column_index=column_index, kinds=kinds, routes=routes, unmatched=unmatched,
-                       collapsed=collapsed, id_types=dict(kind_counts), normalized_ids=ids)
+                       collapsed=collapsed, id_types=dict(kind_counts), normalized_ids=ids, lookup=found)
 
 
 def _refuse_foreign_ids(ids: list[str], kinds: list[str], counts: Counter) -> None:

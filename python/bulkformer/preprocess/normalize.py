@@ -73,11 +73,19 @@ def transform_aligned(
             1000.0 / lengths_bp if one_d else None,
             lengths_bp if lengths_bp is not None and lengths_bp.ndim == 2 else None,
             measured.astype(np.uint8), divisor, normalize, input != "logtpm", MASK_VALUE, out,
-            int(n_threads or _default_threads()),
+            _threads_for(data.shape, n_threads),
         )
         return out
     out[...] = _numpy_transform(data, column_index, measured, lengths_bp, divisor, normalize, input != "logtpm")
     return out
+
+
+def _threads_for(shape: tuple[int, int], requested: int | None) -> int:
+    """Threads for one call: small inputs run on one (thread start-up and, on a busy
+    machine, waiting for a second core cost more than they save)."""
+    threads = int(requested or _default_threads())
+    work_threads = max(1, (shape[0] * shape[1]) // 2_000_000)
+    return max(1, min(threads, shape[0], work_threads))
 
 
 def _default_threads() -> int:
