@@ -182,3 +182,21 @@ def test_bundle_like_vocabulary_and_default():
     with pytest.raises(ValueError, match="too few vocabulary genes matched"):
         prepare(counts, None)  # 8 of ~19k genes
     assert prepare(counts, None, min_matched_fraction=0).values.shape == (3, len(VOCABULARY))
+
+
+def test_prepare_chunks_streams_blocks_with_one_report():
+    from bulkformer.preprocess import prepare_chunks
+
+    vocabulary = _vocabulary_subset()
+    counts = _counts(list(vocabulary["ensembl_id"]), n=7)
+    blocks = list(prepare_chunks(counts, vocabulary, chunk_samples=3))
+    assert [b.sample_ids for b in blocks] == [["s0", "s1", "s2"], ["s3", "s4", "s5"], ["s6"]]
+    np.testing.assert_array_equal(np.concatenate([b.values for b in blocks]), prepare(counts, vocabulary).values)
+    assert blocks[-1].report.n_samples == 7 and blocks[0].report is blocks[-1].report
+
+
+def test_per_gene_lengths_given_as_a_frame_explain_the_series_form():
+    vocabulary = _vocabulary_subset()
+    ids = list(vocabulary["ensembl_id"])
+    with pytest.raises(ValueError, match=r"for one length per gene pass a Series"):
+        prepare(_counts(ids), vocabulary, lengths=pd.DataFrame({"length": 1000.0}, index=ids))

@@ -206,8 +206,9 @@ def _sample_length_block(sample_lengths: Any, block: ExpressionMatrix, gene_ids:
         missing_genes = [g for g in gene_ids if g not in frame.columns]
         if missing_samples or missing_genes:
             what = (f"samples {missing_samples[:3]}" if missing_samples else f"genes {missing_genes[:3]}")
-            raise ValueError(f"the per-sample lengths lack {what} of the data: give lengths with the same samples "
-                             "and genes (e.g. tximport's $length matrix next to its $counts)")
+            raise ValueError(f"the per-sample lengths lack {what} of the data: a DataFrame in lengths= is read as "
+                             "per-sample lengths with the same samples and genes as the data (tximport's $length "
+                             "next to its $counts); for one length per gene pass a Series (e.g. table['length'])")
         if frame.columns.has_duplicates:
             raise ValueError("the per-sample lengths repeat gene columns; pass a plain matrix in data order instead")
         return frame.loc[block.sample_ids, gene_ids].to_numpy(dtype=np.float64)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -90,6 +91,36 @@ def _unique_map(keys: pd.Series, values: pd.Series) -> dict[str, int]:
     return dict(zip(frame["k"].astype(str), frame["v"].astype(int)))
 
 
+@dataclass(frozen=True)
+class _AnnotationLookups:
+    """The vocabulary-independent part of the lookups (built once per process)."""
+
+    pairs: pd.DataFrame  # ensembl_id, entrez_id, vocabulary (rows with both IDs)
+    genes: pd.DataFrame  # entrez_id, symbol (one row per Entrez gene)
+    aliases: pd.DataFrame  # alias, entrez_id: aliases naming exactly one gene and no official symbol
+    ensembl_length: dict[str, float]
+    entrez_length: dict[str, float]
+    symbol_length: dict[str, float]
+
+
+@lru_cache(maxsize=1)
+def _annotation_lookups() -> _AnnotationLookups:
+    table = gene_table()
+    pairs = table.dropna(subset=["ensembl_id", "entrez_id"])[["ensembl_id", "entrez_id", "vocabulary"]]
+    genes = table.dropna(subset=["entrez_id"]).drop_duplicates("entrez_id")[["entrez_id", "symbol"]]
+    aliases = gene_aliases()
+    # an alias naming several genes, or another gene's official symbol, is ambiguous: not used
+    n_genes = aliases.groupby("alias")["entrez_id"].transform("nunique")
+    aliases = aliases[(n_genes == 1) & ~aliases["alias"].isin(set(genes["symbol"].dropna()))]
+    with_length = table.dropna(subset=["length"])
+    ensembl_length = with_length.drop_duplicates("ensembl_id").set_index("ensembl_id")["length"].astype(float).to_dict()
+    entrez_length = with_length.dropna(subset=["entrez_id"]).groupby("entrez_id")["length"].median().astype(float).to_dict()
+    symbol_length = {s: entrez_length[z] for z, s in zip(genes["entrez_id"], genes["symbol"]) if z in entrez_length}
+    return _AnnotationLookups(pairs=pairs.reset_index(drop=True), genes=genes.reset_index(drop=True),
+                              aliases=aliases.reset_index(drop=True), ensembl_length=ensembl_length,
+                              entrez_length=entrez_length, symbol_length=symbol_length)
+
+
 _INDEX_CACHE: dict[str, VocabularyIndex] = {}
 
 
@@ -107,21 +138,18 @@ def vocabulary_index(vocabulary: pd.DataFrame) -> VocabularyIndex:
         raise ValueError(f"the vocabulary lists some Ensembl IDs twice (e.g. {duplicated}); a vocabulary must be unique")
     position = {e: i for i, e in enumerate(ensembl_ids)}
 
-    table = gene_table()
-    table["pos"] = table["ensembl_id"].map(position)
-    in_vocab = table[table["pos"].notna() & table["entrez_id"].notna()]
+    shared = _annotation_lookups()
+    table = shared.pairs.assign(pos=shared.pairs["ensembl_id"].map(position))
+    in_vocab = table[table["pos"].notna()]
     # an Entrez gene on several vocabulary IDs: keep the default-vocabulary choice
     preferred = in_vocab.sort_values("vocabulary", ascending=False).drop_duplicates(["entrez_id", "pos"])
     flagged = preferred[preferred["vocabulary"]]
     entrez_position = _unique_map(preferred["entrez_id"], preferred["pos"])
     entrez_position.update(_unique_map(flagged["entrez_id"], flagged["pos"]))
 
-    genes = table.dropna(subset=["entrez_id"]).drop_duplicates("entrez_id")[["entrez_id", "symbol"]]
-    genes = genes.assign(pos=genes["entrez_id"].map(entrez_position))
-    official_symbol_position = _unique_map(genes["symbol"], genes["pos"])
-    official_symbols = set(genes["symbol"].dropna())
-
-    others = table[table["pos"].isna() & table["ensembl_id"].notna() & table["entrez_id"].notna()]
+    genes = shared.genes
+    official_symbol_position = _unique_map(genes["symbol"], genes["entrez_id"].map(entrez_position))
+    others = table[table["pos"].isna()]
     other_ensembl_position = _unique_map(others["ensembl_id"], others["entrez_id"].map(entrez_position))
 
     symbol_position = _unique_map(pd.Series([s or None for s in symbols], dtype=object), pd.Series(range(len(symbols))))
@@ -129,14 +157,9 @@ def vocabulary_index(vocabulary: pd.DataFrame) -> VocabularyIndex:
     upper_symbol_position = _unique_map(pd.Series([k.upper() for k, _ in upper_pairs], dtype=object),
                                         pd.Series([v for _, v in upper_pairs], dtype=object))
 
-    aliases = gene_aliases()
-    aliases = aliases[~aliases["alias"].isin(official_symbols) & ~aliases["alias"].isin(symbol_position)]
+    aliases = shared.aliases[~shared.aliases["alias"].isin(symbol_position)]
     alias_position = _unique_map(aliases["alias"], aliases["entrez_id"].map(entrez_position))
-
-    with_length = table.dropna(subset=["length"])
-    ensembl_length = with_length.drop_duplicates("ensembl_id").set_index("ensembl_id")["length"].astype(float).to_dict()
-    entrez_length = (with_length.dropna(subset=["entrez_id"]).groupby("entrez_id")["length"].median().astype(float).to_dict())
-    symbol_length = {s: entrez_length[z] for z, s in zip(genes["entrez_id"], genes["symbol"]) if z in entrez_length}
+    ensembl_length, entrez_length, symbol_length = shared.ensembl_length, shared.entrez_length, shared.symbol_length
 
     index = VocabularyIndex(
         ensembl_ids=ensembl_ids, symbols=symbols, lengths_bp=lengths, position=position,
