@@ -103,22 +103,27 @@ def prepare(
     Many-to-one matches are summed (counts, TPM) or averaged (log1p TPM) with a warning.
     TPM is computed over all input genes, matched or not.
     """
-    values_parts = []
-    sample_ids: list[str] = []
-    report = None
-    measured = None
-    gene_ids = None
-    for part in prepare_chunks(data, vocabulary, input=input, genes=genes, samples=samples, orientation=orientation,
-                               lengths=lengths, layer=layer, min_matched_fraction=min_matched_fraction,
-                               backend=backend, n_threads=n_threads, chunk_samples=chunk_samples):
-        values_parts.append(part.values)
-        sample_ids.extend(part.sample_ids)
-        report, measured, gene_ids = part.report, part.measured, part.gene_ids
-        check_unique_samples(sample_ids)
-    values = values_parts[0] if len(values_parts) == 1 else np.concatenate(values_parts)
-    report.n_samples = len(sample_ids)
-    return PreparedInput(values=values, measured=measured, sample_ids=sample_ids, gene_ids=gene_ids,
-                         report=report, mask_prob=report.mask_prob)
+    source = _Source.of(data, genes=genes, samples=samples, orientation=orientation, layer=layer,
+                        chunk_samples=chunk_samples)
+    allocated: list[np.ndarray] = []
+
+    def allocate(n_vocab: int) -> np.ndarray | None:
+        # in-memory inputs: blocks are written straight into one output (no concatenation copy)
+        if source.n_samples is None:
+            return None
+        allocated.append(np.empty((source.n_samples, n_vocab), dtype=np.float32))
+        return allocated[0]
+
+    parts = list(_prepare_blocks(source, vocabulary, input=input, orientation=orientation, lengths=lengths,
+                                 min_matched_fraction=min_matched_fraction, backend=backend, n_threads=n_threads,
+                                 out=allocate))
+    if allocated:
+        values = allocated[0]
+    else:
+        values = parts[0].values if len(parts) == 1 else np.concatenate([p.values for p in parts])
+    last = parts[-1]
+    return PreparedInput(values=values, measured=last.measured, sample_ids=[s for p in parts for s in p.sample_ids],
+                         gene_ids=last.gene_ids, report=last.report, mask_prob=last.report.mask_prob)
 
 
 def prepare_chunks(data: Any, vocabulary: Any, *, input: InputKind = "counts", genes=None, samples=None,
@@ -128,46 +133,66 @@ def prepare_chunks(data: Any, vocabulary: Any, *, input: InputKind = "counts", g
     """:func:`prepare` one block of samples at a time (same arguments): for cohorts whose
     raw matrix, or whose prepared matrix, does not fit in memory. Every block carries
     the same report and mask; sample names are checked for repeats across blocks."""
+    source = _Source.of(data, genes=genes, samples=samples, orientation=orientation, layer=layer,
+                        chunk_samples=chunk_samples)
+    yield from _prepare_blocks(source, vocabulary, input=input, orientation=orientation, lengths=lengths,
+                               min_matched_fraction=min_matched_fraction, backend=backend, n_threads=n_threads)
+
+
+@dataclass
+class _Source:
+    gene_ids: list[str]
+    blocks: Iterator[ExpressionMatrix]
+    n_samples: int | None  # None: a file streamed front to back
+
+    @classmethod
+    def of(cls, data: Any, *, genes, samples, orientation: str, layer: str | None, chunk_samples: int | None) -> "_Source":
+        if isinstance(data, (str, Path)):
+            if genes is not None or samples is not None:
+                raise ValueError("genes= and samples= describe in-memory matrices; a file carries its own labels")
+            gene_ids, blocks = iter_file(data, orientation=orientation, layer=layer, chunk_samples=chunk_samples)
+            return cls(gene_ids, blocks, None)
+        matrix = as_matrix(data, genes=genes, samples=samples, orientation=orientation, layer=layer)
+        return cls(matrix.gene_ids, _blocks(matrix, chunk_samples or _BLOCK_SAMPLES), matrix.values.shape[0])
+
+
+def _prepare_blocks(source: _Source, vocabulary: Any, *, input: str, orientation: str, lengths: Any,
+                    min_matched_fraction: float, backend: str, n_threads: int | None,
+                    out=None) -> Iterator[PreparedInput]:
     if input not in INPUT_KINDS:
         raise ValueError(f"input={input!r}: use 'counts', 'tpm' or 'logtpm' (natural log1p TPM)")
     if not 0 <= min_matched_fraction <= 1:
         raise ValueError(f"min_matched_fraction={min_matched_fraction} must be between 0 and 1")
     index = vocabulary_index(resolve_vocabulary(vocabulary))
-    if isinstance(data, (str, Path)):
-        if genes is not None or samples is not None:
-            raise ValueError("genes= and samples= describe in-memory matrices; a file carries its own labels")
-        gene_ids, blocks = iter_file(data, orientation=orientation, layer=layer, chunk_samples=chunk_samples)
-    else:
-        matrix = as_matrix(data, genes=genes, samples=samples, orientation=orientation, layer=layer)
-        gene_ids = matrix.gene_ids
-        blocks = _blocks(matrix, chunk_samples or _BLOCK_SAMPLES)
+    gene_ids = source.gene_ids
     sample_lengths, length_series = _split_lengths(lengths, orientation)
-
     plan = plan_alignment(gene_ids, index, lengths=length_series)
-    seen_samples: list[str] = []
-    first = True
+    measured = plan.measured
+    output = out(index.n_genes) if out is not None else None
+    seen: set[str] = set()
+    offset = 0
     report = None
-    for block in blocks:
-        if first:
+    for block in source.blocks:
+        if report is None:
             check_not_empty(block.values.shape[0], len(gene_ids))
             report = _report(plan, index, input, min_matched_fraction, block)
             report.warnings.extend(plausibility_warnings(block.values, input))
             _warn_collapsed(plan, input, report)
-            first = False
-        check_unique_samples(seen_samples + block.sample_ids)
-        seen_samples.extend(block.sample_ids)
+        check_unique_samples(block.sample_ids, seen)
         check_values(block.values, block.sample_ids, gene_ids, input)
         block_lengths = plan.lengths_bp
         if sample_lengths is not None:
-            block_lengths = check_sample_lengths(
-                _sample_length_block(sample_lengths, block, gene_ids, len(seen_samples) - len(block.sample_ids)),
-                block.values, block.sample_ids, gene_ids)
+            block_lengths = check_sample_lengths(_sample_length_block(sample_lengths, block, gene_ids, offset),
+                                                 block.values, block.sample_ids, gene_ids)
+        n_block = block.values.shape[0]
+        target = output[offset:offset + n_block] if output is not None else None
         values = transform_aligned(block.values, plan.column_index, index.n_genes, input=input,
-                                   lengths_bp=block_lengths, backend=backend, n_threads=n_threads)
-        report.n_samples = len(seen_samples)
-        yield PreparedInput(values=values, measured=plan.measured, sample_ids=list(block.sample_ids),
+                                   lengths_bp=block_lengths, backend=backend, n_threads=n_threads, out=target)
+        offset += n_block
+        report.n_samples = offset
+        yield PreparedInput(values=values, measured=measured, sample_ids=list(block.sample_ids),
                             gene_ids=list(index.ensembl_ids), report=report, mask_prob=report.mask_prob)
-    if first:
+    if report is None:
         check_not_empty(0, len(gene_ids))
 
 
@@ -199,9 +224,8 @@ def _split_lengths(lengths: Any, orientation: str) -> tuple[Any, pd.Series | Non
 
 def _sample_length_block(sample_lengths: Any, block: ExpressionMatrix, gene_ids: list[str], offset: int) -> np.ndarray:
     if isinstance(sample_lengths, pd.DataFrame):
-        frame = sample_lengths
-        frame.index = frame.index.astype(str)
-        frame.columns = frame.columns.astype(str)
+        frame = sample_lengths.set_axis(sample_lengths.index.astype(str), axis=0).set_axis(
+            sample_lengths.columns.astype(str), axis=1)  # copies labels only; the caller's frame is untouched
         missing_samples = [s for s in block.sample_ids if s not in frame.index]
         missing_genes = [g for g in gene_ids if g not in frame.columns]
         if missing_samples or missing_genes:

@@ -22,8 +22,9 @@ def check_not_empty(n_samples: int, n_genes: int) -> None:
             "one gene (check the file's separator, the orientation= argument, or a filter that removed everything).")
 
 
-def check_unique_samples(sample_ids: Sequence[str]) -> None:
-    seen: set[str] = set()
+def check_unique_samples(sample_ids: Sequence[str], seen: set[str] | None = None) -> None:
+    """Sample names must be unique; ``seen`` carries the names of earlier blocks (and is updated)."""
+    seen = set() if seen is None else seen
     duplicated = [s for s in sample_ids if s in seen or seen.add(s)]
     if duplicated:
         raise ValueError(
