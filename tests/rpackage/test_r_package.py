@@ -135,12 +135,9 @@ def test_roxygen_output_is_committed(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def r_library(tmp_path_factory) -> Path:
-    """The package installed from source into a private library."""
-    library = tmp_path_factory.mktemp("rlib")
-    result = _run(["R", "CMD", "INSTALL", "--no-test-load", "-l", str(library), str(R_PACKAGE)], library, dict(os.environ))
-    assert result.returncode == 0, result.stdout + result.stderr
-    return library
+def r_library(installed_r_library) -> Path:
+    """The package installed from source into a private library (once per session, tests/conftest.py)."""
+    return installed_r_library
 
 
 def test_install_bulkformer_builds_an_offline_virtualenv_that_use_bulkformer_python_selects(tmp_path, r_library):
