@@ -97,14 +97,16 @@ def check_sample_lengths(lengths_bp: np.ndarray, matrix: np.ndarray, sample_ids,
     return lengths_bp
 
 
-def plausibility_warnings(matrix: np.ndarray, input: str, max_rows: int = 200) -> list[str]:
-    """Warn when the declared kind does not fit the numbers (checked on up to max_rows samples)."""
-    sample = np.asarray(matrix[:max_rows], dtype=np.float64)
+def plausibility_warnings(matrix: np.ndarray, input: str, max_values: int = 1_000_000) -> list[str]:
+    """Warn when the declared kind does not fit the numbers (judged on the first
+    samples, up to ``max_values`` values: a heuristic, not a check)."""
+    n_rows = max(1, min(matrix.shape[0], max_values // max(matrix.shape[1], 1)))
+    sample = np.asarray(matrix[:n_rows])
     nonzero = sample[sample != 0]
     if nonzero.size == 0:
         return []
     maximum = float(nonzero.max())
-    fractional = float(np.mean(nonzero != np.round(nonzero)))
+    fractional = float(np.mean(nonzero != np.round(nonzero))) if nonzero.dtype.kind == "f" else 0.0
     messages = []
     if input in ("counts", "tpm") and maximum <= 2 * LOG1P_TPM_MAX and fractional > 0.5:
         messages.append(
