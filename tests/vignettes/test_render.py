@@ -39,7 +39,7 @@ def _assert_rendered(html: Path) -> str:
 
 
 def test_driver_covers_every_vignette():
-    sources = sorted(p.name for p in VIGNETTES.iterdir() if p.suffix in (".Rmd", ".py", ".ipynb"))
+    sources = sorted(p.name for p in VIGNETTES.iterdir() if p.suffix in (".Rmd", ".py"))
     assert sources == sorted(R_VIGNETTES + PYTHON_VIGNETTES), "add new vignettes to tests/vignettes/test_render.py"
 
 
