@@ -88,6 +88,8 @@ def test_unrecognised_ids_explain_options():
     counts = _counts().set_axis([f"gene{i}" for i in range(40)], axis=1)
     with pytest.raises(ValueError, match=r"too few vocabulary genes matched: 0 of 40.*gene0.*HGNC symbols"):
         prepare(counts, VOCABULARY)
+    with pytest.raises(ValueError, match=r"too few vocabulary genes matched: 0 of 40"):
+        prepare(counts, VOCABULARY, min_matched_fraction=0)  # nothing matched is never useful
 
 
 def test_genes_on_the_wrong_axis():

@@ -257,7 +257,7 @@ def _report(plan: AlignmentPlan, index: VocabularyIndex, input: str, min_matched
         id_types=dict(mapping.id_types), collapsed_examples=list(mapping.collapsed),
         match_routes=dict(mapping.routes), length_sources=dict(plan.length_sources), input=input,
     )
-    if n_vocabulary and n_measured / n_vocabulary < min_matched_fraction:
+    if n_vocabulary and (n_measured == 0 or n_measured / n_vocabulary < min_matched_fraction):
         raise ValueError(_too_few_matched(report, min_matched_fraction, first_block, index))
     return report
 
