@@ -200,3 +200,14 @@ def test_per_gene_lengths_given_as_a_frame_explain_the_series_form():
     ids = list(vocabulary["ensembl_id"])
     with pytest.raises(ValueError, match=r"for one length per gene pass a Series"):
         prepare(_counts(ids), vocabulary, lengths=pd.DataFrame({"length": 1000.0}, index=ids))
+
+
+def test_map_genes_gives_the_per_gene_detail():
+    from bulkformer.preprocess import map_genes
+
+    tp53 = BY_SYMBOL.loc["TP53", "ensembl_id"]
+    table = map_genes(["TP53", f"{tp53}.4", "P53", "7157", "NOPE", "ENSG00000002586.18_PAR_Y"], _vocabulary_subset())
+    assert table["kind"].tolist() == ["symbol", "ensembl_versioned", "symbol", "entrez", "symbol", "ensembl_par_y"]
+    assert table["vocabulary_id"].tolist() == [tp53, tp53, None, tp53, None, None]
+    assert table["route"].tolist() == ["symbol", "ensembl", "superseded", "entrez", "unmatched", "unmatched"]
+    assert table.loc[0, "length_bp"] == BY_SYMBOL.loc["TP53", "length"] and table.loc[4, "length_bp"] == 1000.0

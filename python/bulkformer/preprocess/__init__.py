@@ -25,7 +25,7 @@ from bulkformer.preprocess.report import MappingReport
 from bulkformer.preprocess.validate import (check_not_empty, check_sample_lengths, check_unique_samples,
                                             check_values, plausibility_warnings)
 
-__all__ = ["MASK_VALUE", "MappingReport", "PreparedInput", "native_available", "prepare", "prepare_chunks",
+__all__ = ["MASK_VALUE", "MappingReport", "PreparedInput", "map_genes", "native_available", "prepare", "prepare_chunks",
            "resolve_vocabulary", "transform_aligned"]
 
 _BLOCK_SAMPLES = 4096  # in-memory inputs are transformed in blocks of samples (bounded temporaries)
@@ -68,6 +68,27 @@ def resolve_vocabulary(vocabulary: Any) -> pd.DataFrame:
         return pd.DataFrame({"ensembl_id": [str(v) for v in vocabulary]})
     raise TypeError(f"vocabulary must be a Bundle, a DataFrame with ensembl_id/symbol/length or a list of Ensembl "
                     f"IDs, not {type(vocabulary).__name__}")
+
+
+def map_genes(gene_ids: Sequence[Any], vocabulary: Any = None, *,
+              lengths: pd.Series | Mapping | None = None) -> pd.DataFrame:
+    """Where each input gene goes, without any expression data: one row per input ID
+    with its recognised kind, the vocabulary gene it maps to (None if unmatched), the
+    route (ensembl, entrez, symbol, symbol_case, alias, ensembl_same_entrez, superseded,
+    unmatched) and the length (bp) TPM would use. The per-gene detail behind
+    :class:`MappingReport`."""
+    index = vocabulary_index(resolve_vocabulary(vocabulary))
+    plan = plan_alignment([str(g) for g in gene_ids], index, lengths=lengths)
+    found = plan.mapping.lookup
+    matched = plan.column_index >= 0
+    routes = np.where(matched, found.routes, np.where(found.positions >= 0, "superseded", "unmatched"))
+    return pd.DataFrame({
+        "input_id": plan.mapping.normalized_ids,
+        "kind": found.kinds,
+        "vocabulary_id": [index.ensembl_ids[p] if p >= 0 else None for p in plan.column_index],
+        "route": routes,
+        "length_bp": plan.lengths_bp,
+    })
 
 
 def prepare(
