@@ -48,6 +48,11 @@ for (name in names(cases)) {
     }
     results[[name]] <- list(imputed = imputed, embedded = embedded, embedding = unclass(embedding),
                             embed_report = embed_report)
+    if (isTRUE(case$gene_level)) {
+        store <- bulkformerEmbed(case$x, model, level = "gene", genes = case$genes,
+                                 out = file.path(tempdir(), paste0(name, "-genes.zarr")), progress = FALSE)
+        results[[name]]$gene_embeddings <- readBulkformerGeneEmbeddings(store)
+    }
     message("agreement: ", name, " done")
 }
 saveRDS(results, args[[2]])

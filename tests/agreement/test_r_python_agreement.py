@@ -37,6 +37,8 @@ class Case:
     frame: pd.DataFrame  # samples x genes, the same numbers the R object holds
     aggregate: str
     lengths: pd.DataFrame | None = None  # samples x genes (tximport avgTxLength)
+    gene_level: bool = False  # also compare level = "gene" embeddings
+    genes: list[str] | None = None  # gene subset for the gene-level store
     python: dict = field(default_factory=dict)  # filled by the python_results fixture
 
 
@@ -148,7 +150,7 @@ def cases(r, tiny_model, request) -> dict[str, Case]:
     for i in range(3):
         frame[f"ENSG0000099999{i}"] = rng.poisson(40, len(frame)).astype(np.float64)
     built["se_counts"] = Case(r.r["agreement_se"](_r_matrix(r, frame), _r_coldata(r, list(frame.index), 1)),
-                              tiny_model, frame, "max")
+                              tiny_model, frame, "max", gene_level=True)
 
     # 2. DESeqDataSetFromMatrix with a design
     counts = _vocabulary_counts(bundle, 8, seed=2)
@@ -162,7 +164,8 @@ def cases(r, tiny_model, request) -> dict[str, Case]:
     dds = r.r["agreement_example_dds"](r.StrVector(genes), 6, 3)
     values = _to_numpy(r.r["agreement_assay"](dds, "counts"))
     frame = pd.DataFrame(values.T, index=_strings(r.r["colnames"](dds)), columns=genes)
-    built["dds_example"] = Case(dds, tiny_model, frame, "median")
+    built["dds_example"] = Case(dds, tiny_model, frame, "median", gene_level=True,
+                                genes=list(vocabulary.ensembl_id[[250, 3, 77, 120]]))
 
     # 4. tximport-style SummarizedExperiment: counts, abundance and avgTxLength assays
     counts = _vocabulary_counts(bundle, 5, seed=4)
@@ -206,9 +209,14 @@ def cases(r, tiny_model, request) -> dict[str, Case]:
 def r_results(r, cases, installed_r_library, tmp_path_factory) -> dict[str, Any]:
     """All cases through the R package in ONE Rscript call (R + reticulate + torch start once)."""
     work = tmp_path_factory.mktemp("agreement-r")
-    payload = r.ListVector({name: r.ListVector({"x": case.r_object, "model": str(case.model),
-                                                "aggregate": case.aggregate})
-                            for name, case in cases.items()})
+    def entry(case: Case):
+        fields = {"x": case.r_object, "model": str(case.model), "aggregate": case.aggregate,
+                  "gene_level": case.gene_level}
+        if case.genes is not None:
+            fields["genes"] = r.StrVector(case.genes)
+        return r.ListVector(fields)
+
+    payload = r.ListVector({name: entry(case) for name, case in cases.items()})
     r.r["saveRDS"](payload, str(work / "cases.rds"))
     run_rscript([str(HERE / "r_side.R"), str(work / "cases.rds"), str(work / "results.rds")],
                 library=installed_r_library, cwd=work)
@@ -217,9 +225,9 @@ def r_results(r, cases, installed_r_library, tmp_path_factory) -> dict[str, Any]
 
 
 @pytest.fixture(scope="module")
-def python_results(cases) -> dict[str, dict]:
+def python_results(cases, tmp_path_factory) -> dict[str, dict]:
     import bulkformer
-    from bulkformer.inference import run_imputation
+    from bulkformer.inference import read_gene_embeddings, run_imputation
 
     out = {}
     for name, case in cases.items():
@@ -228,6 +236,11 @@ def python_results(cases) -> dict[str, dict]:
         imputation = run_imputation(case.frame, bundle, input="counts", lengths=lengths, progress=False)
         embedding = bulkformer.embed(case.frame, bundle, aggregate=case.aggregate, lengths=lengths, progress=False)
         out[name] = {"imputation": imputation, "embedding": embedding, "bundle": bundle}
+        if case.gene_level:
+            store = tmp_path_factory.mktemp("agreement-py") / f"{name}-genes.zarr"
+            bulkformer.embed(case.frame, bundle, level="gene", genes=case.genes, out=store, lengths=lengths,
+                             progress=False)
+            out[name]["gene_embeddings"] = read_gene_embeddings(store)
     return out
 
 
@@ -342,6 +355,21 @@ def test_user_objects_are_preserved(name, r, cases, r_results):
     result = r_results[name]
     problems = _strings(r.r["agreement_preserved"](case.r_object, result.rx2("imputed"), result.rx2("embedded")))
     assert problems == []
+
+
+@pytest.mark.parametrize("name", [n for n in CASE_NAMES if n in ("se_counts", "dds_example")])
+def test_gene_level_embeddings_agree(name, r, cases, r_results, python_results):
+    """level = "gene": the on-disk store written from R and read back with
+    readBulkformerGeneEmbeddings() holds Python's samples x genes x features array."""
+    case = _case(name, cases)
+    stored = r_results[name].rx2("gene_embeddings")
+    expected = python_results[name]["gene_embeddings"]
+    dimnames = stored.do_slot("dimnames")
+    assert _strings(dimnames[0]) == list(expected.sample_ids) == list(case.frame.index)
+    assert _strings(dimnames[1]) == list(expected.gene_ids)
+    if case.genes is not None:
+        assert list(expected.gene_ids) == case.genes
+    assert_close(_to_numpy(stored), expected.values.astype(np.float64), "gene-level embedding")
 
 
 def test_report_covers_each_identifier_kind(r, cases, r_results):
