@@ -11,7 +11,8 @@ import gzip
 import io as _io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Literal
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -247,11 +248,8 @@ def _parquet_source(path: Path, orientation: str) -> _Source:
     row_labels = (_labels(parquet.read(columns=[label_column]).column(0).to_pylist()) if label_column
                   else [str(i) for i in range(parquet.metadata.num_rows)])
 
-    def frame_of(columns: list[str], rows: slice | None = None) -> np.ndarray:
-        table = parquet.read(columns=columns)
-        if rows is not None:
-            table = table.slice(rows.start, rows.stop - rows.start)
-        return _frame_values(table.to_pandas(ignore_metadata=True))
+    def frame_of(columns: list[str]) -> np.ndarray:
+        return _frame_values(parquet.read(columns=columns).to_pandas(ignore_metadata=True))
 
     if orientation == "samples_by_genes":
         gene_ids, sample_ids = value_columns, row_labels

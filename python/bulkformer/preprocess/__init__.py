@@ -11,7 +11,8 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping, Sequence
+from typing import Any, Literal
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -167,7 +168,7 @@ class _Source:
     n_samples: int | None  # None: a file streamed front to back
 
     @classmethod
-    def of(cls, data: Any, *, genes, samples, orientation: str, layer: str | None, chunk_samples: int | None) -> "_Source":
+    def of(cls, data: Any, *, genes, samples, orientation: str, layer: str | None, chunk_samples: int | None) -> _Source:
         if isinstance(data, (str, Path)):
             if genes is not None or samples is not None:
                 raise ValueError("genes= and samples= describe in-memory matrices; a file carries its own labels")

@@ -20,7 +20,7 @@ import re
 from functools import lru_cache
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -71,7 +71,7 @@ class GeneMapping:
     collapsed: list[str]
     id_types: dict[str, int]
     normalized_ids: list[str] = field(default_factory=list)
-    lookup: "Lookup | None" = None
+    lookup: Lookup | None = None
 
     @property
     def n_matched(self) -> int:
