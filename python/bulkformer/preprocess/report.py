@@ -11,9 +11,15 @@ class MappingReport:
 
     ``n_matched`` input genes landed on ``n_vocabulary - n_missing`` vocabulary genes;
     ``n_collapsed`` of them were merged into another input gene with the same target
-    (summed for counts/TPM, averaged for log values). ``mask_prob`` is the share of
-    vocabulary genes the data lacks (fed to v2 models). ``id_types`` counts the input
-    identifiers by recognised kind.
+    (summed for counts/TPM, averaged for log values), i.e. n_matched minus the number
+    of distinct targets. ``n_unmatched`` = n_input_genes - n_matched; it includes genes
+    reached only indirectly (alias, another Ensembl ID of the same Entrez gene) whose
+    target another input gene already measures directly (``match_routes["superseded"]``).
+    ``mask_prob`` is the share of vocabulary genes the data lacks (fed to v2 models).
+    ``id_types`` counts the input identifiers by recognised kind (ensembl,
+    ensembl_versioned, ensembl_par_y, ensembl_transcript, ensembl_nonhuman, entrez,
+    symbol|entrez, symbol, empty); ``length_sources`` counts where each input gene's
+    length came from (user, vocabulary, annotation, default_1000bp).
     """
 
     n_input_genes: int
