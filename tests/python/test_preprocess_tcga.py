@@ -120,3 +120,8 @@ def test_tcga_file_path_chunked_equals_in_memory(tmp_path, tcga_counts, prepared
     prepared = prepare(path, default_vocabulary(), orientation="genes_by_samples", chunk_samples=4)
     assert prepared.sample_ids == prepared_default.sample_ids
     np.testing.assert_array_equal(prepared.values, prepared_default.values)
+
+
+def test_tcga_wrong_orientation_is_named(tcga_counts):
+    with pytest.raises(ValueError, match=r"genes are on the other axis.*orientation='genes_by_samples'"):
+        prepare(tcga_counts, default_vocabulary())  # genes x samples, declared samples x genes

@@ -292,7 +292,10 @@ def _too_few_matched(report: MappingReport, min_fraction: float, block: Expressi
     labels = [str(s) for s in block.sample_ids[:2000]]
     found = lookup_many(labels, index)
     hits = [s for s, p in zip(labels, found.positions) if p >= 0]
-    if len(hits) >= max(3, 0.5 * len(labels)) and len(hits) > report.n_matched:
+    # the other axis matches clearly better (a share: most genes of a full table are not in the vocabulary)
+    other_rate = len(hits) / max(len(labels), 1)
+    this_rate = report.n_matched / max(report.n_input_genes, 1)
+    if len(hits) >= 3 and other_rate > max(2 * this_rate, 0.05):
         return message + (
             f"The sample names look like gene IDs ({len(hits):,} of {len(labels):,} match, e.g. {', '.join(hits[:3])}): "
             "genes are on the other axis. Pass orientation='genes_by_samples' if rows are genes "
