@@ -171,3 +171,9 @@ def test_plausible_inputs_do_not_warn():
         warnings.simplefilter("error")
         prepare(_counts(), VOCABULARY)
         prepare(np.log1p(_counts() * 3.3), VOCABULARY, input="logtpm")
+
+
+def test_already_prepared_input_is_recognised():
+    prepared = prepare(_counts().iloc[:, :30], VOCABULARY, min_matched_fraction=0.5)
+    with pytest.raises(ValueError, match=r"exactly -10 \(the mask token.*already prepared"):
+        prepare(prepared.to_frame(), VOCABULARY, input="logtpm")

@@ -56,7 +56,13 @@ def check_values(matrix: np.ndarray, sample_ids: Sequence[str], gene_ids: Sequen
             ):
                 _raise_on(test(block), problem, fix, sample_ids, gene_ids, start)
         if block.dtype.kind in "fi":
-            _raise_on(block < 0, "negative values",
+            negative = block < 0
+            if negative.any() and np.all(block[negative] == -10):
+                _raise_on(negative, "values of exactly -10 (the mask token for unmeasured genes)",
+                          ("This looks like already prepared model input: pass the PreparedInput itself to "
+                           "impute/embed, or drop the -10 (unmeasured) genes before preparing again."),
+                          sample_ids, gene_ids, start)
+            _raise_on(negative, "negative values",
                       ("Counts, TPM and log1p TPM cannot be negative. If these are log2 ratios or z-scores, "
                        "pass raw counts (input='counts'), TPM (input='tpm') or natural log1p TPM (input='logtpm')."),
                       sample_ids, gene_ids, start)
