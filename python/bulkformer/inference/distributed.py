@@ -55,15 +55,18 @@ def local_device() -> torch.device | None:
     return None
 
 
-def shard_rows(n_samples: int) -> Shard:
-    """Contiguous, balanced sample ranges per rank (rank r gets rows r*n/W..)."""
+def shard_rows(n_samples: int, batch_size: int = 1) -> Shard:
+    """Contiguous, balanced ranges of whole batches per rank: rank r gets batches
+    r*B/W .. (r+1)*B/W of the single-process batching, so every sample is computed in
+    the same batch as in one process and results are bit-identical."""
     import torch.distributed as dist
 
     if not (launched_by_torchrun() and dist.is_available() and dist.is_initialized()):
         return Shard(0, 1, range(n_samples))
     rank, world = dist.get_rank(), dist.get_world_size()
-    start = rank * n_samples // world
-    stop = (rank + 1) * n_samples // world
+    n_batches = -(-n_samples // batch_size)
+    start = min(rank * n_batches // world * batch_size, n_samples)
+    stop = min((rank + 1) * n_batches // world * batch_size, n_samples)
     return Shard(rank, world, range(start, stop))
 
 

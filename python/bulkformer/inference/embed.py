@@ -117,7 +117,7 @@ def embed(
                            orientation=orientation, lengths=lengths, layer=layer)
     positions = gene_positions(genes, bundle.gene_ids)
     values = np.asarray(prepared.values, dtype=np.float32)
-    shard = distributed.shard_rows(values.shape[0])
+    shard = distributed.shard_rows(values.shape[0], engine.batch_size)
     report = _report_dict(prepared.report)
     sample_ids = [str(s) for s in prepared.sample_ids]
 

@@ -14,8 +14,9 @@ memory; it reads the model's own weights, so nothing is copied or converted:
 * the feature maps run in fp32 even under GPU autocast (``exp`` of a half-precision
   projection loses several digits), the dense layers take autocast's precision.
 
-On CPU every sample is processed on its own, so a sample's output does not depend
-on the batch it came in (runs are reproducible across batch sizes and ranks).
+Runs are deterministic for a given batch composition; batch sizes change results only
+by float rounding (~1e-6). torchrun sharding keeps the single-process batches (see
+``distributed.shard_rows``), so sharded outputs are bit-identical to one process.
 """
 from __future__ import annotations
 
@@ -120,19 +121,20 @@ class FastBulkFormer:
     """Inference-only forward pass over a :class:`BulkFormer` (eval mode, no grad).
 
     Build once per run (it caches the gene tokens and the normalised graph), then call
-    per batch. ``gene_chunk`` bounds the working set of each layer (genes per chunk);
-    ``per_sample`` processes samples one at a time (default on CPU, where it costs
-    nothing and makes outputs independent of the batch composition).
+    per batch. ``gene_chunk`` bounds the working set of each layer (genes per chunk;
+    default 2,048 on CPU, the whole vocabulary on GPUs); ``per_sample`` processes
+    samples one at a time (smaller temporaries, but many more small kernels: slower
+    with several threads).
     """
 
-    def __init__(self, model: BulkFormer, *, gene_chunk: int | None = None, per_sample: bool | None = None) -> None:
+    def __init__(self, model: BulkFormer, *, gene_chunk: int | None = None, per_sample: bool = False) -> None:
         if model.training:
             raise ValueError("the inference engine needs the model in eval mode (call model.eval())")
         self.model = model
         self.config = model.config
         device = model.expr_emb.inv_freq.device
-        self.per_sample = device.type == "cpu" if per_sample is None else per_sample
-        self.gene_chunk = gene_chunk or (512 if device.type == "cpu" else 1 << 30)
+        self.per_sample = bool(per_sample)
+        self.gene_chunk = gene_chunk or (2048 if device.type == "cpu" else 1 << 30)
         with torch.inference_mode():
             self.gene_tokens = model.gene_tokens().float()
             self.adjacency = normalised_adjacency(model.graph_edge_index, model.graph_edge_weight, self.config.n_genes)

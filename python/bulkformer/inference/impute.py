@@ -84,7 +84,7 @@ def run_imputation(
     prepared = prepare_for(data, engine.bundle, input=input, gene_names=gene_names, samples=samples,
                            orientation=orientation, lengths=lengths, layer=layer)
     values = np.asarray(prepared.values, dtype=np.float32)
-    shard = distributed.shard_rows(values.shape[0])
+    shard = distributed.shard_rows(values.shape[0], engine.batch_size)
     predicted = np.empty((len(shard.rows), values.shape[1]), dtype=np.float32)
     for batch in engine.stream(values, prepared.mask_prob, rows=shard.rows, description="imputing"):
         predicted[batch.start - shard.rows.start:batch.stop - shard.rows.start] = batch.expr
