@@ -20,6 +20,8 @@ def cohort(tmp_path_factory):
     sim = bulkformer.simulate_cohort(n_samples=7, vocabulary=bundle.genes, n_genes=None, seed=3, missing_fraction=0.0)
     counts = sim.counts.iloc[:, 5:]  # the cohort lacks the first five vocabulary genes
     counts.to_csv(root / "counts.csv")
+    lengths = sim.lengths * (1 + np.arange(len(sim.lengths)) % 4)  # differ from the vocabulary's lengths
+    lengths.rename("length").rename_axis("gene").to_csv(root / "lengths.tsv", sep="\t")
     return root, bundle, counts
 
 
@@ -58,6 +60,19 @@ def test_cli_impute_matches_the_python_api(cli, cohort):
     assert list(written.columns) == bundle.gene_ids[:5]
     assert np.allclose(written.to_numpy(), expected.to_numpy(), atol=1e-6)
     assert "mapped 75 of 75" in done.stderr
+
+
+def test_cli_impute_with_gene_lengths(cli, cohort):
+    root, bundle, counts = cohort
+    done = cli("impute", root / "counts.csv", "-m", root / "model", "--which", "all", "--lengths", root / "lengths.tsv",
+               "-o", root / "denoised.csv", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    lengths = pd.read_csv(root / "lengths.tsv", sep="\t", index_col=0)["length"]
+    expected = bulkformer.impute(counts, bundle, which="all", lengths=lengths, progress=False)
+    without = bulkformer.impute(counts, bundle, which="all", progress=False)
+    written = pd.read_csv(root / "denoised.csv", index_col=0)
+    assert np.allclose(written.to_numpy(), expected.to_numpy(), atol=1e-5)
+    assert not np.allclose(expected.to_numpy(), without.to_numpy(), atol=1e-5)  # the lengths were used
 
 
 def test_cli_embed_sample_and_gene_level(cli, cohort):

@@ -71,6 +71,21 @@ def _gene_list(genes: Optional[str]) -> Optional[list[str]]:
     return [g.strip() for g in genes.split(",") if g.strip()]
 
 
+def _read_lengths(path: Optional[Path]):
+    """A two-column table (gene ID, length in bp) -> Series, or None."""
+    if path is None:
+        return None
+    import pandas as pd
+
+    if not path.is_file():
+        raise FileNotFoundError(f"lengths file {path} does not exist")
+    table = pd.read_csv(path, sep=None, engine="python")
+    if table.shape[1] < 2:
+        raise ValueError(f"{path} needs two columns: gene ID and length (bp)")
+    return pd.Series(pd.to_numeric(table.iloc[:, 1], errors="coerce").to_numpy(),
+                     index=table.iloc[:, 0].astype(str).to_numpy())
+
+
 def _report(frame_or_dict) -> None:
     report = getattr(frame_or_dict, "attrs", {}).get("mapping_report") if hasattr(frame_or_dict, "attrs") else frame_or_dict
     if report:
@@ -87,6 +102,7 @@ def impute(
     input: str = typer.Option("counts", "--input", help=_INPUT_HELP),
     orientation: str = typer.Option("samples_by_genes", help=_ORIENTATION_HELP),
     layer: Optional[str] = typer.Option(None, help="h5ad layer holding the values (default X)."),
+    lengths: Optional[Path] = typer.Option(None, help="Gene lengths (bp) for counts: CSV/TSV with gene ID and length columns."),
     batch_size: int = typer.Option(16, help="Samples per batch."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: cuda > mps > cpu)."),
     precision: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU)."),
@@ -104,6 +120,7 @@ def impute(
     _check_input(data)
     _output_format(out, _TABLE_SUFFIXES)
     frame = run(str(data), str(model), which=which, input=input, orientation=orientation, layer=layer,
+                lengths=_read_lengths(lengths),
                 batch_size=batch_size, device=device, precision=precision, progress=progress)
     _report(frame)
     if _is_main_process():
@@ -123,6 +140,7 @@ def embed(
     input: str = typer.Option("counts", "--input", help=_INPUT_HELP),
     orientation: str = typer.Option("samples_by_genes", help=_ORIENTATION_HELP),
     layer: Optional[str] = typer.Option(None, help="h5ad layer holding the values (default X)."),
+    lengths: Optional[Path] = typer.Option(None, help="Gene lengths (bp) for counts: CSV/TSV with gene ID and length columns."),
     batch_size: int = typer.Option(16, help="Samples per batch."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: cuda > mps > cpu)."),
     precision: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU)."),
@@ -145,7 +163,8 @@ def embed(
         _output_format(out, _TABLE_SUFFIXES)
     result = run(str(data), str(model), level=level, aggregate=aggregate, genes=_gene_list(genes),
                  out=out if level == "gene" else None, dtype=dtype, fuse_gene_features=fuse_gene_features,
-                 input=input, orientation=orientation, layer=layer, batch_size=batch_size, device=device,
+                 input=input, orientation=orientation, layer=layer, lengths=_read_lengths(lengths),
+                 batch_size=batch_size, device=device,
                  precision=precision, progress=progress)
     if level == "gene":
         typer.echo(f"wrote {result}")

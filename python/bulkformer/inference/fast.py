@@ -137,7 +137,11 @@ class FastBulkFormer:
         self.gene_chunk = gene_chunk or (2048 if device.type == "cpu" else 1 << 30)
         with torch.inference_mode():
             self.gene_tokens = model.gene_tokens().float()
-            self.adjacency = normalised_adjacency(model.graph_edge_index, model.graph_edge_weight, self.config.n_genes)
+            # sparse CSR matmul exists on CPU and CUDA; elsewhere (MPS) the GCNConv module runs
+            self.adjacency = (
+                normalised_adjacency(model.graph_edge_index, model.graph_edge_weight, self.config.n_genes)
+                if device.type in ("cpu", "cuda") else None
+            )
             self.blocks = [_LayerWeights.from_performer_stack(block.f) for block in model.gb_formers]
 
     # ------------------------------------------------------------------ public
@@ -173,7 +177,10 @@ class FastBulkFormer:
         h = self._embed(x)
         for block, layers in zip(model.gb_formers, self.blocks):
             h = block.layernorm(h)
-            h = h + self._graph_conv(block.g, h)
+            if self.adjacency is None:
+                h = h + block.g(h, model.graph_source_target, model.graph_edge_weight)
+            else:
+                h = h + self._graph_conv(block.g, h)
             if block.bins:
                 h = block._through_bins(h)  # v1 expression bins: module path
             for layer in layers:
