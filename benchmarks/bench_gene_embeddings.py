@@ -58,7 +58,7 @@ def main() -> None:
     bundle = Bundle(model=BulkFormer(config, torch.stack([receivers, senders]), torch.rand(receivers.shape[0]) + 0.4).eval(),
                     genes=genes)
     rng = np.random.default_rng(args.seed)
-    log_tpm = pd.DataFrame(rng.gamma(1.5, 1.2, size=(args.samples, n_genes)).astype(np.float32),
+    log_tpm = pd.DataFrame(rng.gamma(1.5, 1.2, size=(args.samples, n_genes)).clip(max=12).astype(np.float32),
                            index=[f"s{i}" for i in range(args.samples)], columns=genes["ensembl_id"])
     log_tpm = log_tpm.iloc[:, : max(1, int(n_genes * 0.9))]  # the cohort lacks 10% of the vocabulary
     baseline = peak_rss_gb()

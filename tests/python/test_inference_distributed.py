@@ -68,3 +68,21 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
                            imputed.to_numpy(), atol=1e-6, rtol=0)  # CSV round trip; the store above is bit-exact
         assert np.allclose(pd.read_csv(tmp_path / f"sample_rank{rank}.csv", index_col=0).to_numpy(),
                            sample.to_numpy(), atol=1e-6, rtol=0)
+
+
+def test_ranks_take_whole_batches_covering_every_sample(monkeypatch):
+    import torch.distributed as dist
+
+    from bulkformer.inference import distributed
+
+    monkeypatch.setattr(distributed, "launched_by_torchrun", lambda: True)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 3)
+    for n_samples, batch_size in ((10, 4), (5, 2), (2, 4), (100, 16)):
+        rows = []
+        for rank in range(3):
+            monkeypatch.setattr(dist, "get_rank", lambda rank=rank: rank)
+            shard = distributed.shard_rows(n_samples, batch_size)
+            assert shard.rows.start % batch_size == 0
+            rows.extend(shard.rows)
+        assert rows == list(range(n_samples))
