@@ -173,3 +173,22 @@ def test_tiny_bundle_v1_and_default_vocabulary():
         pytest.skip("bulkformer.annotation.default_vocabulary not available yet")
     bundle = bulkformer.tiny_bundle(n_genes=300)
     assert bundle.gene_ids == annotation.default_vocabulary()["ensembl_id"][:300].tolist()
+
+
+def test_simulate_command_writes_shards_and_truth(tmp_path):
+    from typer.testing import CliRunner
+
+    from bulkformer.cli import app
+
+    result = CliRunner().invoke(app, ["simulate", "-o", str(tmp_path / "sim"), "--n-samples", "30", "--n-genes", "80",
+                                      "--shards", "3", "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    shards = sorted((tmp_path / "sim" / "shards").glob("*.parquet"))
+    assert len(shards) == 3
+    counts = pd.concat([pd.read_parquet(p) for p in shards])
+    expected = simulate_cohort(n_samples=30, n_genes=80, seed=2)
+    pd.testing.assert_frame_equal(counts, expected.counts, check_names=False)
+    obs = pd.read_csv(tmp_path / "sim" / "obs.tsv", sep="\t", index_col=0)
+    assert obs["tissue"].tolist() == expected.obs["tissue"].astype(str).tolist()
+    for name in ("lengths.tsv", "log_tpm.parquet", "gene_info.tsv", "essentiality_truth.tsv", "missing_genes.json"):
+        assert (tmp_path / "sim" / name).is_file(), name

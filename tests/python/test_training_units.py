@@ -172,3 +172,19 @@ def test_bad_arguments(tmp_path):
         bulkformer.pretrain(values, None, vocabulary=vocabulary, input="aligned", mask_fraction=1.5)
     with pytest.raises(ValueError, match="aligned input"):
         bulkformer.pretrain(np.zeros((10, 7)), None, vocabulary=vocabulary, input="aligned", progress=False)
+
+
+def test_observed_weight_adds_a_denoising_term():
+    import sys
+
+    pretrain_module = sys.modules["bulkformer.training.pretrain"]
+    bundle = bulkformer.tiny_bundle(n_genes=40)
+    x = torch.rand(3, 40) * 5
+    x[:, :4] = MASK_VALUE
+    masked, mask = mask_measured(x, 0.2, step_generator(0, 0))
+    output = bundle.model(masked, 0.1)
+    raw = pretrain_module.raw_prediction(bundle.model, output)
+    observed = (x != MASK_VALUE) & ~mask
+    expected = ((raw - x)[mask] ** 2).sum() + 0.3 * ((raw - x)[observed] ** 2).sum()
+    torch.testing.assert_close(pretrain_module.objective(bundle.model, output, x, mask, 0.3), expected)
+    torch.testing.assert_close(pretrain_module.objective(bundle.model, output, x, mask), ((raw - x)[mask] ** 2).sum())

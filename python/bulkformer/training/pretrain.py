@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import load_model
 
 from ..bundle import Bundle
-from ..model import PRESETS, BulkFormer, ModelConfig
+from ..model import MASK_VALUE, PRESETS, BulkFormer, ModelConfig
 from . import checkpoint as ckpt
 from .data import Corpus, build_corpus, in_memory_corpus
 from .distributed import DistContext, all_reduce_sum, barrier, init_distributed, shutdown
@@ -73,6 +73,7 @@ def pretrain(
     weight_decay: float = 0.01,
     warmup_fraction: float = 0.05,
     mask_fraction: float = 0.15,
+    observed_weight: float = 0.0,
     clip_norm: float | None = 1.0,
     precision: str = "auto",
     activation_checkpointing: bool = False,
@@ -105,6 +106,10 @@ def pretrain(
     partners by |Pearson r| >= ``graph_min_abs_r``). Or a Bundle / bundle path to
     continue pretraining it.
 
+    ``observed_weight`` > 0 adds that weight times the MSE at the measured, unmasked
+    positions (a denoising term; 0 = the paper's masked-only loss). It makes the
+    predictions at observed genes meaningful, which the v2 mask correction relies on.
+
     ``batch_size`` is the global micro-batch (split over torchrun ranks); one optimizer
     step sees ``batch_size * grad_accum`` samples. ``checkpoint_every`` steps a
     checkpoint goes to ``out/checkpoints``; ``resume=True`` continues from the latest.
@@ -117,6 +122,8 @@ def pretrain(
     """
     arguments = dict(locals())
     _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, val_fraction, precision)
+    if observed_weight < 0:
+        raise ValueError(f"observed_weight must be >= 0, got {observed_weight}")
     ctx = init_distributed(device)
     owns_group = ctx.distributed
     try:
@@ -128,7 +135,7 @@ def pretrain(
 
 def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, lengths, val_data, val_fraction,
               max_val_samples, epochs, max_steps, batch_size, grad_accum, lr, weight_decay, warmup_fraction,
-              mask_fraction, clip_norm, precision, activation_checkpointing, checkpoint_every, keep_checkpoints,
+              mask_fraction, observed_weight, clip_norm, precision, activation_checkpointing, checkpoint_every, keep_checkpoints,
               resume, seed, device, shards_in_memory, dim, p_repeat, heads, dropout, graph_top_k, graph_min_abs_r,
               log_every, progress) -> PretrainResult:
     if batch_size % ctx.world_size:
@@ -201,7 +208,7 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, l
         for position, batch in corpus.batches(step_samples, epoch, seed, start=position):
             record = _train_step(wrapped, net, optimizer, scheduler, batch, ctx, step=step, seed=seed,
                                  batch_size=batch_size, grad_accum=grad_accum, mask_fraction=mask_fraction,
-                                 clip_norm=clip_norm, use_bf16=use_bf16, trainable=trainable)
+                                 observed_weight=observed_weight, clip_norm=clip_norm, use_bf16=use_bf16, trainable=trainable)
             step += 1
             record.update(step=step, epoch=epoch, samples=position)
             history.append(record)
@@ -229,7 +236,7 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, l
     last = validation[-1]
     bundle.metadata = {**bundle.metadata, "pretraining": {
         "steps": step, "epochs_completed": epoch, "samples_per_step": step_samples, "seed": seed,
-        "mask_fraction": mask_fraction, "peak_lr": lr, "final_loss": history[-1]["loss"] if history else None,
+        "mask_fraction": mask_fraction, "observed_weight": observed_weight, "peak_lr": lr, "final_loss": history[-1]["loss"] if history else None,
         "val_masked_pcc": last["masked_pcc"],
     }}
     history_frame, validation_frame = pd.DataFrame(history), pd.DataFrame(validation)
@@ -244,8 +251,8 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, l
 
 # ---------------------------------------------------------------------------- steps
 def _train_step(wrapped, net, optimizer, scheduler, batch: np.ndarray, ctx: DistContext, *, step: int, seed: int,
-                batch_size: int, grad_accum: int, mask_fraction: float, clip_norm: float | None, use_bf16: bool,
-                trainable) -> dict[str, Any]:
+                batch_size: int, grad_accum: int, mask_fraction: float, observed_weight: float,
+                clip_norm: float | None, use_bf16: bool, trainable) -> dict[str, Any]:
     """One optimizer step over a global batch of ``batch_size * grad_accum`` rows.
 
     Masks are drawn for the whole global batch (identical on every rank); each rank
@@ -257,6 +264,8 @@ def _train_step(wrapped, net, optimizer, scheduler, batch: np.ndarray, ctx: Dist
     n_masked = int(mask_all.sum())
     if n_masked == 0:
         raise ValueError("a training batch has no measured genes to mask; check the data alignment (all -10?)")
+    n_observed = int(((x_all != MASK_VALUE) & ~mask_all).sum())
+    observed_scale = observed_weight * n_masked / max(n_observed, 1)  # per-entry weight relative to masked
     local = batch_size // ctx.world_size
     sse_total = torch.zeros((), dtype=torch.float64, device=ctx.device)
     autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
@@ -267,8 +276,7 @@ def _train_step(wrapped, net, optimizer, scheduler, batch: np.ndarray, ctx: Dist
         with sync:
             with autocast:
                 output = wrapped(x_in, missing_share(x))
-                prediction = raw_prediction(net, output)
-            sse = masked_sse(prediction, x, mask)
+            sse = objective(net, output, x, mask, observed_scale)
             (sse / n_masked * ctx.world_size).backward()
         sse_total += sse.detach().double()
     all_reduce_sum(sse_total, ctx)
@@ -385,6 +393,16 @@ def _init_output_level(net: BulkFormer, level: float) -> None:
     last_linear = [m for m in net.head if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
         last_linear.bias.fill_(max(level, 0.1))
+
+
+def objective(net: BulkFormer, output, x: torch.Tensor, mask: torch.Tensor, observed_scale: float = 0.0) -> torch.Tensor:
+    """Sum of squared errors at the masked positions (the caller divides by their global
+    count), plus ``observed_scale`` times that at the measured, unmasked positions."""
+    prediction = raw_prediction(net, output)
+    sse = masked_sse(prediction, x, mask)
+    if observed_scale:
+        sse = sse + observed_scale * masked_sse(prediction, x, (x != MASK_VALUE) & ~mask)
+    return sse
 
 
 def raw_prediction(net: BulkFormer, output) -> torch.Tensor:
