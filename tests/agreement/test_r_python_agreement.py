@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,26 @@ class Case:
 
 @pytest.fixture(scope="module")
 def r():
-    """rpy2's embedded R with the builders of helpers.R (never the bulkformer R package)."""
-    import rpy2.robjects as ro
+    """rpy2's embedded R with the builders of helpers.R (never the bulkformer R package).
 
-    ro.r["source"](str(HERE / "helpers.R"))
-    return ro
+    Starting R in-process rewrites os.environ (R_HOME, and LD_LIBRARY_PATH with
+    /usr/lib/x86_64-linux-gnu first, where Debian's libpython3.11 would then shadow
+    the venv interpreter's own in every later subprocess: `import ssl` fails there).
+    The environment is put back as it was once R is up, and again at teardown."""
+    saved = dict(os.environ)
+
+    def restore() -> None:
+        os.environ.clear()
+        os.environ.update(saved)
+
+    try:
+        import rpy2.robjects as ro
+
+        ro.r["source"](str(HERE / "helpers.R"))
+    finally:
+        restore()
+    yield ro
+    restore()
 
 
 def _to_numpy(matrix) -> np.ndarray:
@@ -378,6 +394,17 @@ def test_report_covers_each_identifier_kind(r, cases, r_results):
     assert report["n_unmatched"] == 2
     assert len(report["id_types"]) >= 2, report["id_types"]
     assert r_imputation(r, r_results["se_counts"])["report"]["n_unmatched"] == 3
+
+
+def test_starting_r_in_process_leaves_the_environment_alone(r):
+    """Later tests start Python subprocesses (torchrun, notebook kernels, the CLI)."""
+    import subprocess
+
+    from tests.r_helpers import repo_python
+
+    assert "/usr/lib/R/lib" not in os.environ.get("LD_LIBRARY_PATH", "")
+    probe = subprocess.run([repo_python(), "-c", "import ssl"], capture_output=True, text=True)
+    assert probe.returncode == 0, probe.stderr
 
 
 def test_a_1e3_perturbation_on_either_side_is_caught(r, r_results, python_results):
