@@ -86,6 +86,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--aggregate", default="max", help="sample embedding pooling over genes: max | mean | median | all")
     parser.add_argument("--no-imputation", action="store_true", help="skip the imputation task")
     parser.add_argument("--out-dir", type=Path, default=None, help="write each TaskResult as JSON + figure here")
     args = parser.parse_args()
@@ -110,10 +111,10 @@ def main() -> int:
         trained = False
         model_desc = (f"tiny_bundle (RANDOM WEIGHTS, d={bundle.config.dim}, {bundle.config.n_genes} TCGA-measured vocabulary genes): "
                       "no pretrained bundle found; figures show the plumbing, not the foundation model")
-    print(f"model: {model_desc}")
+    print(f"model: {model_desc}; sample embedding = {args.aggregate} over genes")
 
     sets = feature_sets(counts, bundle, orientation="genes_by_samples", input="counts", batch_size=args.batch_size,
-                        device=args.device)
+                        device=args.device, aggregate=args.aggregate)
     from bulkformer.annotation import default_vocabulary
 
     if bundle.config.n_genes < len(default_vocabulary()):
