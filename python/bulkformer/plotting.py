@@ -49,7 +49,7 @@ def plot_kaplan_meier(ax, time: Any, event: Any, groups: Any, title: str = "") -
     from lifelines import KaplanMeierFitter
 
     time, event, groups = np.asarray(time, float), np.asarray(event, int), np.asarray(groups)
-    for group in pd.unique(groups):
+    for group in sorted(pd.unique(groups), key=str):  # fixed order: same colour per group across panels
         sel = groups == group
         KaplanMeierFitter(label=f"{group} (n={int(sel.sum())})").fit(time[sel], event[sel]).plot_survival_function(ax=ax)
     ax.set_title(title, fontsize=9)
