@@ -108,6 +108,7 @@ use_bulkformer_python <- function(python = NULL, envname = bulkformer_envname(),
 #'   package (with the inference API) can be imported. It starts Python.
 #' @export
 bulkformer_available <- function() {
+    .import_torch_with_own_blas()
     tryCatch({
         inference <- reticulate::import("bulkformer.inference", convert = FALSE)
         all(vapply(c("run_imputation", "read_gene_embeddings"), reticulate::py_has_attr,
@@ -126,6 +127,7 @@ bulkformer_envname <- function() {
 
 # The lazily imported top-level module, or a submodule such as "bulkformer.inference".
 .py_module <- function(name = "bulkformer") {
+    .import_torch_with_own_blas()
     if (!reticulate::py_module_available("bulkformer")) {
         python <- tryCatch(reticulate::py_config()$python, error = function(e) "none found")
         stop("the Python package 'bulkformer' is not available in Python ", python, "; install it with ",

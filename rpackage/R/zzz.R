@@ -8,7 +8,32 @@
     .bulkformer_state$module <- reticulate::import(
         "bulkformer",
         convert = FALSE,
-        delay_load = list(environment = bulkformer_envname(), priority = 10)
+        delay_load = list(environment = bulkformer_envname(), priority = 10,
+                          before_load = .import_torch_with_own_blas)
     )
+    invisible(NULL)
+}
+
+# R puts its BLAS (Debian: reference BLAS) into the global symbol scope, and
+# libtorch_cpu.so exports MKL's sgemm_ & co. with default visibility, so torch
+# imported into an R process binds its matrix products to R's BLAS: ~15x slower and
+# ~1e-6 off the numbers python gives. RTLD_DEEPBIND makes torch use its own symbols.
+.import_torch_with_own_blas <- function() {
+    if (isTRUE(.bulkformer_state$torch_imported)) {
+        return(invisible(NULL))
+    }
+    .bulkformer_state$torch_imported <- TRUE
+    # Called before this package's first Python use; a missing torch is reported
+    # later, where the bulkformer import fails with its own message.
+    try(reticulate::py_run_string(paste(
+        "import os, sys",
+        "_bulkformer_flags = sys.getdlopenflags()",
+        "sys.setdlopenflags(_bulkformer_flags | os.RTLD_DEEPBIND)",
+        "try:",
+        "    import torch",
+        "finally:",
+        "    sys.setdlopenflags(_bulkformer_flags)",
+        "del _bulkformer_flags",
+        sep = "\n"), local = TRUE), silent = TRUE)
     invisible(NULL)
 }

@@ -7,18 +7,6 @@
 args <- commandArgs(trailingOnly = TRUE)
 stopifnot(length(args) == 2L)
 
-# R links its own (reference) BLAS into the global symbol scope, and torch's
-# libtorch_cpu.so exports MKL's sgemm_ & co. with default visibility, so inside an R
-# process torch's matrix products bind to R's BLAS: ~15x slower and ~1e-6 different
-# from the same Python code run by python. Importing torch with RTLD_DEEPBIND makes
-# it use its own MKL. The R package does not do this yet (test_torch_blas_in_r.py
-# shows it); until it does, this suite applies it so that it compares the code paths,
-# not two BLAS libraries.
-if (!identical(Sys.getenv("AGREEMENT_NO_DEEPBIND"), "true")) {
-    reticulate::py_run_string(paste(
-        "import os, sys", "flags = sys.getdlopenflags()",
-        "sys.setdlopenflags(flags | os.RTLD_DEEPBIND)", "import torch", "sys.setdlopenflags(flags)", sep = "\n"))
-}
 suppressPackageStartupMessages({
     library(bulkformer)
     library(SummarizedExperiment)

@@ -4,8 +4,8 @@ R puts its BLAS (reference BLAS on Debian) into the global symbol scope, and
 libtorch_cpu.so exports MKL's ``sgemm_`` & co. with default visibility, so when
 reticulate imports torch into an R process its matrix products bind to R's BLAS:
 ~15x slower and ~1e-6 off the numbers the same Python code gives under python.
-Importing torch with ``RTLD_DEEPBIND`` (e.g. in the R package's ``delay_load``
-``before_load`` hook) fixes both. This test runs the R package as a user does and
+The R package therefore imports torch with ``RTLD_DEEPBIND`` before its first
+Python use (``.import_torch_with_own_blas`` in zzz.R). This test runs the R package as a user does and
 compares a float32 matrix product with the one computed by python."""
 from __future__ import annotations
 
@@ -25,8 +25,6 @@ CHECKSUM = (
 )
 
 
-@pytest.mark.xfail(strict=False, reason="the R package does not yet import torch with RTLD_DEEPBIND, so torch "
-                                        "binds to R's reference BLAS inside R (see module docstring)")
 def test_torch_matrix_products_in_r_match_python(installed_r_library, tmp_path):
     python = subprocess.run([repo_python(), "-c", CHECKSUM], capture_output=True, text=True, check=True)
     script = tmp_path / "blas.R"
