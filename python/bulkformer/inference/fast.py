@@ -176,11 +176,13 @@ class FastBulkFormer:
         model = self.model
         h = self._embed(x)
         for block, layers in zip(model.gb_formers, self.blocks):
-            h = block.layernorm(h)
             if self.adjacency is None:
+                h = block.layernorm(h)
                 h = h + block.g(h, model.graph_source_target, model.graph_edge_weight)
             else:
-                h = h + self._graph_conv(block.g, h)
+                for part in self._chunks(h.shape[1]):  # in place: no second B x G x d copy
+                    h[:, part] = block.layernorm(h[:, part])
+                self._graph_conv_(block.g, h)
             if block.bins:
                 h = block._through_bins(h)  # v1 expression bins: module path
             for layer in layers:
@@ -194,18 +196,20 @@ class FastBulkFormer:
         for part in self._chunks(x.shape[1]):
             piece = model.x_proj(model.expr_emb(x[:, part]) + self.gene_tokens[part] + context)
             if out is None:
-                out = torch.empty(x.shape[0], x.shape[1], piece.shape[-1], dtype=piece.dtype, device=piece.device)
+                # the residual stream stays fp32 under autocast; only the GEMMs take its precision
+                out = torch.empty(x.shape[0], x.shape[1], piece.shape[-1], dtype=torch.float32, device=piece.device)
             out[:, part] = piece
         return out
 
-    def _graph_conv(self, conv: nn.Module, h: torch.Tensor) -> torch.Tensor:
-        transformed = F.linear(h, conv.lin.weight)
-        batch, n_genes, dim = transformed.shape
-        with _no_autocast(h.device):
-            dense = transformed.float().transpose(0, 1).reshape(n_genes, batch * dim)
-            mixed = torch.sparse.mm(self.adjacency, dense)
-        out = mixed.reshape(n_genes, batch, dim).transpose(0, 1).to(transformed.dtype)
-        return out + conv.bias if conv.bias is not None else out
+    def _graph_conv_(self, conv: nn.Module, h: torch.Tensor) -> None:
+        """``h += A @ (h W^T) + b`` one sample at a time (G x d temporaries only)."""
+        for i in range(h.shape[0]):
+            transformed = F.linear(h[i], conv.lin.weight)
+            with _no_autocast(h.device):
+                mixed = torch.sparse.mm(self.adjacency, transformed.float())
+            if conv.bias is not None:
+                mixed += conv.bias
+            h[i] += mixed.to(h.dtype)
 
     def _performer_layer(self, h: torch.Tensor, w: _LayerWeights) -> None:
         """One Performer layer, updating ``h`` (B x G x d) in place."""
