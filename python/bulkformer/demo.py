@@ -100,7 +100,7 @@ def run_demo(out: str | Path = "bulkformer-demo", settings: DemoSettings | None 
         prepared = prepare(cohort.counts.loc[test_ids], bundle, input="counts", lengths=cohort.lengths)
         truth = apply_measured(np.asarray(prepared.values, np.float32), _subset(cohort, test_ids), vocabulary)
         masked, mask = evaluation_mask(truth, settings.mask_fraction, seed=settings.seed + 1)
-        masked_input = replace(prepared, values=masked, mask_prob=float((truth == MASK_VALUE).mean()))
+        masked_input = replace(prepared, values=masked, mask_prob=float((masked == MASK_VALUE).mean()))
         imputation = run_imputation(masked_input, bundle, which="all", progress=False, device="cpu")
         train_values = apply_measured(
             np.asarray(prepare(cohort.counts.loc[train_ids], bundle, input="counts", lengths=cohort.lengths).values, np.float32),
@@ -114,7 +114,7 @@ def run_demo(out: str | Path = "bulkformer-demo", settings: DemoSettings | None 
         lap("impute")
 
         # 4. embed held-out samples; how well do the embeddings separate tissues?
-        embedding = bulkformer.embed(replace(prepared, values=truth, mask_prob=masked_input.mask_prob), bundle,
+        embedding = bulkformer.embed(replace(prepared, values=truth, mask_prob=float((truth == MASK_VALUE).mean())), bundle,
                                      aggregate="mean", progress=False, device="cpu")
         tissue = cohort.obs.loc[test_ids, "tissue"].astype(str)
         tissue_accuracy = _tissue_accuracy(embedding.to_numpy(), tissue.to_numpy(), settings.seed)

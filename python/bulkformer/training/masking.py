@@ -28,8 +28,9 @@ def mask_measured(x: torch.Tensor, fraction: float, generator: torch.Generator) 
 
 
 def missing_share(x: torch.Tensor) -> torch.Tensor:
-    """Per-sample share of vocabulary genes the data lacks (the v2 ``mask_prob`` feature),
-    computed before the pretraining mask is applied."""
+    """Per-sample share of -10 entries (the v2 ``mask_prob`` feature). Computed on what the
+    model sees, masks included: at inference every -10 is a gene the data lacks, and
+    ``prepare`` reports that same share as ``mask_prob``."""
     return (x == MASK_VALUE).float().mean(dim=1)
 
 

@@ -275,7 +275,8 @@ def _train_step(wrapped, net, optimizer, scheduler, batch: np.ndarray, ctx: Dist
         sync = wrapped.no_sync() if ctx.distributed and micro < grad_accum - 1 else nullcontext()
         with sync:
             with autocast:
-                output = wrapped(x_in, missing_share(x))
+                # mask_prob = share of -10 entries in what the model sees, as at inference
+                output = wrapped(x_in, missing_share(x_in))
             sse = objective(net, output, x, mask, observed_scale)
             (sse / n_masked * ctx.world_size).backward()
         sse_total += sse.detach().double()
