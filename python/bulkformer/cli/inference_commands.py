@@ -103,6 +103,7 @@ def impute(
     orientation: str = typer.Option("samples_by_genes", help=_ORIENTATION_HELP),
     layer: Optional[str] = typer.Option(None, help="h5ad layer holding the values (default X)."),
     lengths: Optional[Path] = typer.Option(None, help="Gene lengths (bp) for counts: CSV/TSV with gene ID and length columns."),
+    min_matched_fraction: float = typer.Option(0.5, help="Fail when fewer than this share of vocabulary genes is measured."),
     batch_size: int = typer.Option(16, help="Samples per batch."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: cuda > mps > cpu)."),
     precision: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU)."),
@@ -120,7 +121,7 @@ def impute(
     _check_input(data)
     _output_format(out, _TABLE_SUFFIXES)
     frame = run(str(data), str(model), which=which, input=input, orientation=orientation, layer=layer,
-                lengths=_read_lengths(lengths),
+                lengths=_read_lengths(lengths), min_matched_fraction=min_matched_fraction,
                 batch_size=batch_size, device=device, precision=precision, progress=progress)
     _report(frame)
     if _is_main_process():
@@ -141,6 +142,7 @@ def embed(
     orientation: str = typer.Option("samples_by_genes", help=_ORIENTATION_HELP),
     layer: Optional[str] = typer.Option(None, help="h5ad layer holding the values (default X)."),
     lengths: Optional[Path] = typer.Option(None, help="Gene lengths (bp) for counts: CSV/TSV with gene ID and length columns."),
+    min_matched_fraction: float = typer.Option(0.5, help="Fail when fewer than this share of vocabulary genes is measured."),
     batch_size: int = typer.Option(16, help="Samples per batch."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: cuda > mps > cpu)."),
     precision: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU)."),
@@ -164,7 +166,7 @@ def embed(
     result = run(str(data), str(model), level=level, aggregate=aggregate, genes=_gene_list(genes),
                  out=out if level == "gene" else None, dtype=dtype, fuse_gene_features=fuse_gene_features,
                  input=input, orientation=orientation, layer=layer, lengths=_read_lengths(lengths),
-                 batch_size=batch_size, device=device,
+                 min_matched_fraction=min_matched_fraction, batch_size=batch_size, device=device,
                  precision=precision, progress=progress)
     if level == "gene":
         typer.echo(f"wrote {result}")

@@ -71,6 +71,7 @@ def embed(
     orientation: str = "samples_by_genes",
     lengths=None,
     layer: str | None = None,
+    min_matched_fraction: float = 0.5,
     batch_size: int = 16,
     device=None,
     precision: str | None = None,
@@ -114,7 +115,8 @@ def embed(
                              "import the release with --gene-features, or use fuse_gene_features=False")
         table = bundle.gene_features.float().cpu().numpy()
     prepared = prepare_for(data, bundle, input=input, gene_names=gene_names, samples=samples,
-                           orientation=orientation, lengths=lengths, layer=layer)
+                           orientation=orientation, lengths=lengths, layer=layer,
+                           min_matched_fraction=min_matched_fraction)
     positions = gene_positions(genes, bundle.gene_ids)
     values = np.asarray(prepared.values, dtype=np.float32)
     shard = distributed.shard_rows(values.shape[0], engine.batch_size)

@@ -69,6 +69,7 @@ def run_imputation(
     orientation: str = "samples_by_genes",
     lengths=None,
     layer: str | None = None,
+    min_matched_fraction: float = 0.5,
     batch_size: int = 16,
     device=None,
     precision: str | None = None,
@@ -82,7 +83,8 @@ def run_imputation(
                            batch_size=batch_size, progress=progress)
     distributed.ensure_process_group(engine.device)
     prepared = prepare_for(data, engine.bundle, input=input, gene_names=gene_names, samples=samples,
-                           orientation=orientation, lengths=lengths, layer=layer)
+                           orientation=orientation, lengths=lengths, layer=layer,
+                           min_matched_fraction=min_matched_fraction)
     values = np.asarray(prepared.values, dtype=np.float32)
     shard = distributed.shard_rows(values.shape[0], engine.batch_size)
     predicted = np.empty((len(shard.rows), values.shape[1]), dtype=np.float32)
@@ -111,6 +113,7 @@ def impute(
     orientation: str = "samples_by_genes",
     lengths=None,
     layer: str | None = None,
+    min_matched_fraction: float = 0.5,
     batch_size: int = 16,
     device=None,
     precision: str | None = None,
@@ -131,7 +134,8 @@ def impute(
     """
     result = run_imputation(
         data, model, which=which, input=input, gene_names=gene_names, samples=samples, orientation=orientation,
-        lengths=lengths, layer=layer, batch_size=batch_size, device=device, precision=precision, progress=progress,
+        lengths=lengths, layer=layer, min_matched_fraction=min_matched_fraction,
+        batch_size=batch_size, device=device, precision=precision, progress=progress,
     )
     frame = result.to_frame(which)
     if not is_anndata(data):

@@ -21,6 +21,7 @@ def prepare_for(
     orientation: str = "samples_by_genes",
     lengths=None,
     layer: str | None = None,
+    min_matched_fraction: float = 0.5,
 ):
     """``bulkformer.preprocess.prepare`` against the bundle's vocabulary; the
     aligned input passes through unchanged when ``data`` is already prepared."""
@@ -32,7 +33,7 @@ def prepare_for(
     from ..preprocess import prepare
 
     return prepare(data, bundle, input=input, genes=gene_names, samples=samples,
-                   orientation=orientation, lengths=lengths, layer=layer)
+                   orientation=orientation, lengths=lengths, layer=layer, min_matched_fraction=min_matched_fraction)
 
 
 def is_anndata(data: Any) -> bool:
