@@ -36,7 +36,8 @@ NULL
 #' @param device Torch device (`NULL`: the model's device).
 #' @param progress Show a progress bar.
 #' @param ... For the generic, arguments of the methods. For the methods, further
-#'   arguments passed on to the Python function (e.g. `precision = "bf16"`).
+#'   arguments passed on to the Python function (e.g. `precision = "bf16"`, or
+#'   `min_matched_fraction = 0.1` for a targeted gene panel).
 #' @return A [SummarizedExperiment::SummarizedExperiment] with one row per vocabulary
 #'   gene (model order) and one column per sample:
 #'   - assay `logtpm`: the observed log1p TPM, `NA` where the data lacks the gene;
