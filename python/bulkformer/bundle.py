@@ -9,9 +9,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from .atomic import atomic_directory
 from .model import BulkFormer, ModelConfig
 
 BUNDLE_FORMAT_VERSION = 1
@@ -62,9 +60,7 @@ class Bundle:
     def save(self, path: str | Path) -> Path:
         """Write the bundle atomically: a temporary sibling directory renamed at the end."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_directory(path) as staging:
             config = {
                 "format": "bulkformer-bundle",
                 "format_version": BUNDLE_FORMAT_VERSION,
@@ -81,10 +77,6 @@ class Bundle:
             save_file(graph, str(staging / "graph.safetensors"))
             if self.gene_features is not None:
                 save_file({"gene_features": self.gene_features.cpu().contiguous()}, str(staging / "gene_features.safetensors"))
-            _replace_dir(staging, path)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return path
 
 
@@ -128,14 +120,3 @@ def normalise_gene_table(genes: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"the vocabulary repeats gene IDs, e.g. {duplicated.iloc[:3].tolist()}")
     return table
 
-
-def _replace_dir(staging: Path, target: Path) -> None:
-    """Move a finished directory into place, replacing an older one only at the end."""
-    if target.exists():
-        backup = target.with_name(f".{target.name}.old")
-        shutil.rmtree(backup, ignore_errors=True)
-        os.replace(target, backup)
-        os.replace(staging, target)
-        shutil.rmtree(backup, ignore_errors=True)
-    else:
-        os.replace(staging, target)

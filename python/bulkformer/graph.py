@@ -9,15 +9,14 @@ matrix never exists. For 20,000 genes x 100,000 samples: Z is 8 GB, one block of
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
+
+from .atomic import atomic_file
 
 TOP_K = 20
 MIN_ABS_R = 0.4
@@ -42,16 +41,9 @@ class GeneGraph:
         from safetensors.torch import save_file
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(handle)
-        try:
+        with atomic_file(path) as staging:
             save_file({"edge_index": self.edge_index.contiguous(), "edge_weight": self.edge_weight.contiguous()},
-                      staging, metadata={"gene_ids": "\n".join(self.gene_ids), "format": "bulkformer-graph"})
-            os.replace(staging, path)
-        except BaseException:
-            Path(staging).unlink(missing_ok=True)
-            raise
+                      str(staging), metadata={"gene_ids": "\n".join(self.gene_ids), "format": "bulkformer-graph"})
         return path
 
 

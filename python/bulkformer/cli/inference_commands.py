@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from bulkformer.atomic import atomic_file
 
 _TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet", ".h5ad": "h5ad"}
 _INPUT_HELP = "What the values are: counts, tpm or logtpm (natural log1p TPM)."
@@ -30,10 +31,7 @@ def _output_format(path: Path, allowed: dict[str, str]) -> str:
 def _write_table(frame, path: Path) -> None:
     """Write a samples x columns table to a temporary sibling, then rename."""
     fmt = _output_format(path, _TABLE_SUFFIXES)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_file(path) as staging:
         if fmt in ("csv", "tsv"):
             frame.to_csv(staging, sep="," if fmt == "csv" else "\t")
         elif fmt == "parquet":
@@ -48,10 +46,6 @@ def _write_table(frame, path: Path) -> None:
                                     var=pd.DataFrame(index=frame.columns.astype(str)))
             adata.uns["bulkformer"] = {"mapping_report": frame.attrs.get("mapping_report", {})}
             adata.write_h5ad(staging)
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
 
 
 def _check_input(path: Path) -> None:

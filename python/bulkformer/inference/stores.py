@@ -12,13 +12,14 @@ torchrun ranks write their own samples into the same store concurrently.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from ..atomic import replace_directory
 
 STORE_FORMAT = "bulkformer-gene-embeddings"
 STORE_FORMAT_VERSION = 1
@@ -76,14 +77,7 @@ class GeneEmbeddingWriter:
             "complete": True,
         }
         self.group.attrs.update(attrs)
-        if self.out.exists():
-            backup = self.out.with_name(f".{self.out.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            os.replace(self.out, backup)
-            os.replace(self.staging, self.out)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(self.staging, self.out)
+        replace_directory(self.staging, self.out)
         return self.out
 
     def abort(self) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ..atomic import atomic_file
 
 
 def _json_safe(value: Any) -> Any:
@@ -39,22 +40,6 @@ def _json_safe(value: Any) -> Any:
     if value is pd.NA or value is pd.NaT:
         return None
     return str(value)
-
-
-def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call ``write(tmp_path)`` on a temporary name beside ``path``, then os.replace it:
-    no partial output files."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 @dataclass
@@ -114,7 +99,9 @@ class TaskResult:
     def to_json(self, path: str | os.PathLike) -> Path:
         """Write the whole result as JSON (atomically)."""
         payload = json.dumps(self.to_dict(), indent=1)
-        return atomic_write(path, lambda tmp: tmp.write_text(payload))
+        with atomic_file(path) as staging:
+            staging.write_text(payload)
+        return Path(path)
 
     def plot(self, path: str | os.PathLike) -> Path:
         """Write the task's figure (confusion matrices, ROC + Kaplan-Meier, scatter, ...)
@@ -123,7 +110,9 @@ class TaskResult:
 
         fig = plotting.plot_task_result(self)
         try:
-            return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format=Path(path).suffix.lstrip(".") or "png"))
+            with atomic_file(path) as staging:
+                fig.savefig(staging, dpi=110, bbox_inches="tight", format=Path(path).suffix.lstrip(".") or "png")
+            return Path(path)
         finally:
             import matplotlib.pyplot as plt
 
