@@ -22,15 +22,14 @@ essentiality (dependency on a gene grows with the activity of its module).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ..atomic import atomic_directory
 
 DEFAULT_LENGTH_BP = 1000
 
@@ -114,9 +113,7 @@ class SimulatedCohort:
         path = Path(path)
         if shards < 1:
             raise ValueError(f"shards must be >= 1, got {shards}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_directory(path) as staging:
             if shards == 1:
                 self.counts.to_parquet(staging / "counts.parquet")
             else:
@@ -133,12 +130,6 @@ class SimulatedCohort:
             self.survival_coefficients.to_frame().to_csv(staging / "survival_coefficients.tsv", sep="\t")
             (staging / "missing_genes.json").write_text(json.dumps(self.missing_genes) + "\n")
             (staging / "params.json").write_text(json.dumps(self.params, indent=2) + "\n")
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(staging, path)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return path
 
     def observed_log_tpm(self) -> pd.DataFrame:

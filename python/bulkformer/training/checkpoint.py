@@ -8,14 +8,13 @@ checkpoint; ``latest`` names the newest complete one.
 """
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..atomic import atomic_directory, atomic_file
 from ..bundle import Bundle
 from ..safe_load import safe_torch_load
 
@@ -31,20 +30,12 @@ def save_checkpoint(run_dir: str | Path, step: int, bundle: Bundle, trainer_stat
     root = checkpoint_root(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:08d}"
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-    try:
+    final = root / name
+    with atomic_directory(final) as staging:
         bundle.save(staging / "bundle")
         torch.save(trainer_state, staging / TRAINER_FILE)
-        final = root / name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    pointer = root / f".latest.{os.getpid()}"
-    pointer.write_text(name + "\n")
-    os.replace(pointer, root / "latest")
+    with atomic_file(root / "latest") as pointer:
+        pointer.write_text(name + "\n")
     if keep > 0:
         complete = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
         for old in complete[:-keep]:

@@ -10,9 +10,6 @@ over genes (mean or max), fed to a small MLP head. Modes:
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..atomic import atomic_directory
 from ..bundle import Bundle, load
 from .distributed import choose_device
 from .masking import missing_share
@@ -72,20 +70,12 @@ class FinetunedModel(nn.Module):
     def save(self, path: str | Path) -> Path:
         """A directory: ``encoder/`` (a bundle), ``head.safetensors``, ``finetune.json``; atomic."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_directory(path) as staging:
             self.bundle.save(staging / "encoder")
             save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(staging / "head.safetensors"))
             meta = {"task": self.task, "aggregate": self.aggregate, "classes": self.classes, "hidden": self.hidden_size,
                     "dropout": self.dropout_p, "n_outputs": int(self.head[-1].out_features)}
             (staging / "finetune.json").write_text(json.dumps(meta, indent=2) + "\n")
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(staging, path)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return path
 
 

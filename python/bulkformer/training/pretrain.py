@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_model
 
+from ..atomic import atomic_file
 from ..bundle import Bundle
 from ..model import MASK_VALUE, PRESETS, BulkFormer, ModelConfig
 from . import checkpoint as ckpt
@@ -494,12 +495,10 @@ def _printer(ctx: DistContext, progress: bool):
 def _write_log(run_dir: Path, history: list[dict[str, Any]]) -> None:
     """(Re)write log.jsonl from the history: after a resume it drops the steps the
     interrupted run logged past its last checkpoint."""
-    staging = run_dir / f".log.jsonl.{os.getpid()}"
-    staging.write_text("".join(json.dumps(r) + "\n" for r in history))
-    os.replace(staging, run_dir / "log.jsonl")
+    with atomic_file(run_dir / "log.jsonl") as staging:
+        staging.write_text("".join(json.dumps(r) + "\n" for r in history))
 
 
 def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
-    staging = path.with_name(f".{path.name}.{os.getpid()}")
-    frame.to_csv(staging, index=False)
-    os.replace(staging, path)
+    with atomic_file(path) as staging:
+        frame.to_csv(staging, index=False)
