@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_directory
 from .model import MASK_VALUE
 
 
@@ -86,8 +85,7 @@ def run_demo(out: str | Path = "bulkformer-demo", settings: DemoSettings | None 
     lap("simulate")
 
     # 2. pretrain
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if str(out.parent) else "."))
-    try:
+    with atomic_directory(out) as staging:
         train_cohort = _subset(cohort, train_ids)
         result = pretrain(train_cohort, staging / "run", vocabulary=vocabulary, dim=settings.dim, heads=settings.heads,
                           p_repeat=1, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
@@ -137,12 +135,6 @@ def run_demo(out: str | Path = "bulkformer-demo", settings: DemoSettings | None 
         metrics["seconds"] = timings
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
         (staging / "report.html").write_text(_html(metrics, result))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     say(f"masked Pearson r on {metrics['n_masked_entries']} held-out entries: BulkFormer {scores['BulkFormer']:.3f}, "
         f"gene mean {scores['gene mean']:.3f}, KNN {scores['KNN (k=10)']:.3f}")
     say(f"report written to {out / 'report.html'}")
