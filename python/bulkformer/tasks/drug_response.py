@@ -8,21 +8,9 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupKFold
-from sklearn.neural_network import MLPRegressor
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
-
-from .common import as_feature_sets, check_folds, pearson, summarise_folds
+from .common import as_feature_sets, pearson
+from .grouped_regression import cross_validate
 from .result import TaskResult
-
-
-def make_head(hidden: tuple[int, ...], max_iter: int, seed: int, alpha: float) -> Pipeline:
-    return Pipeline([
-        ("scale", StandardScaler()),
-        ("mlp", MLPRegressor(hidden_layer_sizes=hidden, alpha=alpha, max_iter=max_iter, early_stopping=True,
-                             random_state=seed)),
-    ])
 
 
 def check_responses(responses: pd.DataFrame, cell_col: str, drug_col: str, value_col: str) -> pd.DataFrame:
@@ -79,33 +67,14 @@ def evaluate(
             f"(responses cell lines e.g. {table['cell_line'].head(3).tolist()}, drugs e.g. {table['drug'].head(3).tolist()})"
         )
     table = table[keep].reset_index(drop=True)
-    groups = table["cell_line"].to_numpy()
-    check_folds(n_splits, len(set(groups)), "cell lines")
-    folds = list(GroupKFold(n_splits=n_splits).split(np.zeros(len(table)), groups=groups))
-    y = table["value"].to_numpy(dtype=float)
     drug_block = drug_table.loc[table["drug"]].to_numpy(dtype=np.float64)
-
-    rows, preds = [], []
+    designs = {}
     for name, frame in sets.items():
-        frame = frame.copy()
-        frame.index = frame.index.astype(str)
-        X = np.hstack([frame.loc[table["cell_line"]].to_numpy(dtype=np.float64), drug_block])
-        for fold, (train, test) in enumerate(folds):
-            model = make_head(hidden, max_iter, seed, alpha).fit(X[train], y[train])
-            pred = model.predict(X[test])
-            part = table.iloc[test].assign(pred=pred)
-            rows.append({"features": name, "head": "mlp", "fold": fold,
-                         "mean_pcc": _mean_per_group(part, "drug"), "pooled_pcc": pearson(part["value"], part["pred"])})
-            preds.append(part.assign(features=name, head="mlp", fold=fold))
-    per_fold = pd.DataFrame(rows)
-    predictions = pd.concat(preds, ignore_index=True)
-    metrics = summarise_folds(per_fold)
-    overall = predictions.groupby(["features", "head"], sort=False).apply(
-        lambda p: pd.Series({"mean_pcc_overall": _mean_per_group(p, "drug"), "pooled_pcc_overall": pearson(p["value"], p["pred"])}),
-        include_groups=False,
-    ).reset_index()
-    metrics = metrics.merge(overall, on=["features", "head"])
-    metrics["n_pairs"], metrics["n_cell_lines"], metrics["n_drugs"] = len(table), len(set(groups)), table["drug"].nunique()
+        frame = frame.set_axis(frame.index.astype(str))
+        designs[name] = np.hstack([frame.loc[table["cell_line"]].to_numpy(dtype=np.float64), drug_block])
+    per_fold, predictions, metrics = cross_validate(table, designs, "drug", n_splits=n_splits, hidden=hidden,
+                                                    max_iter=max_iter, alpha=alpha, seed=seed)
+    metrics["n_drugs"] = table["drug"].nunique()
     per_drug = predictions.groupby(["features", "drug"]).apply(lambda p: pearson(p["value"], p["pred"]), include_groups=False)
     return TaskResult(
         task="drug_response",
@@ -117,9 +86,3 @@ def evaluate(
                 "feature_sets": list(sets)},
     )
 
-
-def _mean_per_group(part: pd.DataFrame, key: str, min_size: int = 3) -> float:
-    """Mean over groups (drugs / cell lines) of Pearson r between value and pred."""
-    values = [pearson(g["value"], g["pred"]) for _, g in part.groupby(key) if len(g) >= min_size]
-    values = [v for v in values if np.isfinite(v)]
-    return float(np.mean(values)) if values else float("nan")

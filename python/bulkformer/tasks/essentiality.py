@@ -7,10 +7,8 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupKFold
-
-from .common import as_feature_sets, check_folds, pearson, summarise_folds
-from .drug_response import _mean_per_group, make_head
+from .common import as_feature_sets
+from .grouped_regression import cross_validate
 from .result import TaskResult
 
 
@@ -64,29 +62,10 @@ def evaluate(
         )
     table = index.to_frame(index=False)
     table["value"] = target.loc[index].to_numpy(dtype=float)
-    groups = table["cell_line"].to_numpy()
-    check_folds(n_splits, len(set(groups)), "cell lines")
-    folds = list(GroupKFold(n_splits=n_splits).split(np.zeros(len(table)), groups=groups))
-    y = table["value"].to_numpy()
-
-    rows, preds = [], []
-    for name, frame in sets.items():
-        X = frame.loc[index].to_numpy(dtype=np.float64)
-        for fold, (train, test) in enumerate(folds):
-            pred = make_head(hidden, max_iter, seed, alpha).fit(X[train], y[train]).predict(X[test])
-            part = table.iloc[test].assign(pred=pred)
-            rows.append({"features": name, "head": "mlp", "fold": fold,
-                         "mean_pcc": _mean_per_group(part, "cell_line"), "pooled_pcc": pearson(part["value"], part["pred"])})
-            preds.append(part.assign(features=name, head="mlp", fold=fold))
-    per_fold = pd.DataFrame(rows)
-    predictions = pd.concat(preds, ignore_index=True)
-    metrics = summarise_folds(per_fold)
-    overall = predictions.groupby(["features", "head"], sort=False).apply(
-        lambda p: pd.Series({"mean_pcc_overall": _mean_per_group(p, "cell_line"), "pooled_pcc_overall": pearson(p["value"], p["pred"])}),
-        include_groups=False,
-    ).reset_index()
-    metrics = metrics.merge(overall, on=["features", "head"])
-    metrics["n_pairs"], metrics["n_cell_lines"], metrics["n_genes"] = len(table), len(set(groups)), table["gene"].nunique()
+    designs = {name: frame.loc[index].to_numpy(dtype=np.float64) for name, frame in sets.items()}
+    per_fold, predictions, metrics = cross_validate(table, designs, "cell_line", n_splits=n_splits, hidden=hidden,
+                                                    max_iter=max_iter, alpha=alpha, seed=seed)
+    metrics["n_genes"] = table["gene"].nunique()
     return TaskResult(
         task="essentiality",
         metrics=metrics,
