@@ -102,20 +102,29 @@ double row_total(const T* row, int64_t n, int64_t stride, const double* inv_leng
     return total;
 }
 
+// Per-call lookups shared by both kernels, built once: the matched input columns and
+// their vocabulary targets (so the scatter loop skips unmatched ones), the vocabulary
+// genes the data lacks, and reciprocal divisors for averaging collapsed genes.
+struct Lookups {
+    std::vector<int64_t> columns, targets, unmeasured;
+    std::vector<double> inverse_divisor;
+
+    explicit Lookups(const Plan& p) {
+        for (int64_t j = 0; j < p.n_cols; ++j)
+            if (p.column_index[j] >= 0) { columns.push_back(j); targets.push_back(p.column_index[j]); }
+        for (int64_t g = 0; g < p.n_vocab; ++g)
+            if (!p.measured[g]) unmeasured.push_back(g);
+        if (p.divisor) {
+            inverse_divisor.resize(static_cast<size_t>(p.n_vocab));
+            for (int64_t g = 0; g < p.n_vocab; ++g) inverse_divisor[g] = 1.0 / p.divisor[g];
+        }
+    }
+};
+
 template <typename T, bool Contiguous>
 void run(const T* data, const Plan& p, int n_threads, std::string& error) {
-    // matched input columns, once: the scatter loop then skips the unmatched ones
-    std::vector<int64_t> columns, targets;
-    for (int64_t j = 0; j < p.n_cols; ++j)
-        if (p.column_index[j] >= 0) { columns.push_back(j); targets.push_back(p.column_index[j]); }
-    std::vector<int64_t> unmeasured;
-    for (int64_t g = 0; g < p.n_vocab; ++g)
-        if (!p.measured[g]) unmeasured.push_back(g);
-    std::vector<double> inverse_divisor;
-    if (p.divisor) {
-        inverse_divisor.resize(static_cast<size_t>(p.n_vocab));
-        for (int64_t g = 0; g < p.n_vocab; ++g) inverse_divisor[g] = 1.0 / p.divisor[g];
-    }
+    const Lookups lookups(p);
+    const auto& [columns, targets, unmeasured, inverse_divisor] = lookups;
     const int64_t n_matched = static_cast<int64_t>(columns.size());
     int64_t failed_row = -1;
 #pragma omp parallel num_threads(n_threads)
@@ -158,17 +167,8 @@ constexpr int64_t kBlock = 16;
 
 template <typename T>
 void run_sample_blocks(const T* data, const Plan& p, int n_threads, std::string& error) {
-    std::vector<int64_t> columns, targets;
-    for (int64_t j = 0; j < p.n_cols; ++j)
-        if (p.column_index[j] >= 0) { columns.push_back(j); targets.push_back(p.column_index[j]); }
-    std::vector<int64_t> unmeasured;
-    for (int64_t g = 0; g < p.n_vocab; ++g)
-        if (!p.measured[g]) unmeasured.push_back(g);
-    std::vector<double> inverse_divisor;
-    if (p.divisor) {
-        inverse_divisor.resize(static_cast<size_t>(p.n_vocab));
-        for (int64_t g = 0; g < p.n_vocab; ++g) inverse_divisor[g] = 1.0 / p.divisor[g];
-    }
+    const Lookups lookups(p);
+    const auto& [columns, targets, unmeasured, inverse_divisor] = lookups;
     const int64_t n_matched = static_cast<int64_t>(columns.size());
     const int64_t n_blocks = (p.n_rows + kBlock - 1) / kBlock;
     int64_t failed_row = -1;
