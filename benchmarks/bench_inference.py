@@ -13,12 +13,18 @@ engine: ``bulkformer.inference.Engine`` (default path: cached gene tokens, CSR g
 
 The full vocabulary (--genes 20010) costs ~1 TFLOP per sample at 147M: minutes per
 sample on a laptop CPU; --genes keeps CPU runs short (all costs are linear in genes).
+Before it, a roofline line: the model's multiply-add count, this machine's fp32 GEMM
+rate (measured in the same run on the model's largest GEMM shape), the rate each path
+achieved, and ``fp32_bound_speedup``: published time / the time of the model's FLOPs at
+that GEMM rate, the most any fp32 implementation could gain over the published path here.
+
 Last line: speedup_vs_published=<published time / engine time> max_abs_diff=<max |diff| over predictions
 and the first batch's gene features, fp32>
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 
@@ -66,6 +72,41 @@ def engine_run(engine: Engine, values: np.ndarray, mask_prob: float) -> np.ndarr
     return expr
 
 
+def forward_flops(config, n_samples: int, batch_size: int, gene_tokens_per_batch: bool) -> float:
+    """Floating-point operations (2 per multiply-add) of the dense and attention math of
+    ``n_samples`` forward passes; element-wise work and the sparse graph product are left out."""
+    d, n, heads = config.dim, config.n_genes, config.full_head
+    dim_head = d // heads
+    m = int(dim_head * math.log(dim_head))  # FAVOR+ random features (performer-pytorch default)
+    layers = config.gb_repeat * config.p_repeat
+    per_token = (
+        16 * d * d  # x_proj MLP d -> 4d -> d
+        + config.gb_repeat * 2 * d * d  # graph convolution's linear map
+        + layers * (24 * d * d + 4 * d * m + 4 * heads * m * (dim_head + 1))  # q,k,v,out + FF; feature maps; k'v, q'(k'v)
+        + 2 * ((d + 3) * d + d)  # v2 head
+    )
+    per_sample = n * per_token + 2 * (n * 4 * d + 4 * d * d)  # + the whole-profile context MLP
+    table = config.gene_table_dim or d
+    gene_tokens = 2 * n * (table * 4 * d + 4 * d * d)
+    batches = math.ceil(n_samples / batch_size) if gene_tokens_per_batch else 1
+    return float(n_samples * per_sample + batches * gene_tokens)
+
+
+def gemm_rate(rows: int, dim: int, device: torch.device, repeats: int = 5) -> float:
+    """fp32 FLOP/s of this machine on the model's feed-forward GEMM shape (rows x d) @ (d x 4d)."""
+    a = torch.randn(rows, dim, device=device)
+    w = torch.randn(4 * dim, dim, device=device)
+    torch.nn.functional.linear(a, w)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.nn.functional.linear(a, w)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return repeats * 2.0 * rows * dim * 4 * dim / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="147M")
@@ -110,6 +151,14 @@ def main() -> None:
     diff = max(float(np.abs(fast - reference).max()), feature_diff)
     print(f"expr_max_abs_diff={float(np.abs(fast - reference).max()):.2e} feature_max_abs_diff={feature_diff:.2e} "
           f"expr_fraction_nonzero={float((reference != 0).mean()):.3f}")
+    config = model.config
+    published_flops = forward_flops(config, args.samples, args.batch_size, gene_tokens_per_batch=True)
+    engine_flops = forward_flops(config, args.samples, args.batch_size, gene_tokens_per_batch=False)
+    peak = gemm_rate(min(args.batch_size * args.genes, 8192), config.dim, device)
+    print(f"tflop_published={published_flops / 1e12:.2f} tflop_engine={engine_flops / 1e12:.2f} "
+          f"gemm_fp32_gflops={peak / 1e9:.0f} published_gflops={published_flops / t_published / 1e9:.0f} "
+          f"engine_gflops={engine_flops / t_engine / 1e9:.0f} "
+          f"fp32_bound_speedup={t_published / (engine_flops / peak):.2f}")
     print(f"published_s={t_published:.2f} engine_s={t_engine:.2f} "
           f"published_s_per_sample={t_published / args.samples:.3f} engine_s_per_sample={t_engine / args.samples:.3f}")
     print(f"speedup_vs_published={t_published / t_engine:.2f} max_abs_diff={diff:.2e}")

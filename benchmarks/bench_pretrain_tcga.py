@@ -50,13 +50,16 @@ def main() -> int:
     parser.add_argument("--n-genes", type=int, default=1000,
                         help="model the N most variable genes (variance over the fold's training samples; "
                              "0 = all ~19,000); TPM is always computed over all genes")
-    parser.add_argument("--dim", type=int, default=32)
+    parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--observed-weight", type=float, default=0.25,
                         help="denoising term at unmasked genes (0 = the paper's masked-only loss)")
     parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument("--gene-init", choices=("pca", "random"), default="pca",
+                        help="gene embeddings from the training folds' principal axes (pca) or the published random init")
+    parser.add_argument("--gene-init-scale", type=float, default=1.6)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "output" / "pretrain_tcga",
@@ -92,7 +95,8 @@ def main() -> int:
         fold_values, fold_vocabulary = values[:, genes], vocabulary.iloc[genes].reset_index(drop=True)
         result = pretrain(fold_values[train_idx], args.out if fold == 0 else None, vocabulary=fold_vocabulary, input="aligned",
                           dim=args.dim, heads=args.heads, p_repeat=1, epochs=args.epochs, batch_size=args.batch_size,
-                          lr=args.lr, dropout=args.dropout, observed_weight=args.observed_weight, val_fraction=0.1, seed=args.seed + fold, device="cpu", log_every=25)
+                          lr=args.lr, dropout=args.dropout, observed_weight=args.observed_weight,
+                          gene_init=args.gene_init, gene_init_scale=args.gene_init_scale, val_fraction=0.1, seed=args.seed + fold, device="cpu", log_every=25)
         test = fold_values[test_idx]
         masked, mask = evaluation_mask(test, 0.15, seed=1000 + fold)
         train = fold_values[train_idx]

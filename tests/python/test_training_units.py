@@ -188,3 +188,29 @@ def test_observed_weight_adds_a_denoising_term():
     expected = ((raw - x)[mask] ** 2).sum() + 0.3 * ((raw - x)[observed] ** 2).sum()
     torch.testing.assert_close(pretrain_module.objective(bundle.model, output, x, mask, 0.3), expected)
     torch.testing.assert_close(pretrain_module.objective(bundle.model, output, x, mask), ((raw - x)[mask] ** 2).sum())
+
+
+def test_pca_gene_init_starts_from_the_principal_axes():
+    import sys
+
+    pretrain_module = sys.modules["bulkformer.training.pretrain"]
+    rng = np.random.default_rng(0)
+    factor = rng.normal(size=(300, 1))
+    loading = rng.normal(size=(1, 30))
+    values = 3.0 + factor @ loading + 0.1 * rng.normal(size=(300, 30))
+    values[:5, 7] = np.nan  # unmeasured entries are filled with the gene mean, not propagated
+    model = bulkformer.tiny_bundle(n_genes=30).model  # d = 16
+    pretrain_module._init_gene_embedding_pca(model, values, scale=1.6)
+    weight = model.gene_emb_onehot_layer.weight.detach().numpy()
+    assert np.isfinite(weight).all()
+    # the first axis is the planted loading (up to sign), entries rescaled to sd 1.6
+    assert abs(np.corrcoef(weight[:, 0], loading[0])[0, 1]) > 0.99
+    assert weight[:, :16].std() == pytest.approx(1.6, rel=1e-4)
+    assert abs(weight[:, 0]).mean() > 5 * abs(weight[:, 1]).mean()
+
+
+def test_gene_init_is_checked():
+    values = np.zeros((10, 20), np.float32)
+    vocabulary = pd.DataFrame({"ensembl_id": [f"ENSG{i:011d}" for i in range(20)]})
+    with pytest.raises(ValueError, match="gene_init must be 'pca' or 'random'"):
+        bulkformer.pretrain(values, None, vocabulary=vocabulary, input="aligned", gene_init="esm2", progress=False)

@@ -53,6 +53,7 @@ def pretrain(
     p_repeat: Optional[int] = typer.Option(None, "--layers", help="Performer layers for a new model."),
     heads: Optional[int] = typer.Option(None, "--heads", help="Attention heads for a new model."),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Attention and feed-forward dropout."),
+    gene_init: str = typer.Option("pca", "--gene-init", help="New v2 models: gene embeddings from the data's principal axes (pca) or random (the published init)."),
     val_data: Optional[List[Path]] = typer.Option(None, "--val-data", help="Held-out shards for validation."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share held out when --val-data is not given."),
     epochs: int = typer.Option(1, "--epochs"),
@@ -94,7 +95,8 @@ def pretrain(
         lr=lr, weight_decay=weight_decay, warmup_fraction=warmup_fraction, mask_fraction=mask_fraction,
         observed_weight=observed_weight, clip_norm=clip_norm or None, precision=precision, activation_checkpointing=activation_checkpointing,
         checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, resume=resume, seed=seed, device=device,
-        shards_in_memory=shards_in_memory, dim=dim, p_repeat=p_repeat, heads=heads, dropout=dropout, progress=not quiet)
+        shards_in_memory=shards_in_memory, dim=dim, p_repeat=p_repeat, heads=heads, dropout=dropout, gene_init=gene_init,
+        progress=not quiet)
 
 
 def finetune(

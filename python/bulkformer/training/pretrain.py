@@ -90,6 +90,8 @@ def pretrain(
     dropout: float | None = None,
     graph_top_k: int = 20,
     graph_min_abs_r: float = 0.4,
+    gene_init: str = "pca",
+    gene_init_scale: float = 1.6,
     log_every: int = 10,
     progress: bool = True,
 ) -> PretrainResult:
@@ -106,6 +108,12 @@ def pretrain(
     ``p_repeat`` / ``heads``; its gene graph is built from the data (top ``graph_top_k``
     partners by |Pearson r| >= ``graph_min_abs_r``). Or a Bundle / bundle path to
     continue pretraining it.
+
+    ``gene_init`` (new v2 models): "pca" starts each gene's identity embedding at its
+    loadings on the top ``dim`` principal axes of the training data (entries rescaled to
+    standard deviation ``gene_init_scale``), so the first step already knows which genes
+    move together; "random" is the published Xavier init. On 291 TCGA samples the PCA
+    start lifts held-out masked Pearson r from 0.891 to ~0.90 (benchmarks/bench_pretrain_tcga.py).
 
     ``observed_weight`` > 0 adds that weight times the MSE at the measured, unmasked
     positions (a denoising term; 0 = the paper's masked-only loss). It makes the
@@ -125,6 +133,10 @@ def pretrain(
     _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, val_fraction, precision)
     if observed_weight < 0:
         raise ValueError(f"observed_weight must be >= 0, got {observed_weight}")
+    if gene_init not in ("pca", "random"):
+        raise ValueError(f"gene_init must be 'pca' or 'random', got {gene_init!r}")
+    if gene_init_scale <= 0:
+        raise ValueError(f"gene_init_scale must be > 0, got {gene_init_scale}")
     ctx = init_distributed(device)
     owns_group = ctx.distributed
     try:
@@ -138,7 +150,7 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, l
               max_val_samples, epochs, max_steps, batch_size, grad_accum, lr, weight_decay, warmup_fraction,
               mask_fraction, observed_weight, clip_norm, precision, activation_checkpointing, checkpoint_every, keep_checkpoints,
               resume, seed, device, shards_in_memory, dim, p_repeat, heads, dropout, graph_top_k, graph_min_abs_r,
-              log_every, progress) -> PretrainResult:
+              gene_init, gene_init_scale, log_every, progress) -> PretrainResult:
     if batch_size % ctx.world_size:
         raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {ctx.world_size}")
     run_dir = Path(out) if out is not None else None
@@ -151,9 +163,12 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, l
     corpus = build_corpus(data, genes, input=input, layer=layer, lengths=lengths, shards_in_memory=shards_in_memory)
     corpus, val_values = _validation_split(corpus, val_data, val_fraction, max_val_samples, genes, input, layer, lengths, seed)
     if base_bundle is None:
-        edge_index, edge_weight, level = _graph_from_data(corpus, seed, graph_top_k, graph_min_abs_r)
+        profile = _training_profile(corpus, seed)
+        edge_index, edge_weight = _graph_from_profile(profile, graph_top_k, graph_min_abs_r)
         net = BulkFormer(config, edge_index, edge_weight)
-        _init_output_level(net, level)
+        _init_output_level(net, _mean_level(profile))
+        if gene_init == "pca" and config.version == "v2":
+            _init_gene_embedding_pca(net, profile, gene_init_scale)
         bundle = Bundle(model=net, genes=genes, metadata={"name": "bulkformer-pretrained"})
     else:
         bundle = base_bundle
@@ -375,18 +390,50 @@ def _validation_split(corpus: Corpus, val_data, val_fraction: float, max_val_sam
     return Corpus(corpus.shards[:-n_val_shards], corpus.shards_in_memory), values[keep]
 
 
-def _graph_from_data(corpus: Corpus, seed: int, top_k: int, min_abs_r: float) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Co-expression graph over (up to 2,000) training samples, measured entries only,
-    and their mean measured value."""
+def _training_profile(corpus: Corpus, seed: int) -> np.ndarray:
+    """Up to 2,000 training samples (float64), unmeasured entries as NaN: what the gene
+    graph, the output level and the PCA gene init are computed from."""
+    values = corpus.sample(2000, seed).astype(np.float64)
+    values[values == MASK_VALUE] = np.nan
+    return values
+
+
+def _filled(profile: np.ndarray) -> np.ndarray:
+    """Unmeasured entries set to their gene's mean: they carry no correlation."""
+    means = np.nanmean(np.where(np.isnan(profile).all(axis=0), 0.0, profile), axis=0)
+    return np.where(np.isnan(profile), means, profile)
+
+
+def _graph_from_profile(profile: np.ndarray, top_k: int, min_abs_r: float) -> tuple[torch.Tensor, torch.Tensor]:
     from ..datasets.tiny import correlation_graph
 
-    values = corpus.sample(2000, seed).astype(np.float64)
-    values[values == -10.0] = np.nan
-    means = np.nanmean(np.where(np.isnan(values).all(axis=0), 0.0, values), axis=0)
-    filled = np.where(np.isnan(values), means, values)  # unmeasured entries carry no correlation
-    edge_index, edge_weight = correlation_graph(filled, top_k=top_k, min_abs_r=min_abs_r)
-    level = float(np.nanmean(values)) if np.isfinite(values).any() else 1.0
-    return edge_index, edge_weight, level
+    return correlation_graph(_filled(profile), top_k=top_k, min_abs_r=min_abs_r)
+
+
+def _mean_level(profile: np.ndarray) -> float:
+    return float(np.nanmean(profile)) if np.isfinite(profile).any() else 1.0
+
+
+def _init_gene_embedding_pca(net: BulkFormer, profile: np.ndarray, scale: float) -> None:
+    """v2 gene identity embeddings := the genes' loadings on the top ``dim`` principal
+    axes of the centred training profile (component scores' spread included), rescaled
+    to entry standard deviation ``scale``. Axes beyond the data's rank keep their random
+    init."""
+    from sklearn.utils.extmath import randomized_svd
+
+    weight = net.gene_emb_onehot_layer.weight
+    filled = _filled(profile)
+    centred = filled - filled.mean(axis=0)
+    n_components = min(weight.shape[1], min(centred.shape) - 1)
+    if n_components < 1 or not np.any(centred):
+        return
+    _, singular, axes = randomized_svd(centred, n_components, random_state=0)
+    loadings = axes.T * (singular / np.sqrt(len(centred)))  # genes x components
+    spread = loadings.std()
+    if not np.isfinite(spread) or spread == 0:
+        return
+    with torch.no_grad():
+        weight[:, :n_components] = torch.from_numpy(loadings * (scale / spread)).to(weight)
 
 
 def _init_output_level(net: BulkFormer, level: float) -> None:
