@@ -155,7 +155,7 @@ def main() -> None:
     published_flops = forward_flops(config, args.samples, args.batch_size, gene_tokens_per_batch=True)
     engine_flops = forward_flops(config, args.samples, args.batch_size, gene_tokens_per_batch=False)
     peak = gemm_rate(min(args.batch_size * args.genes, 8192), config.dim, device)
-    print(f"tflop_published={published_flops / 1e12:.2f} tflop_engine={engine_flops / 1e12:.2f} "
+    print(f"tflop_published={published_flops / 1e12:.3f} tflop_engine={engine_flops / 1e12:.3f} "
           f"gemm_fp32_gflops={peak / 1e9:.0f} published_gflops={published_flops / t_published / 1e9:.0f} "
           f"engine_gflops={engine_flops / t_engine / 1e9:.0f} "
           f"fp32_bound_speedup={t_published / (engine_flops / peak):.2f}")
