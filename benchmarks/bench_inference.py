@@ -92,19 +92,24 @@ def forward_flops(config, n_samples: int, batch_size: int, gene_tokens_per_batch
     return float(n_samples * per_sample + batches * gene_tokens)
 
 
+def timed(fn, device: torch.device):
+    """(fn(), wall seconds), with the device's queued work inside the measurement."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return result, time.perf_counter() - start
+
+
 def gemm_rate(rows: int, dim: int, device: torch.device, repeats: int = 5) -> float:
     """fp32 FLOP/s of this machine on the model's feed-forward GEMM shape (rows x d) @ (d x 4d)."""
     a = torch.randn(rows, dim, device=device)
     w = torch.randn(4 * dim, dim, device=device)
     torch.nn.functional.linear(a, w)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        torch.nn.functional.linear(a, w)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return repeats * 2.0 * rows * dim * 4 * dim / (time.perf_counter() - start)
+    _, seconds = timed(lambda: [torch.nn.functional.linear(a, w) for _ in range(repeats)], device)
+    return repeats * 2.0 * rows * dim * 4 * dim / seconds
 
 
 def main() -> None:
@@ -132,17 +137,8 @@ def main() -> None:
     published(model, values[:1], mask_prob, 1)
     engine_run(engine, values[:1], mask_prob)
 
-    def timed(fn):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        result = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return result, time.perf_counter() - start
-
-    (reference, held), t_published = timed(lambda: published(model, values, mask_prob, args.batch_size))
-    fast, t_engine = timed(lambda: engine_run(engine, values, mask_prob))
+    (reference, held), t_published = timed(lambda: published(model, values, mask_prob, args.batch_size), device)
+    fast, t_engine = timed(lambda: engine_run(engine, values, mask_prob), device)
     # after timing: the first batch's gene features too (random heads may output ReLU zeros)
     first = next(engine.stream(values, mask_prob, feature_index=np.arange(values.shape[1]),
                                rows=range(min(args.batch_size, values.shape[0]))))

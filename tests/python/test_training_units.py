@@ -200,7 +200,7 @@ def test_pca_gene_init_starts_from_the_principal_axes():
     values = 3.0 + factor @ loading + 0.1 * rng.normal(size=(300, 30))
     values[:5, 7] = np.nan  # unmeasured entries are filled with the gene mean, not propagated
     model = bulkformer.tiny_bundle(n_genes=30).model  # d = 16
-    pretrain_module._init_gene_embedding_pca(model, values, scale=1.6)
+    pretrain_module._init_gene_embedding_pca(model, pretrain_module._filled(values), scale=1.6)
     weight = model.gene_emb_onehot_layer.weight.detach().numpy()
     assert np.isfinite(weight).all()
     # the first axis is the planted loading (up to sign), entries rescaled to sd 1.6

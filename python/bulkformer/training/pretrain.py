@@ -163,12 +163,15 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, l
     corpus = build_corpus(data, genes, input=input, layer=layer, lengths=lengths, shards_in_memory=shards_in_memory)
     corpus, val_values = _validation_split(corpus, val_data, val_fraction, max_val_samples, genes, input, layer, lengths, seed)
     if base_bundle is None:
+        from ..datasets.tiny import correlation_graph
+
         profile = _training_profile(corpus, seed)
-        edge_index, edge_weight = _graph_from_profile(profile, graph_top_k, graph_min_abs_r)
+        filled = _filled(profile)
+        edge_index, edge_weight = correlation_graph(filled, top_k=graph_top_k, min_abs_r=graph_min_abs_r)
         net = BulkFormer(config, edge_index, edge_weight)
         _init_output_level(net, _mean_level(profile))
         if gene_init == "pca" and config.version == "v2":
-            _init_gene_embedding_pca(net, profile, gene_init_scale)
+            _init_gene_embedding_pca(net, filled, gene_init_scale)
         bundle = Bundle(model=net, genes=genes, metadata={"name": "bulkformer-pretrained"})
     else:
         bundle = base_bundle
@@ -391,8 +394,8 @@ def _validation_split(corpus: Corpus, val_data, val_fraction: float, max_val_sam
 
 
 def _training_profile(corpus: Corpus, seed: int) -> np.ndarray:
-    """Up to 2,000 training samples (float64), unmeasured entries as NaN: what the gene
-    graph, the output level and the PCA gene init are computed from."""
+    """Up to 2,000 training samples (float64), unmeasured entries as NaN: the output level
+    is computed from it, the gene graph and the PCA gene init from its ``_filled`` copy."""
     values = corpus.sample(2000, seed).astype(np.float64)
     values[values == MASK_VALUE] = np.nan
     return values
@@ -404,25 +407,18 @@ def _filled(profile: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(profile), means, profile)
 
 
-def _graph_from_profile(profile: np.ndarray, top_k: int, min_abs_r: float) -> tuple[torch.Tensor, torch.Tensor]:
-    from ..datasets.tiny import correlation_graph
-
-    return correlation_graph(_filled(profile), top_k=top_k, min_abs_r=min_abs_r)
-
-
 def _mean_level(profile: np.ndarray) -> float:
     return float(np.nanmean(profile)) if np.isfinite(profile).any() else 1.0
 
 
-def _init_gene_embedding_pca(net: BulkFormer, profile: np.ndarray, scale: float) -> None:
+def _init_gene_embedding_pca(net: BulkFormer, filled: np.ndarray, scale: float) -> None:
     """v2 gene identity embeddings := the genes' loadings on the top ``dim`` principal
-    axes of the centred training profile (component scores' spread included), rescaled
-    to entry standard deviation ``scale``. Axes beyond the data's rank keep their random
-    init."""
+    axes of the centred training profile (``_filled``: no NaN; component scores' spread
+    included), rescaled to entry standard deviation ``scale``. Axes beyond the data's
+    rank keep their random init."""
     from sklearn.utils.extmath import randomized_svd
 
     weight = net.gene_emb_onehot_layer.weight
-    filled = _filled(profile)
     centred = filled - filled.mean(axis=0)
     n_components = min(weight.shape[1], min(centred.shape) - 1)
     if n_components < 1 or not np.any(centred):
