@@ -63,7 +63,10 @@ def pretrain(
     lr: float = typer.Option(1e-4, "--lr", help="Peak learning rate (warmup 5%, cosine decay)."),
     weight_decay: float = typer.Option(0.01, "--weight-decay"),
     warmup_fraction: float = typer.Option(0.05, "--warmup-fraction"),
-    mask_fraction: float = typer.Option(0.15, "--mask-fraction"),
+    mask_fraction: float = typer.Option(0.15, "--mask-fraction", help="Share of each sample's measured genes hidden per step (paper: 0.15)."),
+    mask_fraction_max: Optional[float] = typer.Option(
+        None, "--mask-fraction-max",
+        help="Draw each sample's masking rate from [--mask-fraction, this]: the model then copes with cohorts lacking more genes."),
     observed_weight: float = typer.Option(0.0, "--observed-weight", help="Weight of a denoising MSE at unmasked genes (0 = paper)."),
     clip_norm: float = typer.Option(1.0, "--clip-norm", help="Gradient clipping (0 = off)."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on GPU), fp32 or bf16."),
@@ -93,7 +96,7 @@ def pretrain(
         input=input, lengths=_read_lengths(lengths), val_data=[str(p) for p in val_data] if val_data else None,
         val_fraction=val_fraction, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
         lr=lr, weight_decay=weight_decay, warmup_fraction=warmup_fraction, mask_fraction=mask_fraction,
-        observed_weight=observed_weight, clip_norm=clip_norm or None, precision=precision, activation_checkpointing=activation_checkpointing,
+        mask_fraction_max=mask_fraction_max, observed_weight=observed_weight, clip_norm=clip_norm or None, precision=precision, activation_checkpointing=activation_checkpointing,
         checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, resume=resume, seed=seed, device=device,
         shards_in_memory=shards_in_memory, dim=dim, p_repeat=p_repeat, heads=heads, dropout=dropout, gene_init=gene_init,
         progress=not quiet)

@@ -14,16 +14,25 @@ def step_generator(seed: int, step: int, device: str | torch.device = "cpu") -> 
     return generator
 
 
-def mask_measured(x: torch.Tensor, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mask each measured entry (!= -10) independently with probability ``fraction``.
+def mask_measured(x: torch.Tensor, fraction: float, generator: torch.Generator,
+                  fraction_max: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask each measured entry (!= -10) independently with probability ``fraction``, or,
+    with ``fraction_max``, with a per-sample probability drawn uniformly from
+    [fraction, fraction_max] (so the model meets many missing shares, not only one).
 
     Returns ``(x_masked, mask)`` where ``mask`` marks the entries that were hidden, the
     positions the loss is computed on. Already-unmeasured entries are never in ``mask``.
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"mask fraction must be in (0, 1), got {fraction}")
+    rate: float | torch.Tensor = fraction
+    if fraction_max is not None:
+        if not fraction <= fraction_max < 1.0:
+            raise ValueError(f"mask fraction_max must be in [{fraction}, 1), got {fraction_max}")
+        spread = torch.rand((x.shape[0], 1), generator=generator, device=generator.device)
+        rate = (fraction + (fraction_max - fraction) * spread).to(x.device)
     draws = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device)
-    mask = (draws < fraction) & (x != MASK_VALUE)
+    mask = (draws < rate) & (x != MASK_VALUE)
     return x.masked_fill(mask, MASK_VALUE), mask
 
 
