@@ -139,9 +139,7 @@ def pretrain(
         result.validation
     """
     arguments = dict(locals())
-    _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, val_fraction, precision)
-    if mask_fraction_max is not None and not mask_fraction <= mask_fraction_max < 1:
-        raise ValueError(f"mask_fraction_max must be in [mask_fraction, 1) = [{mask_fraction}, 1), got {mask_fraction_max}")
+    _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, mask_fraction_max, val_fraction, precision)
     if observed_weight < 0:
         raise ValueError(f"observed_weight must be >= 0, got {observed_weight}")
     if gene_init not in ("pca", "random"):
@@ -526,7 +524,7 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
-def _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, val_fraction, precision) -> None:
+def _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, mask_fraction_max, val_fraction, precision) -> None:
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if batch_size < 1 or grad_accum < 1:
@@ -535,6 +533,8 @@ def _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, val_frac
         raise ValueError(f"lr must be > 0, got {lr}")
     if not 0 < mask_fraction < 1:
         raise ValueError(f"mask_fraction must be in (0, 1), got {mask_fraction}")
+    if mask_fraction_max is not None and not mask_fraction <= mask_fraction_max < 1:
+        raise ValueError(f"mask_fraction_max must be in [mask_fraction, 1) = [{mask_fraction}, 1), got {mask_fraction_max}")
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if precision not in ("auto", "fp32", "bf16"):
