@@ -139,13 +139,8 @@ def pretrain(
         result.validation
     """
     arguments = dict(locals())
-    _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, mask_fraction_max, val_fraction, precision)
-    if observed_weight < 0:
-        raise ValueError(f"observed_weight must be >= 0, got {observed_weight}")
-    if gene_init not in ("pca", "random"):
-        raise ValueError(f"gene_init must be 'pca' or 'random', got {gene_init!r}")
-    if gene_init_scale <= 0:
-        raise ValueError(f"gene_init_scale must be > 0, got {gene_init_scale}")
+    _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, mask_fraction_max, observed_weight, val_fraction,
+                     precision, gene_init, gene_init_scale)
     ctx = init_distributed(device)
     owns_group = ctx.distributed
     try:
@@ -524,7 +519,8 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
-def _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, mask_fraction_max, val_fraction, precision) -> None:
+def _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, mask_fraction_max, observed_weight, val_fraction,
+                     precision, gene_init, gene_init_scale) -> None:
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if batch_size < 1 or grad_accum < 1:
@@ -539,6 +535,12 @@ def _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, mask_fra
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
+    if observed_weight < 0:
+        raise ValueError(f"observed_weight must be >= 0, got {observed_weight}")
+    if gene_init not in ("pca", "random"):
+        raise ValueError(f"gene_init must be 'pca' or 'random', got {gene_init!r}")
+    if gene_init_scale <= 0:
+        raise ValueError(f"gene_init_scale must be > 0, got {gene_init_scale}")
 
 
 def _printer(ctx: DistContext, progress: bool):
