@@ -56,6 +56,7 @@ def synthetic(preset_name: str, n_genes: int, n_samples: int, seed: int) -> tupl
 
 def published(model: BulkFormer, values: np.ndarray, mask_prob: float, batch_size: int) -> tuple[np.ndarray, list]:
     expr, features = [], []
+    model.sparse_graph = False  # torch-geometric message passing, as released
     with torch.no_grad():
         for start in range(0, values.shape[0], batch_size):
             out = model(torch.from_numpy(values[start:start + batch_size]), mask_prob)

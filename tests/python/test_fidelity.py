@@ -11,22 +11,26 @@ from tests.conftest import load_reference, reference_config
 TOLERANCE = 1e-5
 
 
-def _run(bundle, name: str):
+def _run(bundle, name: str, sparse_graph: bool = True):
     x = load_reference(name, "input")
+    bundle.model.sparse_graph = sparse_graph
     with torch.inference_mode():
         return bundle.model(x, reference_config(name).get("mask_prob"), return_hidden=True)
 
 
-def test_fidelity_v2_imputation_and_gene_features(reference_bundles):
+# Both graph-convolution paths: the CSR matmul (default) and torch-geometric message passing.
+@pytest.mark.parametrize("sparse_graph", [True, False])
+def test_fidelity_v2_imputation_and_gene_features(reference_bundles, sparse_graph):
     bundle = bulkformer.load(reference_bundles["v2_tiny"])
-    out = _run(bundle, "v2_tiny")
+    out = _run(bundle, "v2_tiny", sparse_graph)
     assert (out.expr - load_reference("v2_tiny", "expected_expr")).abs().max() <= TOLERANCE
     assert (out.features - load_reference("v2_tiny", "expected_gene_emb")).abs().max() <= TOLERANCE
 
 
-def test_fidelity_v1_head_and_hidden_states(reference_bundles):
+@pytest.mark.parametrize("sparse_graph", [True, False])
+def test_fidelity_v1_head_and_hidden_states(reference_bundles, sparse_graph):
     bundle = bulkformer.load(reference_bundles["v1_tiny"])
-    out = _run(bundle, "v1_tiny")
+    out = _run(bundle, "v1_tiny", sparse_graph)
     assert (out.expr - load_reference("v1_tiny", "expected_expr")).abs().max() <= TOLERANCE
     n_blocks = bundle.config.gb_repeat
     for k in range(n_blocks - 1):
@@ -44,6 +48,34 @@ def test_fidelity_negative_control_reversed_graph(reference_bundles, name):
     bundle.model.set_graph(bundle.edge_index.flip(0), bundle.edge_weight)
     out = _run(bundle, name)
     assert (out.expr - load_reference(name, "expected_expr")).abs().max() > 100 * TOLERANCE
+
+
+@pytest.mark.parametrize("name", ["v1_tiny", "v2_tiny"])
+def test_sparse_graph_gradients_equal_message_passing(reference_bundles, name):
+    """Training differentiates through the CSR graph matmul: its gradients must be those
+    of the published message passing (within float rounding)."""
+    model = bulkformer.load(reference_bundles[name]).model.eval()  # eval: no dropout
+    x = load_reference(name, "input")
+    parameters = [p for p in model.parameters() if p.requires_grad]
+
+    def gradients(sparse_graph: bool) -> list[torch.Tensor]:
+        model.sparse_graph = sparse_graph
+        loss = model(x, reference_config(name).get("mask_prob")).expr.square().mean()
+        return torch.autograd.grad(loss, parameters, allow_unused=True)
+
+    graph_weight = model.gb_formers[0].g.lin.weight
+    sparse_grads, passing_grads = gradients(True), gradients(False)
+    largest = max(float(g.abs().max()) for g in passing_grads if g is not None)
+    for parameter, sparse, passing in zip(parameters, sparse_grads, passing_grads):
+        if passing is None:
+            assert sparse is None
+            continue
+        # per parameter, floored at 1e-3 of the largest gradient (a gradient that cancels
+        # to ~0 would turn float rounding into a large ratio)
+        scale = max(float(passing.abs().max()), 1e-3 * largest)
+        assert float((sparse - passing).abs().max()) / scale <= 1e-4
+        if parameter is graph_weight:
+            assert passing.abs().max() > 0  # the graph weights do get a gradient
 
 
 def test_fidelity_bins_path_runs_and_permutation_is_undone():

@@ -20,8 +20,6 @@ by float rounding (~1e-6). torchrun sharding keeps the single-process batches (s
 """
 from __future__ import annotations
 
-import contextlib
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -29,33 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model import BulkFormer
+from ..model.autocast import no_autocast
+from ..model.graph_conv import normalised_adjacency
 
 # performer-pytorch softmax_kernel's additive stabiliser
 _FAVOR_EPS = 1e-4
-
-
-def normalised_adjacency(
-    edge_index: torch.Tensor, edge_weight: torch.Tensor | None, n_genes: int
-) -> torch.Tensor:
-    """G x G CSR matrix A with ``out = A @ h`` equal to GCNConv(normalize=True,
-    add_self_loops=False) in the published direction: gene ``E[0, e]`` receives
-    from ``E[1, e]`` with weight ``w[e] / sqrt(deg[E[0, e]] * deg[E[1, e]])``, where
-    deg is the weighted in-degree (torch-geometric ``gcn_norm``; inf -> 0)."""
-    receiver, sender = edge_index[0].long(), edge_index[1].long()
-    weight = (
-        torch.ones(receiver.shape[0], dtype=torch.float32, device=receiver.device)
-        if edge_weight is None else edge_weight.float()
-    )
-    degree = torch.zeros(n_genes, dtype=torch.float32, device=receiver.device).index_add_(0, receiver, weight)
-    inv_sqrt = degree.pow(-0.5)
-    inv_sqrt.masked_fill_(inv_sqrt == float("inf"), 0.0)
-    values = inv_sqrt[receiver] * weight * inv_sqrt[sender]
-    coo = torch.sparse_coo_tensor(
-        torch.stack([receiver, sender]), values, (n_genes, n_genes), check_invariants=False
-    )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
-        return coo.coalesce().to_sparse_csr()
 
 
 @dataclass
@@ -137,11 +113,7 @@ class FastBulkFormer:
         self.gene_chunk = gene_chunk or (2048 if device.type == "cpu" else 1 << 30)
         with torch.inference_mode():
             self.gene_tokens = model.gene_tokens().float()
-            # sparse CSR matmul exists on CPU and CUDA; elsewhere (MPS) the GCNConv module runs
-            self.adjacency = (
-                normalised_adjacency(model.graph_edge_index, model.graph_edge_weight, self.config.n_genes)
-                if device.type in ("cpu", "cuda") else None
-            )
+            self.adjacency = model.graph_adjacency()  # None (MPS): the GCNConv module runs
             self.blocks = [_LayerWeights.from_performer_stack(block.f) for block in model.gb_formers]
 
     # ------------------------------------------------------------------ public
@@ -205,7 +177,7 @@ class FastBulkFormer:
         """``h += A @ (h W^T) + b`` one sample at a time (G x d temporaries only)."""
         for i in range(h.shape[0]):
             transformed = F.linear(h[i], conv.lin.weight)
-            with _no_autocast(h.device):
+            with no_autocast(h.device):
                 mixed = torch.sparse.mm(self.adjacency, transformed.float())
             if conv.bias is not None:
                 mixed += conv.bias
@@ -224,7 +196,7 @@ class FastBulkFormer:
             normed = w.ln1(h[:, part])
             kv = F.linear(normed, w.wkv, w.bkv)
             size = kv.shape[1]
-            with _no_autocast(h.device):
+            with no_autocast(h.device):
                 kv = kv.float()
                 keys = kv[..., :dim].reshape(batch, size, heads, dim_head).transpose(1, 2)
                 values = torch.cat(
@@ -244,7 +216,7 @@ class FastBulkFormer:
                 context = update if context is None else context.add_(update)
                 part_sum = values.sum(dim=-2)
                 value_sum = part_sum if value_sum is None else value_sum.add_(part_sum)
-        with _no_autocast(h.device):
+        with no_autocast(h.device):
             context.add_(value_sum.unsqueeze(-2), alpha=_FAVOR_EPS)
             query_offset = context.sum(dim=-2, keepdim=True).mul_(_FAVOR_EPS)  # eps term of q'
 
@@ -254,7 +226,7 @@ class FastBulkFormer:
             normed = w.ln1(block)
             queries = F.linear(normed, w.wq, w.bq)
             size = queries.shape[1]
-            with _no_autocast(h.device):
+            with no_autocast(h.device):
                 queries = queries.float().reshape(batch, size, heads, dim_head).transpose(1, 2)
                 u = torch.matmul(queries, w.projection_t)
                 shift = queries.square().sum(-1, keepdim=True).mul_(w.half_norm_scale).add_(u.amax(dim=-1, keepdim=True))
@@ -291,13 +263,6 @@ class FastBulkFormer:
         if want_expr and is_v2:
             pred = model.mask_corrected(pred, x)
         return FastOutput(expr=pred, features=features)
-
-
-def _no_autocast(device: torch.device):
-    """Disable autocast for the numerically sensitive parts (feature maps, sparse matmul)."""
-    if device.type in ("cuda", "cpu", "mps"):
-        return torch.autocast(device_type=device.type, enabled=False)
-    return contextlib.nullcontext()
 
 
 __all__ = ["FastBulkFormer", "FastOutput", "normalised_adjacency"]

@@ -6,7 +6,7 @@ import torch
 from performer_pytorch import Performer
 from torch import nn
 
-from .graph_conv import gene_graph_conv
+from .graph_conv import gene_graph_conv, sparse_graph_conv
 
 
 def performer_layer(dim: int, heads: int, attn_dropout: float, ff_dropout: float) -> Performer:
@@ -44,9 +44,20 @@ class BulkFormerBlock(nn.Module):
         self.f = nn.Sequential(*(performer_layer(dim, full_head, attn_dropout, ff_dropout) for _ in range(p_repeat)))
         self.layernorm = nn.LayerNorm(dim)
 
-    def forward(self, h: torch.Tensor, source_target: torch.Tensor, edge_weight: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        h: torch.Tensor,
+        source_target: torch.Tensor,
+        edge_weight: torch.Tensor | None,
+        adjacency: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``adjacency``: the normalised CSR graph; given, the GCN runs as one sparse
+        matmul, otherwise as torch-geometric message passing over ``source_target``."""
         h = self.layernorm(h)
-        h = h + self.g(h, source_target, edge_weight)
+        if adjacency is None:
+            h = h + self.g(h, source_target, edge_weight)
+        else:
+            h = h + sparse_graph_conv(self.g, h, adjacency)
         if self.bins:
             h = self._through_bins(h)
         return self.f(h)

@@ -13,7 +13,7 @@ from torch import nn
 from .blocks import BulkFormerBlock
 from .config import ModelConfig
 from .embedding import MASK_VALUE, ExpressionEmbedding
-from .graph_conv import check_graph, to_source_target
+from .graph_conv import check_graph, normalised_adjacency, supports_sparse_matmul, to_source_target
 
 # Denominator guard of the published mean computations; kept for bit-compatibility.
 _EPS = 1e-8
@@ -35,6 +35,13 @@ class ModelOutput:
 
 
 class BulkFormer(nn.Module):
+    """The network. ``sparse_graph`` (default True) runs the graph convolution as one
+    CSR matmul where the device has one (CPU, CUDA): same numbers as torch-geometric's
+    message passing (~1e-7), ~10x faster and without its per-edge activations; set it
+    False for the published message passing."""
+
+    sparse_graph: bool = True
+
     def __init__(
         self,
         config: ModelConfig,
@@ -93,6 +100,23 @@ class BulkFormer(nn.Module):
         self.register_buffer("graph_source_target", to_source_target(edge_index).to(device), persistent=False)
         weight = None if edge_weight is None else edge_weight.float().to(device)
         self.register_buffer("graph_edge_weight", weight, persistent=False)
+        self._adjacency: torch.Tensor | None = None
+
+    def graph_adjacency(self) -> torch.Tensor | None:
+        """The normalised G x G CSR adjacency on the model's device (built once, rebuilt
+        after a device move); None where sparse matmuls are unavailable."""
+        device = self.graph_edge_index.device
+        if not supports_sparse_matmul(device):
+            return None
+        if self._adjacency is None or self._adjacency.device != device:
+            # built outside inference mode so that training can differentiate through it
+            with torch.inference_mode(False), torch.no_grad():
+                self._adjacency = normalised_adjacency(self.graph_edge_index, self.graph_edge_weight, self.config.n_genes)
+        return self._adjacency
+
+    def __getstate__(self) -> dict:
+        # the cached adjacency is derived (and sparse CSR tensors cannot be deep-copied)
+        return {**self.__dict__, "_adjacency": None}
 
     # ---------------------------------------------------------------- pieces
     def gene_tokens(self) -> torch.Tensor:
@@ -112,8 +136,9 @@ class BulkFormer(nn.Module):
         tokens = self.gene_tokens() if gene_tokens is None else gene_tokens
         h = self.x_proj(self.expr_emb(x) + tokens + self.sample_context(x).unsqueeze(1))
         hidden: list[torch.Tensor] = []
+        adjacency = self.graph_adjacency() if self.sparse_graph else None
         for block in self.gb_formers:
-            h = block(h, self.graph_source_target, self.graph_edge_weight)
+            h = block(h, self.graph_source_target, self.graph_edge_weight, adjacency)
             if return_hidden:
                 hidden.append(h)
         return self.layernorm(h), hidden
