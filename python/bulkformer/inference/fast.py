@@ -28,7 +28,7 @@ from torch import nn
 
 from ..model import BulkFormer
 from ..model.autocast import no_autocast
-from ..model.graph_conv import normalised_adjacency
+from ..model.graph_conv import normalised_adjacency, sparse_graph_conv
 
 # performer-pytorch softmax_kernel's additive stabiliser
 _FAVOR_EPS = 1e-4
@@ -176,12 +176,7 @@ class FastBulkFormer:
     def _graph_conv_(self, conv: nn.Module, h: torch.Tensor) -> None:
         """``h += A @ (h W^T) + b`` one sample at a time (G x d temporaries only)."""
         for i in range(h.shape[0]):
-            transformed = F.linear(h[i], conv.lin.weight)
-            with no_autocast(h.device):
-                mixed = torch.sparse.mm(self.adjacency, transformed.float())
-            if conv.bias is not None:
-                mixed += conv.bias
-            h[i] += mixed.to(h.dtype)
+            h[i:i + 1] += sparse_graph_conv(conv, h[i:i + 1], self.adjacency)
 
     def _performer_layer(self, h: torch.Tensor, w: _LayerWeights) -> None:
         """One Performer layer, updating ``h`` (B x G x d) in place."""
