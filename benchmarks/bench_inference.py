@@ -36,14 +36,20 @@ from bulkformer.inference.execution import Engine
 from bulkformer.model import BulkFormer, preset
 
 
+def random_graph(n_genes: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Receiver-first edge index and weights: 20 random partners per gene, |r|-like
+    weights in [0.4, 1) (the released graphs' shape)."""
+    receivers = torch.arange(n_genes).repeat_interleave(20)
+    senders = torch.randint(0, n_genes, (receivers.shape[0],), generator=generator)
+    weights = torch.rand(receivers.shape[0], generator=generator) * 0.6 + 0.4
+    return torch.stack([receivers, senders]), weights
+
+
 def synthetic(preset_name: str, n_genes: int, n_samples: int, seed: int) -> tuple[Bundle, np.ndarray, float]:
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     config = preset(preset_name, n_genes=n_genes)
-    receivers = torch.arange(n_genes).repeat_interleave(20)
-    senders = torch.randint(0, n_genes, (receivers.shape[0],), generator=generator)
-    weights = torch.rand(receivers.shape[0], generator=generator) * 0.6 + 0.4
-    model = BulkFormer(config, torch.stack([receivers, senders]), weights).eval()
+    model = BulkFormer(config, *random_graph(n_genes, generator)).eval()
     import pandas as pd
 
     genes = pd.DataFrame({"ensembl_id": [f"ENSG{i:011d}" for i in range(n_genes)]})

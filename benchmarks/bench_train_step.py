@@ -22,6 +22,7 @@ import torch
 
 from bulkformer.model import BulkFormer, preset
 from bulkformer.training.masking import mask_measured
+from bench_inference import random_graph  # benchmarks/ is on sys.path when run as a script
 
 
 def main() -> None:
@@ -41,10 +42,7 @@ def main() -> None:
 
     config = replace(preset("37M", n_genes=args.genes), dim=args.dim, full_head=args.heads, p_repeat=args.layers,
                      attn_dropout=0.0, ff_dropout=0.0)
-    receivers = torch.arange(args.genes).repeat_interleave(20)
-    senders = torch.randint(0, args.genes, (receivers.shape[0],), generator=generator)
-    weights = torch.rand(receivers.shape[0], generator=generator) * 0.6 + 0.4
-    model = BulkFormer(config, torch.stack([receivers, senders]), weights).train()
+    model = BulkFormer(config, *random_graph(args.genes, generator)).train()
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     batches = [torch.distributions.Gamma(1.5, 1 / 1.2).sample((args.batch_size, args.genes)) for _ in range(4)]
     parameters = [p for p in model.parameters() if p.requires_grad]
