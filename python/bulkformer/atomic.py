@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     staging = Path(name)
     try:
         yield staging
+        _publish_mode(staging)
         os.replace(staging, path)
     except BaseException:
         staging.unlink(missing_ok=True)
@@ -37,10 +39,29 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield staging
+        _publish_mode(staging)
         replace_directory(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _publish_mode(staging: Path) -> None:
+    """mkstemp/mkdtemp (and some writers, safetensors among them) create private
+    entries; give the finished output, and everything in it, the mode a plain
+    open()/mkdir() would have had, so that shared bundles stay readable."""
+    umask = os.umask(0)
+    os.umask(umask)
+    if not staging.exists():  # a writer may have removed it: nothing to publish
+        return
+    entries = [staging, *staging.rglob("*")] if staging.is_dir() else [staging]
+    for entry in entries:
+        if entry.is_symlink():
+            continue
+        mode = stat.S_IMODE(entry.stat().st_mode)
+        wanted = (0o777 if entry.is_dir() else 0o666 | (mode & 0o111)) & ~umask
+        if mode != wanted:
+            entry.chmod(wanted)
 
 
 def replace_directory(staging: Path, target: Path) -> None:
