@@ -119,6 +119,28 @@ def test_resume_skips_reading_consumed_windows():
     assert len(reads) == 2  # only the last two shards were read
 
 
+def test_validation_holds_out_rows_of_one_file_and_whole_shards_of_several():
+    import sys
+
+    split = sys.modules["bulkformer.training.pretrain"]._validation_split
+
+    def shards(sizes):
+        starts = np.cumsum([0, *sizes])
+        return [Shard(name=f"part{i}.parquet", n_samples=n,
+                      read=lambda i=i, n=n: np.arange(starts[i], starts[i] + n, dtype=np.float32)[:, None].repeat(3, 1))
+                for i, n in enumerate(sizes)]
+
+    one = Corpus(shards([40]))  # a single file used to skip validation silently
+    train, held, note = split(one, None, 0.1, 512, None, "aligned", None, None, seed=0)
+    assert len(held) == 4 and train.n_samples == 36 and note == "4 of 40 samples"
+    assert set(held[:, 0]).isdisjoint(np.concatenate([b[:, 0] for _, b in train.batches(4, epoch=0, seed=0)]))
+    several = Corpus(shards([10, 10, 10, 10]))
+    train, held, note = split(several, None, 0.1, 512, None, "aligned", None, None, seed=0)
+    assert sorted(held[:, 0]) == list(range(30, 40)) and train.n_samples == 30
+    assert "last 1 of 4 shard files (part3.parquet)" in note
+    assert split(several, None, 0.0, 512, None, "aligned", None, None, seed=0)[1] is None
+
+
 def test_file_shards_are_prepared(tmp_path):
     cohort = bulkformer.simulate_cohort(n_samples=20, n_genes=50, seed=2, missing_fraction=0.0)
     from bulkformer.annotation import default_vocabulary

@@ -55,7 +55,7 @@ def pretrain(
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Attention and feed-forward dropout."),
     gene_init: str = typer.Option("pca", "--gene-init", help="New v2 models: gene embeddings from the data's principal axes (pca) or random (the published init)."),
     val_data: Optional[List[Path]] = typer.Option(None, "--val-data", help="Held-out shards for validation."),
-    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share held out when --val-data is not given."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share held out for validation when --val-data is not given: rows of one file, whole files (the last ones, rounded up) of a shard folder."),
     epochs: int = typer.Option(1, "--epochs"),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
     batch_size: int = typer.Option(16, "--batch-size", help="Global micro-batch (split over processes)."),

@@ -128,6 +128,10 @@ def pretrain(
     positions (a denoising term; 0 = the paper's masked-only loss). It makes the
     predictions at observed genes meaningful, which the v2 mask correction relies on.
 
+    Validation: ``val_data``, else ``val_fraction`` of the samples held out (rows of
+    in-memory data or of a single file; whole shards, the last ones, of several files,
+    so that none is read twice); the log says what was held out.
+
     ``batch_size`` is the global micro-batch (split over torchrun ranks); one optimizer
     step sees ``batch_size * grad_accum`` samples. ``checkpoint_every`` steps a
     checkpoint goes to ``out/checkpoints``; ``resume=True`` continues from the latest.
@@ -165,7 +169,9 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, l
     torch.manual_seed(seed)  # same on every rank: identical initial weights and Performer redraws
     genes, base_bundle, config = _resolve_model(model, vocabulary, dim=dim, p_repeat=p_repeat, heads=heads, dropout=dropout)
     corpus = build_corpus(data, genes, input=input, layer=layer, lengths=lengths, shards_in_memory=shards_in_memory)
-    corpus, val_values = _validation_split(corpus, val_data, val_fraction, max_val_samples, genes, input, layer, lengths, seed)
+    corpus, val_values, held_out = _validation_split(corpus, val_data, val_fraction, max_val_samples, genes, input, layer,
+                                                     lengths, seed)
+    say(f"validation: {held_out}")
     if base_bundle is None:
         from ..datasets.tiny import correlation_graph
 
@@ -376,27 +382,32 @@ def _resolve_model(model, vocabulary, *, dim, p_repeat, heads, dropout) -> tuple
 
 
 def _validation_split(corpus: Corpus, val_data, val_fraction: float, max_val_samples: int, genes, input, layer,
-                      lengths, seed: int) -> tuple[Corpus, np.ndarray | None]:
+                      lengths, seed: int) -> tuple[Corpus, np.ndarray | None, str]:
+    """(training corpus, validation rows or None, what was held out, for the log).
+    Data in memory and a single file are split by rows; several shard files by whole
+    shards (the last ``ceil(val_fraction * n)``), so that no file is read twice."""
     if val_data is not None:
-        return corpus, build_corpus(val_data, genes, input=input, layer=layer, lengths=lengths).sample(max_val_samples, seed)
+        values = build_corpus(val_data, genes, input=input, layer=layer, lengths=lengths).sample(max_val_samples, seed)
+        return corpus, values, f"{len(values)} samples of the validation data"
     if val_fraction <= 0:
-        return corpus, None
-    in_memory = all(s.name.startswith("rows ") for s in corpus.shards)
-    if in_memory:
+        return corpus, None, "none (val_fraction=0)"
+    if len(corpus.shards) == 1 or all(s.name.startswith("rows ") for s in corpus.shards):
+        # one file is read whole for training anyway: splitting its rows costs no extra pass
         values = np.concatenate([s.read() for s in corpus.shards], axis=0)
         order = np.random.default_rng([seed, 99]).permutation(len(values))
         n_val = min(max_val_samples, max(1, int(round(val_fraction * len(values)))))
         if len(values) - n_val < 1:
             raise ValueError(f"too few samples ({len(values)}) to hold out {n_val} for validation; set val_fraction=0")
         train = values[np.sort(order[n_val:])]
-        return in_memory_corpus(train, shards_in_memory=corpus.shards_in_memory), values[np.sort(order[:n_val])]
-    if len(corpus.shards) < 2:
-        return corpus, None  # one shard file: nothing to hold out without reading it twice
+        return (in_memory_corpus(train, shards_in_memory=corpus.shards_in_memory), values[np.sort(order[:n_val])],
+                f"{n_val} of {len(values)} samples")
     n_val_shards = max(1, int(math.ceil(val_fraction * len(corpus.shards))))
     held = corpus.shards[-n_val_shards:]
     values = np.concatenate([s.read() for s in held], axis=0)
     keep = np.sort(np.random.default_rng(seed).permutation(len(values))[:max_val_samples])
-    return Corpus(corpus.shards[:-n_val_shards], corpus.shards_in_memory), values[keep]
+    note = (f"{len(keep)} samples from the last {n_val_shards} of {len(corpus.shards)} shard files "
+            f"({', '.join(s.name for s in held)}); whole shards, so {sum(s.n_samples for s in held)} samples leave training")
+    return Corpus(corpus.shards[:-n_val_shards], corpus.shards_in_memory), values[keep], note
 
 
 def _training_profile(corpus: Corpus, seed: int) -> np.ndarray:
