@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -87,7 +86,7 @@ def run_demo(out: str | Path = "bulkformer-demo", settings: DemoSettings | None 
     # 2. pretrain
     with atomic_directory(out) as staging:
         train_cohort = _subset(cohort, train_ids)
-        result = pretrain(train_cohort, staging / "run", vocabulary=vocabulary, dim=settings.dim, heads=settings.heads,
+        result = pretrain(train_cohort, None, vocabulary=vocabulary, dim=settings.dim, heads=settings.heads,
                           p_repeat=1, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
                           mask_fraction=settings.mask_fraction, observed_weight=settings.observed_weight,
                           seed=settings.seed, device="cpu", dropout=0.0, log_every=200, progress=progress)
@@ -130,14 +129,13 @@ def run_demo(out: str | Path = "bulkformer-demo", settings: DemoSettings | None 
         figures.mkdir()
         _figures(figures, result, predictions, truth, mask, scores, embedding.to_numpy(), tissue.to_numpy())
         bundle.save(staging / "model")
-        shutil.rmtree(staging / "run", ignore_errors=True)
         lap("report")
         metrics["seconds"] = timings
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
         (staging / "report.html").write_text(_html(metrics, result))
     say(f"masked Pearson r on {metrics['n_masked_entries']} held-out entries: BulkFormer {scores['BulkFormer']:.3f}, "
         f"gene mean {scores['gene mean']:.3f}, KNN {scores['KNN (k=10)']:.3f}")
-    say(f"report written to {out / 'report.html'}")
+    say(f"model written to {out / 'model'}, report to {out / 'report.html'}")
     return DemoResult(out=out, report=out / "report.html", metrics=metrics)
 
 
