@@ -82,7 +82,7 @@ def _read_lengths(path: Optional[Path]):
 
 def _report(frame_or_dict) -> None:
     report = getattr(frame_or_dict, "attrs", {}).get("mapping_report") if hasattr(frame_or_dict, "attrs") else frame_or_dict
-    if report:
+    if report and _is_main_process():
         typer.echo(f"mapped {report.get('n_matched')} of {report.get('n_input_genes')} input genes; "
                    f"{report.get('n_missing')} of {report.get('n_vocabulary')} vocabulary genes missing "
                    f"(mask_prob {report.get('mask_prob', 0):.3f})", err=True)
@@ -163,7 +163,8 @@ def embed(
                  min_matched_fraction=min_matched_fraction, batch_size=batch_size, device=device,
                  precision=precision, progress=progress)
     if level == "gene":
-        typer.echo(f"wrote {result}")
+        if _is_main_process():
+            typer.echo(f"wrote {result}")
         return
     _report(result)
     if _is_main_process():
