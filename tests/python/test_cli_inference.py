@@ -120,6 +120,21 @@ def test_cli_errors_exit_2_with_a_message(cli, cohort, args, message):
     assert message in done.stderr and "Traceback" not in done.stderr
 
 
+def test_cli_messages_name_flags_not_python_arguments(cli, cohort):
+    root, _, counts = cohort
+    counts.T.to_csv(root / "genes_by_samples.csv")
+    done = cli("impute", root / "genes_by_samples.csv", "-m", root / "model", "-o", root / "x.csv")
+    assert done.returncode == 2 and "--orientation genes_by_samples" in done.stderr, done.stderr
+    import warnings
+
+    from bulkformer.cli.main import as_cli_advice
+
+    assert warnings.formatwarning(UserWarning("input='counts' but the values look logged: pass input='logtpm'"),
+                                  UserWarning, "prepare.py", 139) == (
+        "warning: --input counts but the values look logged: pass --input logtpm\n")  # main() installed it
+    assert as_cli_advice("set val_fraction=0 or n_splits=3") == "set --val-fraction 0 or n_splits=3"  # no such flag
+
+
 def test_cli_help_has_examples(cli):
     for command in ("impute", "embed", "build-graph"):
         done = cli(command, "--help")
