@@ -137,6 +137,9 @@ def test_user_lengths_override_and_per_sample_lengths():
     prepared_t = prepare(counts.T, vocabulary, orientation="genes_by_samples",
                          lengths=pd.DataFrame(per_sample, index=counts.index, columns=ids).T)
     np.testing.assert_allclose(prepared_t.values, prepared.values, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"other way round from the data .* e\.g\. lengths\.T"):
+        prepare(counts.T, vocabulary, orientation="genes_by_samples",
+                lengths=pd.DataFrame(per_sample, index=counts.index, columns=ids))
 
 
 def test_unknown_length_uses_1000bp():

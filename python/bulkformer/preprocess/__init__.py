@@ -250,6 +250,9 @@ def _sample_length_block(sample_lengths: Any, block: ExpressionMatrix, gene_ids:
             sample_lengths.columns.astype(str), axis=1)  # copies labels only; the caller's frame is untouched
         missing_samples = [s for s in block.sample_ids if s not in frame.index]
         missing_genes = [g for g in gene_ids if g not in frame.columns]
+        if missing_samples and set(block.sample_ids) <= set(frame.columns):
+            raise ValueError("the per-sample lengths are the other way round from the data (its samples are their "
+                             "columns): give lengths= in the same orientation as the data, e.g. lengths.T")
         if missing_samples or missing_genes:
             what = (f"samples {missing_samples[:3]}" if missing_samples else f"genes {missing_genes[:3]}")
             raise ValueError(f"the per-sample lengths lack {what} of the data: a DataFrame in lengths= is read as "
