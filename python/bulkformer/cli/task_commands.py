@@ -113,8 +113,9 @@ def classification(
     seed: int = SEED, batch_size: int = BATCH, device: Optional[str] = DEVICE,
     out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
 ) -> None:
-    """Classify samples (disease, tissue, cancer type): PCA -> random forest / logistic
-    regression, stratified k-fold; weighted F1, accuracy, macro F1, confusion matrix.
+    """Classify samples (disease, tissue, cancer type): PCA -> random forest / logistic regression.
+
+    Stratified k-fold; weighted F1, accuracy, macro F1, confusion matrix.
 
     Examples:
       bulkformer evaluate classification counts.tsv --labels labels.tsv -m models/bulkformer-37M
@@ -174,8 +175,9 @@ def drug_response(
     seed: int = SEED, batch_size: int = BATCH,
     device: Optional[str] = DEVICE, out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
 ) -> None:
-    """Drug response: cell-line features + drug descriptors -> MLP; CV grouped by cell
-    line; Pearson r per drug, averaged (mean PCC).
+    """Drug response: cell-line features + drug descriptors -> MLP; mean Pearson r per drug.
+
+    Cross-validation grouped by cell line; Pearson r per drug, averaged (mean PCC).
 
     Examples:
       bulkformer evaluate drug-response ccle_counts.tsv --responses ic50.csv --drugs fingerprints.csv -m models/bulkformer-37M
@@ -202,8 +204,9 @@ def essentiality(
     seed: int = SEED, batch_size: int = BATCH,
     device: Optional[str] = DEVICE, out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
 ) -> None:
-    """Gene essentiality: gene-level embeddings per cell line -> MLP of gene effect; CV
-    grouped by cell line; Pearson r per cell line, averaged.
+    """Gene essentiality: gene-level embeddings per cell line -> MLP of gene effect.
+
+    Cross-validation grouped by cell line; Pearson r per cell line, averaged.
 
     Examples:
       bulkformer evaluate essentiality ccle_counts.tsv --effects CRISPRGeneEffect.csv -m models/bulkformer-37M
@@ -237,8 +240,9 @@ def imputation(
     seed: int = SEED, batch_size: int = BATCH, device: Optional[str] = DEVICE,
     out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
 ) -> None:
-    """Imputation: hide k% of observed genes per sample, impute with BulkFormer and the
-    baselines; Pearson, Spearman, MAE overall and by expression decile.
+    """Imputation: hide k% of observed genes per sample; BulkFormer vs gene-mean and KNN.
+
+    Pearson, Spearman, MAE overall and by expression decile.
 
     Examples:
       bulkformer evaluate imputation counts.tsv -m models/bulkformer-37M

@@ -44,7 +44,7 @@ def _vocabulary(vocabulary: Optional[Path], n_genes: Optional[int]):
 def pretrain(
     data: List[Path] = typer.Argument(..., help="Shard files or a directory of shards (h5ad, parquet, zarr, csv, tsv)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints/, log.jsonl, model/."),
-    model: str = typer.Option("37M", "--model", help="Preset for a new model (37M, 50M, 93M, 127M, 147M) or a bundle directory to continue."),
+    model: str = typer.Option("37M", "--model", help="Preset for a new model (37M, 50M, 93M, 127M, 147M, v1) or a bundle directory to continue."),
     input: str = typer.Option("counts", "--input", help="counts, tpm or logtpm (natural log1p TPM)."),
     lengths: Optional[Path] = typer.Option(None, "--lengths", help="TSV gene ID -> length in bp (default: the shipped annotation)."),
     vocabulary: Optional[Path] = typer.Option(None, "--vocabulary", help="Gene table (ensembl_id, symbol, length) for a new model; default: shipped."),
@@ -77,7 +77,7 @@ def pretrain(
     seed: int = typer.Option(0, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda (default: cuda when available)."),
     shards_in_memory: int = typer.Option(2, "--shards-in-memory", help="Shards pooled and shuffled together."),
-    quiet: bool = typer.Option(False, "--quiet"),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar or log lines."),
 ) -> None:
     """Pretrain a BulkFormer by masked-expression modelling (one process, or many under torchrun).
 
@@ -111,14 +111,14 @@ def finetune(
     task: str = typer.Option("classification", "--task", help="classification or regression."),
     mode: str = typer.Option("frozen", "--mode", help="frozen, partial or full."),
     trainable_layers: int = typer.Option(1, "--trainable-layers", help="Performer layers trained in partial mode."),
-    input: str = typer.Option("counts", "--input"),
-    lengths: Optional[Path] = typer.Option(None, "--lengths"),
+    input: str = typer.Option("counts", "--input", help="counts, tpm or logtpm (natural log1p TPM)."),
+    lengths: Optional[Path] = typer.Option(None, "--lengths", help="TSV gene ID -> length in bp (default: the shipped annotation)."),
     epochs: int = typer.Option(20, "--epochs"),
     batch_size: int = typer.Option(16, "--batch-size"),
     lr: float = typer.Option(1e-4, "--lr", help="Encoder learning rate (partial/full)."),
     head_lr: float = typer.Option(1e-3, "--head-lr"),
     seed: int = typer.Option(0, "--seed"),
-    device: Optional[str] = typer.Option(None, "--device"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda (default: cuda when available)."),
 ) -> None:
     """Fine-tune a classification or regression head on a BulkFormer encoder.
 
