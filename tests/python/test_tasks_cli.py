@@ -59,6 +59,20 @@ def test_user_errors_exit_cleanly(files, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "labels file" in err and "does not exist" in err
 
+    from bulkformer.tasks import features as task_features
+
+    def no_embedding(*args, **kwargs):
+        raise AssertionError("the fold check must come before the embedding pass")
+
+    monkeypatch.setattr(task_features, "feature_sets", no_embedding)
+    monkeypatch.setattr("sys.argv", ["bulkformer", "evaluate", "classification", str(root / "logtpm.csv"), "--input",
+                                     "logtpm", "--labels", str(root / "obs.tsv"), "--column", "tissue", "-m", str(root / "model"),
+                                     "--folds", "500"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert "500-fold CV needs at least 500 labelled samples" in capsys.readouterr().err
+
 
 def test_gene_survival_and_drug_response_commands(files):
     _require_pipeline()

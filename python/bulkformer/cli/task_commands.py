@@ -123,7 +123,11 @@ def classification(
     """
     from bulkformer.tasks import classification as task
 
+    from bulkformer.tasks.common import check_folds
+
     target = _column(read_table(labels, "labels"), column, "labels")
+    # before the embedding pass: the task repeats the check on the samples the data share
+    check_folds(folds, int(target.astype(str).value_counts().min()), "labelled samples in the smallest class")
     sets = _feature_sets(data, model, features, input, orientation, aggregate, batch_size, device)
     result = task.evaluate(sets, target, n_splits=folds, n_components=n_components, n_estimators=trees, seed=seed)
     _report(result, out, plot)

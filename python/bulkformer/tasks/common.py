@@ -42,7 +42,7 @@ def check_folds(n_splits: int, n_available: int, what: str) -> int:
     if n_splits < 2:
         raise ValueError(f"n_splits must be >= 2, got {n_splits}")
     if n_available < n_splits:
-        raise ValueError(f"{n_splits}-fold CV needs at least {n_splits} {what}, got {n_available}; lower n_splits")
+        raise ValueError(f"{n_splits}-fold CV needs at least {n_splits} {what}, got {n_available}; use fewer folds (n_splits)")
     return n_splits
 
 
