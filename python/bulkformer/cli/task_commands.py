@@ -122,7 +122,6 @@ def classification(
       bulkformer evaluate classification counts.tsv --labels obs.csv --column tissue -m bundle --folds 5 -o cls.json --plot cls.png
     """
     from bulkformer.tasks import classification as task
-
     from bulkformer.tasks.common import check_folds
 
     target = _column(read_table(labels, "labels"), column, "labels")
