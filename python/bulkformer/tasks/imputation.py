@@ -13,6 +13,7 @@ import pandas as pd
 from sklearn.impute import KNNImputer, SimpleImputer
 from sklearn.metrics import mean_absolute_error
 
+from ..training.masking import check_mask_rates
 from .common import pearson, spearman
 from .result import TaskResult
 
@@ -119,8 +120,7 @@ def evaluate(
     """
     if not isinstance(observed, pd.DataFrame):
         raise ValueError("observed must be a samples x genes DataFrame of log1p TPM (NaN where not measured)")
-    if not 0 < mask_fraction < 1:
-        raise ValueError(f"mask_fraction must be in (0, 1), got {mask_fraction}")
+    check_mask_rates(mask_fraction)
     values = observed.to_numpy(dtype=np.float64)
     if np.isinf(values).any():
         raise ValueError("observed has infinite values; pass natural log1p TPM")

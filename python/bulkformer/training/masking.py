@@ -14,6 +14,15 @@ def step_generator(seed: int, step: int, device: str | torch.device = "cpu") -> 
     return generator
 
 
+def check_mask_rates(fraction: float, fraction_max: float | None = None) -> None:
+    """The masking rate must be in (0, 1); a rate range [fraction, fraction_max] must
+    stay below 1."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"mask_fraction must be in (0, 1), got {fraction}")
+    if fraction_max is not None and not fraction <= fraction_max < 1.0:
+        raise ValueError(f"mask_fraction_max must be in [mask_fraction, 1) = [{fraction}, 1), got {fraction_max}")
+
+
 def mask_measured(x: torch.Tensor, fraction: float, generator: torch.Generator,
                   fraction_max: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask each measured entry (!= -10) independently with probability ``fraction``, or,
@@ -23,12 +32,9 @@ def mask_measured(x: torch.Tensor, fraction: float, generator: torch.Generator,
     Returns ``(x_masked, mask)`` where ``mask`` marks the entries that were hidden, the
     positions the loss is computed on. Already-unmeasured entries are never in ``mask``.
     """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"mask fraction must be in (0, 1), got {fraction}")
+    check_mask_rates(fraction, fraction_max)
     rate: float | torch.Tensor = fraction
     if fraction_max is not None:
-        if not fraction <= fraction_max < 1.0:
-            raise ValueError(f"mask fraction_max must be in [{fraction}, 1), got {fraction_max}")
         spread = torch.rand((x.shape[0], 1), generator=generator, device=generator.device)
         rate = (fraction + (fraction_max - fraction) * spread).to(x.device)
     draws = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device)

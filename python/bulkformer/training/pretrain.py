@@ -35,7 +35,7 @@ from . import checkpoint as ckpt
 from .data import Corpus, build_corpus, in_memory_corpus
 from .distributed import DistContext, all_reduce_sum, barrier, init_distributed, shutdown
 from .evaluation import evaluation_mask, masked_pearson, model_predictions
-from .masking import mask_measured, masked_sse, missing_share, step_generator
+from .masking import check_mask_rates, mask_measured, masked_sse, missing_share, step_generator
 from .schedule import warmup_cosine
 
 # Fault injection for the kill-and-resume test: SIGKILL this process after that step.
@@ -538,10 +538,7 @@ def _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, mask_fra
         raise ValueError(f"batch_size and grad_accum must be >= 1, got {batch_size} and {grad_accum}")
     if lr <= 0:
         raise ValueError(f"lr must be > 0, got {lr}")
-    if not 0 < mask_fraction < 1:
-        raise ValueError(f"mask_fraction must be in (0, 1), got {mask_fraction}")
-    if mask_fraction_max is not None and not mask_fraction <= mask_fraction_max < 1:
-        raise ValueError(f"mask_fraction_max must be in [mask_fraction, 1) = [{mask_fraction}, 1), got {mask_fraction_max}")
+    check_mask_rates(mask_fraction, mask_fraction_max)
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if precision not in ("auto", "fp32", "bf16"):
