@@ -57,6 +57,14 @@ class Bundle:
     def edge_weight(self) -> torch.Tensor | None:
         return self.model.graph_edge_weight
 
+    def describe(self) -> dict[str, Any]:
+        """Which model produced a result, for its provenance record: the bundle's name,
+        layout, size, and ``trained`` (False for random-weight demo models, None when
+        the bundle does not say)."""
+        config = self.config
+        return {"name": self.metadata.get("name"), "version": config.version, "n_genes": config.n_genes,
+                "dim": config.dim, "trained": self.metadata.get("trained")}
+
     def save(self, path: str | Path) -> Path:
         """Write the bundle atomically: a temporary sibling directory renamed at the end."""
         path = Path(path)

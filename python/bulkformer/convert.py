@@ -116,7 +116,9 @@ def import_checkpoint(
     if table is not None and not isinstance(table, torch.Tensor):
         raise ValueError(f"{gene_features} should hold a genes x features tensor")
     meta = {
+        "name": Path(checkpoint).stem,
         "source": "official checkpoint",
+        "trained": True,
         "checkpoint": Path(checkpoint).name,
         "preset": preset_name(config),
         **(metadata or {}),

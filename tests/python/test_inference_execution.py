@@ -22,6 +22,8 @@ def test_device_and_precision_defaults():
         assert choose_device(None).type in ("cpu", "mps")
         with pytest.raises(ValueError, match="CUDA is not available"):
             choose_device("cuda")
+    with pytest.raises(ValueError, match="'gpu' is not a device: use 'cuda'"):
+        choose_device("gpu")  # torch's own message lists ~20 device types
     assert choose_precision(None, torch.device("cpu")) == "fp32"
     assert choose_precision("bfloat16", torch.device("cpu")) == "bf16"
     with pytest.raises(ValueError, match="precision must be"):

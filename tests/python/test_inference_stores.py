@@ -67,6 +67,29 @@ def test_rewrite_replaces_and_failed_write_leaves_nothing(setup, tmp_path, monke
     assert np.array_equal(read_gene_embeddings(out).values, first)  # the old store is intact
 
 
+def test_gene_subsets_by_symbol_or_versioned_id(setup, tmp_path):
+    """genes= takes the IDs expression rows may carry (symbols, versions), when embedding and reading."""
+    bundle, counts = setup
+    by_id = [bundle.gene_ids[i] for i in (7, 3)]
+    by_name = [bundle.genes["symbol"][7].lower(), bundle.gene_ids[3] + ".12"]
+    assert np.array_equal(embed(counts, bundle, genes=by_name, progress=False).to_numpy(),
+                          embed(counts, bundle, genes=by_id, progress=False).to_numpy())
+    path = embed(counts, bundle, level="gene", out=tmp_path / "s.zarr", genes=by_id, progress=False)
+    stored = read_gene_embeddings(path, genes=[bundle.genes["symbol"][3]])
+    assert stored.gene_ids == [bundle.gene_ids[3]]
+    with pytest.raises(ValueError, match=r"1 of the 1 genes are not in the store.*'" + bundle.genes["symbol"][20]):
+        read_gene_embeddings(path, genes=[bundle.genes["symbol"][20]])
+    with pytest.raises(ValueError, match="same vocabulary gene twice"):
+        embed(counts, bundle, genes=[by_id[0], by_name[0]], progress=False)
+
+
+def test_results_name_their_model(setup):
+    bundle, counts = setup
+    expected = {"name": "tiny-v2", "version": "v2", "n_genes": 50, "dim": bundle.config.dim, "trained": False}
+    assert bulkformer.impute(counts, bundle, progress=False).attrs["model"] == expected
+    assert embed(counts, bundle, progress=False).attrs["model"] == expected
+
+
 def test_errors_name_the_fix(setup, tmp_path):
     bundle, counts = setup
     with pytest.raises(ValueError, match="out="):

@@ -79,7 +79,8 @@ def test_all_zero_samples_are_named():
 
 def test_too_few_matched_genes_is_configurable():
     counts = _counts().iloc[:, :10]
-    with pytest.raises(ValueError, match=r"too few vocabulary genes matched: 10 of 40 \(25.0%; min_matched_fraction=0.5\)"):
+    with pytest.raises(ValueError, match=r"too few vocabulary genes matched: 10 of 40 \(25.0%; min_matched_fraction=0.5\)"
+                                         r"\. All 10 input genes matched, but they are too few"):
         prepare(counts, VOCABULARY)
     assert prepare(counts, VOCABULARY, min_matched_fraction=0.2).report.n_missing == 30
 
@@ -110,6 +111,45 @@ def test_transcript_ids():
     counts = _counts().set_axis([f"ENST{i:011d}.1" for i in range(40)], axis=1)
     with pytest.raises(ValueError, match=r"transcript IDs.*tximport"):
         prepare(counts, VOCABULARY)
+
+
+def _warnings_of(counts, **kwargs) -> tuple[list[str], object]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepared = prepare(counts, VOCABULARY, **kwargs)
+    return [str(w.message) for w in caught], prepared
+
+
+def test_lengths_named_unlike_the_data_are_an_error_and_partial_lengths_warn():
+    counts = _counts()
+    symbols = list(VOCABULARY["symbol"])
+    with pytest.raises(ValueError, match=r"none of the 40 genes in lengths= is a gene of the data.*'TSPAN6'"):
+        prepare(counts, VOCABULARY, lengths=pd.Series(500.0, index=symbols))
+    messages, prepared = _warnings_of(counts, lengths=pd.Series(500.0, index=GENES[:30]))
+    assert prepared.report.length_sources == {"user": 30, "vocabulary": 10}
+    assert any("10 of the 40 matched genes have no length in lengths=" in m for m in messages)
+
+
+def test_per_sample_lengths_are_reported_as_such():
+    counts = _counts()
+    lengths = pd.DataFrame(700.0, index=counts.index, columns=counts.columns)
+    assert prepare(counts, VOCABULARY, lengths=lengths).report.length_sources == {"per_sample": 40}
+
+
+def test_unnamed_and_spreadsheet_mangled_genes_warn():
+    counts = _counts().set_axis(GENES[:37] + ["", "NA", "1-Mar"], axis=1)
+    messages, prepared = _warnings_of(counts)
+    assert prepared.report.n_unmatched == 3
+    assert any(m.startswith("2 input genes have no ID") for m in messages)
+    assert any("look like dates a spreadsheet made of gene symbols (e.g. 1-Mar" in m for m in messages)
+
+
+def test_mouse_style_symbols_warn_but_human_lowercase_does_not():
+    symbols = list(VOCABULARY["symbol"])
+    mouse, _ = _warnings_of(_counts().set_axis([s[0] + s[1:].lower() for s in symbols], axis=1))
+    assert any("written the mouse/rat way (e.g. Tspan6" in m for m in mouse)
+    lower, prepared = _warnings_of(_counts().set_axis([s.lower() for s in symbols], axis=1))
+    assert prepared.report.n_matched == 40 and not lower
 
 
 def test_invalid_lengths():

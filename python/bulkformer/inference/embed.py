@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 
 from ..bundle import Bundle
+from ..preprocess import vocabulary_positions
 from . import distributed
 from .execution import Engine
-from .impute import _report_dict
+from .impute import _report_dict, _without_none
 from .inputs import is_anndata, prepare_for
 from .stores import GeneEmbeddingWriter, check_dtype
 
@@ -34,25 +35,10 @@ def aggregate_genes(features: np.ndarray, how: str) -> np.ndarray:
 
 
 def gene_positions(genes: Sequence[str] | None, gene_ids: list[str]) -> np.ndarray:
-    """Positions of a gene subset (vocabulary IDs, version suffix tolerated) in the vocabulary."""
+    """Positions of a gene subset (Ensembl IDs, versioned or not, or symbols) in the vocabulary."""
     if genes is None:
         return np.arange(len(gene_ids))
-    if isinstance(genes, str):
-        genes = [genes]
-    lookup = {g: i for i, g in enumerate(gene_ids)}
-    positions, unknown = [], []
-    for gene in genes:
-        key = str(gene).strip()
-        position = lookup.get(key, lookup.get(key.split(".")[0]))
-        (unknown if position is None else positions).append(key if position is None else position)
-    if unknown:
-        raise ValueError(f"{len(unknown)} of the requested genes are not in the model's vocabulary, e.g. "
-                         f"{unknown[:3]}; pass vocabulary Ensembl IDs (see bundle.genes)")
-    if not positions:
-        raise ValueError("genes is empty: pass at least one vocabulary gene ID, or None for all genes")
-    if len(set(positions)) != len(positions):
-        raise ValueError("genes lists a gene more than once")
-    return np.asarray(positions, dtype=np.int64)
+    return vocabulary_positions(genes, gene_ids)
 
 
 def embed(
@@ -81,8 +67,8 @@ def embed(
 
     ``level="sample"``: samples x feature_dim (d+3 for v2), aggregated over ``genes``
     (default: all vocabulary genes) by ``aggregate`` (max / mean / median / all =
-    their sum); a DataFrame (``attrs["mapping_report"]``), or for AnnData input a copy
-    with ``obsm["X_bulkformer"]``.
+    their sum); a DataFrame (``attrs["mapping_report"]``, ``attrs["model"]``), or for
+    AnnData input a copy with ``obsm["X_bulkformer"]`` and ``uns["bulkformer"]``.
 
     ``level="gene"``: the B x genes x feature_dim tensor (optionally concatenated
     with the bundle's per-gene table, ``fuse_gene_features=True``) is streamed batch by
@@ -133,11 +119,12 @@ def embed(
         frame = pd.DataFrame(matrix.astype(dtype, copy=False), index=pd.Index(sample_ids, name="sample"),
                              columns=[f"bf_{i}" for i in range(width)])
         frame.attrs["mapping_report"] = report
+        frame.attrs["model"] = bundle.describe()
         if not is_anndata(data):
             return frame
         adata = data.copy()
         adata.obsm["X_bulkformer"] = frame.to_numpy()
-        adata.uns.setdefault("bulkformer", {})["mapping_report"] = report
+        adata.uns.setdefault("bulkformer", {}).update(mapping_report=report, model=_without_none(bundle.describe()))
         return adata
 
     width = bundle.config.feature_dim + (0 if table is None else table.shape[1])

@@ -29,7 +29,15 @@ _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 def choose_device(device: str | torch.device | None = None) -> torch.device:
     """``device`` if given, else cuda > mps > cpu."""
     if device is not None:
-        chosen = torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except (RuntimeError, TypeError):  # torch's message lists ~20 device types
+            raise ValueError(f"device={device!r} is not a device: use 'cuda' (or 'cuda:1'), 'mps' or 'cpu', or leave "
+                             "it unset to pick the best available") from None
+        if chosen.type not in ("cuda", "mps", "cpu"):
+            raise ValueError(f"device={device!r}: bulkformer runs on 'cuda', 'mps' or 'cpu'")
+        if chosen.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError(f"device {device!r} was requested but MPS (Apple GPU) is not available; use device='cpu'")
         if chosen.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} was requested but CUDA is not available; use device='cpu'")
         return chosen

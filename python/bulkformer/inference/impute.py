@@ -33,6 +33,7 @@ class ImputationResult:
     sample_ids: list[str]
     gene_ids: list[str]
     report: Any  # bulkformer.preprocess.MappingReport
+    model: dict[str, Any] | None = None  # Bundle.describe(): which model produced it
 
     def to_frame(self, which: str = "missing") -> pd.DataFrame:
         """``missing``: imputed values of the unmeasured genes; ``all``: predictions."""
@@ -45,6 +46,7 @@ class ImputationResult:
             columns = [g for g, k in zip(self.gene_ids, keep) if k]
         frame = pd.DataFrame(values, index=pd.Index(self.sample_ids, name="sample"), columns=pd.Index(columns, name="gene"))
         frame.attrs["mapping_report"] = _report_dict(self.report)
+        frame.attrs["model"] = self.model
         return frame
 
 
@@ -52,6 +54,11 @@ def _check_which(which: str) -> None:
     if which not in _WHICH:
         raise ValueError(f"which must be 'missing' (values for the genes the data lacks) or 'all' (denoised "
                          f"predictions for every vocabulary gene), got {which!r}")
+
+
+def _without_none(record: dict | None) -> dict:
+    # h5ad cannot store None
+    return {k: v for k, v in (record or {}).items() if v is not None}
 
 
 def _report_dict(report: Any) -> dict:
@@ -98,7 +105,7 @@ def run_imputation(
         observed=observed, imputed=imputed, predicted=predicted,
         measured=np.asarray(prepared.measured, dtype=bool),
         sample_ids=[str(s) for s in prepared.sample_ids], gene_ids=list(prepared.gene_ids),
-        report=prepared.report,
+        report=prepared.report, model=engine.bundle.describe(),
     )
 
 
@@ -123,9 +130,10 @@ def impute(
 
     ``which="missing"`` returns log1p TPM for the vocabulary genes the data lacks;
     ``"all"`` returns denoised predictions for every vocabulary gene. A DataFrame
-    (samples x genes, ``attrs["mapping_report"]``) is returned, or, for AnnData
-    input, an AnnData over the returned genes (``X`` and ``layers["bulkformer_imputed"]``,
-    the input's ``obs``, ``uns["bulkformer"]["mapping_report"]``).
+    (samples x genes, ``attrs["mapping_report"]`` and ``attrs["model"]``, see
+    ``Bundle.describe``) is returned, or, for AnnData input, an AnnData over the returned
+    genes (``X`` and ``layers["bulkformer_imputed"]``, the input's ``obs``,
+    ``uns["bulkformer"]["mapping_report"]`` and ``["model"]``).
 
     Example::
 
@@ -151,5 +159,6 @@ def _as_anndata(frame: pd.DataFrame, source, which: str):
     var = pd.DataFrame(index=pd.Index([str(c) for c in frame.columns], name="gene"))
     values = frame.to_numpy(dtype=np.float32)
     adata = anndata.AnnData(X=values, obs=obs, var=var, layers={"bulkformer_imputed": values.copy()})
-    adata.uns["bulkformer"] = {"mapping_report": frame.attrs["mapping_report"], "which": which}
+    adata.uns["bulkformer"] = {"mapping_report": frame.attrs["mapping_report"], "which": which,
+                               "model": _without_none(frame.attrs["model"])}
     return adata

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..atomic import replace_directory
+from ..preprocess import vocabulary_positions
 
 STORE_FORMAT = "bulkformer-gene-embeddings"
 STORE_FORMAT_VERSION = 1
@@ -138,7 +139,7 @@ def read_gene_embeddings(path: str | Path, samples: Sequence[str] | None = None,
     attrs = dict(group.attrs)
     sample_ids, gene_ids = list(attrs["sample_ids"]), list(attrs["gene_ids"])
     rows = _positions(samples, sample_ids, "samples")
-    cols = _positions(genes, gene_ids, "genes")
+    cols = None if genes is None else vocabulary_positions(genes, gene_ids, where="the store")
     array = group[ARRAY_NAME]
     row_sel = slice(None) if rows is None else rows
     col_sel = slice(None) if cols is None else cols

@@ -20,14 +20,14 @@ import pandas as pd
 from bulkformer.io import ExpressionMatrix, Orientation, as_matrix, iter_file
 from bulkformer.preprocess._kernel import native_available
 from bulkformer.preprocess.align import AlignmentPlan, plan_alignment
-from bulkformer.preprocess.ids import VocabularyIndex, lookup_many, vocabulary_index
+from bulkformer.preprocess.ids import VocabularyIndex, id_warnings, lookup_many, vocabulary_index
 from bulkformer.preprocess.normalize import INPUT_KINDS, MASK_VALUE, InputKind, transform_aligned
 from bulkformer.preprocess.report import MappingReport
 from bulkformer.preprocess.validate import (check_not_empty, check_sample_lengths, check_unique_samples,
                                             check_values, plausibility_warnings)
 
 __all__ = ["MASK_VALUE", "MappingReport", "PreparedInput", "map_genes", "native_available", "prepare", "prepare_chunks",
-           "resolve_vocabulary", "transform_aligned"]
+           "resolve_vocabulary", "transform_aligned", "vocabulary_positions"]
 
 _BLOCK_SAMPLES = 4096  # in-memory inputs are transformed in blocks of samples (bounded temporaries)
 
@@ -69,6 +69,32 @@ def resolve_vocabulary(vocabulary: Any) -> pd.DataFrame:
         return pd.DataFrame({"ensembl_id": [str(v) for v in vocabulary]})
     raise TypeError(f"vocabulary must be a Bundle, a DataFrame with ensembl_id/symbol/length or a list of Ensembl "
                     f"IDs, not {type(vocabulary).__name__}")
+
+
+def vocabulary_positions(genes: Sequence[Any] | str, vocabulary: Any, *, what: str = "genes",
+                         where: str = "the model's vocabulary") -> np.ndarray:
+    """Positions in ``vocabulary`` of a user's gene list (a subset to embed, read or
+    test), named the way expression rows may be: Ensembl IDs with or without version,
+    symbols (aliases, any case), Entrez IDs. Errors name the genes that match nothing,
+    repeats and an empty list: a gene list is an explicit request, nothing is dropped."""
+    if isinstance(genes, str):
+        genes = [genes]
+    names = [str(g).strip() for g in genes]
+    if not names:
+        raise ValueError(f"{what} is empty: give at least one gene, or None for all of them")
+    index = vocabulary_index(resolve_vocabulary(vocabulary))
+    positions = lookup_many(names, index).positions
+    unknown = [n for n, p in zip(names, positions) if p < 0]
+    if unknown:
+        raise ValueError(f"{len(unknown)} of the {len(names)} {what} are not in {where} ({index.n_genes:,} genes; "
+                         f"e.g. {', '.join(map(repr, unknown[:3]))}); give Ensembl IDs or symbols of genes it holds")
+    seen: dict[int, str] = {}
+    for name, position in zip(names, positions.tolist()):
+        if position in seen:
+            raise ValueError(f"{what} name the same vocabulary gene twice ({seen[position]!r} and {name!r} -> "
+                             f"{index.ensembl_ids[position]})")
+        seen[position] = name
+    return positions.astype(np.int64)
 
 
 def map_genes(gene_ids: Sequence[Any], vocabulary: Any = None, *,
@@ -198,8 +224,10 @@ def _prepare_blocks(source: _Source, vocabulary: Any, *, input: str, orientation
         if report is None:
             check_not_empty(block.values.shape[0], len(gene_ids))
             report = _report(plan, index, input, min_matched_fraction, block)
+            if sample_lengths is not None:
+                report.length_sources = {"per_sample": len(gene_ids)}
             report.warnings.extend(plausibility_warnings(block.values, input))
-            _warn_collapsed(plan, input, report)
+            _warn(report, _collapsed_warnings(input, report) + id_warnings(plan.mapping) + plan.warnings)
         check_unique_samples(block.sample_ids, seen)
         check_values(block.values, block.sample_ids, gene_ids, input)
         block_lengths = plan.lengths_bp
@@ -303,17 +331,24 @@ def _too_few_matched(report: MappingReport, min_fraction: float, block: Expressi
             f"The sample names look like gene IDs ({len(hits):,} of {len(labels):,} match, e.g. {', '.join(hits[:3])}): "
             "genes are on the other axis. Pass orientation='genes_by_samples' if rows are genes "
             "(or 'samples_by_genes' if rows are samples).")
+    if not report.n_unmatched:
+        return message + (f"All {report.n_input_genes:,} input genes matched, but they are too few: for a targeted "
+                          "panel, lower min_matched_fraction (the model sees the other genes as unmeasured).")
     return message + (
-        f"Unmatched input genes include {', '.join(report.unmatched_examples[:5]) or 'none'} (ID kinds: "
+        f"Unmatched input genes include {', '.join(report.unmatched_examples[:5])} (ID kinds: "
         f"{report.id_types}). Use human Ensembl gene IDs, HGNC symbols or Entrez IDs; check that gene IDs are "
         "the row/column labels (orientation=); or lower min_matched_fraction for a targeted panel.")
 
 
-def _warn_collapsed(plan: AlignmentPlan, input: str, report: MappingReport) -> None:
+def _collapsed_warnings(input: str, report: MappingReport) -> list[str]:
     if not report.n_collapsed:
-        return
+        return []
     how = "averaged" if input == "logtpm" else "summed"
-    message = (f"{report.n_collapsed:,} input genes were merged into vocabulary genes that other input genes "
-               f"already map to ({how}; e.g. {'; '.join(report.collapsed_examples[:3])})")
-    report.warnings.append(message)
-    warnings.warn(message, UserWarning, stacklevel=4)
+    return [f"{report.n_collapsed:,} input genes were merged into vocabulary genes that other input genes "
+            f"already map to ({how}; e.g. {'; '.join(report.collapsed_examples[:3])})"]
+
+
+def _warn(report: MappingReport, messages: list[str]) -> None:
+    for message in messages:
+        report.warnings.append(message)
+        warnings.warn(message, UserWarning, stacklevel=4)

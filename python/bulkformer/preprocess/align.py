@@ -3,7 +3,7 @@ vocabulary and which length (bp) it is normalised by."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -24,6 +24,7 @@ class AlignmentPlan:
     lengths_bp: np.ndarray
     length_sources: Counter
     n_vocabulary: int
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def measured(self) -> np.ndarray:
@@ -60,11 +61,21 @@ def plan_alignment(gene_ids: Sequence[str], index: VocabularyIndex, *,
         return get_many(table, keys)
 
     candidates: list[tuple[str, np.ndarray]] = []
+    plan_warnings: list[str] = []
     if lengths is not None:
         user = _user_length_lookup(lengths)
         own = by(user, np.asarray(mapping.normalized_ids, dtype=object))
         own = np.where(np.isnan(own), by(user, found.keys), own)
-        candidates.append(("user", np.where(np.isnan(own), by(user, vocabulary_ids), own)))
+        user_lengths = np.where(np.isnan(own), by(user, vocabulary_ids), own)
+        candidates.append(("user", user_lengths))
+        if position.size and np.isnan(user_lengths).all():
+            raise ValueError(f"none of the {len(user):,} genes in lengths= is a gene of the data (lengths= names e.g. "
+                             f"{list(user)[:3]}; the data's genes e.g. {list(mapping.normalized_ids[:3])}): name the "
+                             "lengths by the data's gene IDs or the vocabulary's Ensembl IDs")
+        n_without = int((matched & np.isnan(user_lengths)).sum())
+        if n_without:
+            plan_warnings.append(f"{n_without:,} of the {int(matched.sum()):,} matched genes have no length in lengths= "
+                                 "and use the model vocabulary's length: give lengths for every gene, or none")
     vocabulary_lengths = np.full(position.size, np.nan)
     vocabulary_lengths[matched] = index.lengths_bp[position[matched]]
     candidates.append(("vocabulary", vocabulary_lengths))
@@ -89,4 +100,4 @@ def plan_alignment(gene_ids: Sequence[str], index: VocabularyIndex, *,
         bad = ~(np.isfinite(result) & (result > 0))
         result[bad] = DEFAULT_LENGTH_BP  # the shipped tables hold positive lengths only
     return AlignmentPlan(mapping=mapping, column_index=mapping.column_index, lengths_bp=result,
-                         length_sources=sources, n_vocabulary=index.n_genes)
+                         length_sources=sources, n_vocabulary=index.n_genes, warnings=plan_warnings)

@@ -19,7 +19,8 @@ class MappingReport:
     ``id_types`` counts the input identifiers by recognised kind (ensembl,
     ensembl_versioned, ensembl_par_y, ensembl_transcript, ensembl_nonhuman, entrez,
     symbol|entrez, symbol, empty); ``length_sources`` counts where each input gene's
-    length came from (user, vocabulary, annotation, default_1000bp).
+    length came from (user, vocabulary, annotation, default_1000bp; per_sample when
+    per-sample lengths such as tximport's were given).
     """
 
     n_input_genes: int

@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass
 
 import torch
+
+from ..inference.execution import choose_device as choose_inference_device
 import torch.distributed as dist
 
 
@@ -38,7 +40,7 @@ class DistContext:
 def choose_device(device: str | torch.device | None, local_rank: int = 0) -> torch.device:
     if device is None or str(device) == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(device)
+    device = choose_inference_device(device)  # same checks: a typo or a missing GPU is a clear error
     if device.type == "cuda" and device.index is None:
         device = torch.device(f"cuda:{local_rank}")
     return device

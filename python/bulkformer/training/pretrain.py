@@ -182,7 +182,7 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, l
         _init_output_level(net, _mean_level(profile))
         if gene_init == "pca" and config.version == "v2":
             _init_gene_embedding_pca(net, filled, gene_init_scale)
-        bundle = Bundle(model=net, genes=genes, metadata={"name": "bulkformer-pretrained"})
+        bundle = Bundle(model=net, genes=genes, metadata={"name": "bulkformer-pretrained", "trained": True})
     else:
         bundle = base_bundle
         if dropout is not None:
