@@ -61,9 +61,9 @@ adata
 # ## Sample embeddings
 #
 # `bulkformer.embed` returns a copy of the AnnData with the sample embedding in
-# `obsm["X_bulkformer"]` and the gene-mapping report in `uns["bulkformer"]`.
-# `lengths` gives the gene lengths for the counts -> TPM conversion (by default the
-# annotation shipped with the package).
+# `obsm["X_bulkformer"]`, and the gene-mapping report and the model's description in
+# `uns["bulkformer"]`. `lengths` gives the gene lengths for the counts -> TPM conversion
+# (by default the model vocabulary's, then the annotation shipped with the package).
 
 # %%
 embedded = bulkformer.embed(adata, bundle, aggregate="mean", lengths=cohort.lengths, progress=False)

@@ -24,8 +24,19 @@
     reticulate::py_to_r(x)
 }
 
-# A numeric genes x samples matrix with gene IDs as rownames.
+# Empty inputs stop here, before any other check could misname the problem.
+.check_not_empty <- function(x, what = "x") {
+    dims <- dim(x)
+    if (length(dims) != 2L) return(invisible(x))
+    if (dims[1] == 0L) stop(what, " has no genes (0 rows)", call. = FALSE)
+    if (dims[2] == 0L) stop(what, " has no samples (0 columns)", call. = FALSE)
+    invisible(x)
+}
+
+# A numeric genes x samples matrix with gene IDs as rownames and sample names as
+# colnames (sample1, sample2, ... when it has none, as for a SummarizedExperiment).
 .expression_matrix <- function(x, what = "x") {
+    .check_not_empty(x, what)
     if (is.data.frame(x)) {
         numeric <- vapply(x, is.numeric, logical(1))
         if (!all(numeric)) {
@@ -39,6 +50,9 @@
     }
     if (is.null(rownames(mat))) {
         stop(what, " has no rownames: give gene IDs (Ensembl IDs or symbols) as rownames", call. = FALSE)
+    }
+    if (is.null(colnames(mat))) {
+        colnames(mat) <- paste0("sample", seq_len(ncol(mat)))
     }
     # double, so that NA reaches Python as NaN (an integer NA would be -2^31)
     storage.mode(mat) <- "double"
@@ -78,7 +92,15 @@
     )
 }
 
+# Python arguments that describe the data's layout: in R it is fixed (genes are rows).
+.r_fixed_arguments <- c("orientation", "gene_names", "samples")
+
 .execution_arguments <- function(batch.size, device, progress, python.args) {
+    fixed <- intersect(names(python.args), .r_fixed_arguments)
+    if (length(fixed)) {
+        stop("'", fixed[1], "' cannot be given in R: genes are the rows of x (rownames: gene IDs) and ",
+             "samples its columns; transpose a samples x genes matrix with t(x)", call. = FALSE)
+    }
     c(list(batch_size = as.integer(batch.size), device = device, progress = isTRUE(progress)),
       python.args)
 }

@@ -9,20 +9,24 @@ NULL
 #' (`bulkformer.inference.run_imputation`); this function converts objects.
 #' Errors and warnings raised in Python arrive as R conditions of class
 #' `bulkformer_python_error` (with field `python_type`) and
-#' `bulkformer_python_warning`, carrying the original message.
+#' `bulkformer_python_warning`, carrying the Python message (without the exception
+#' class, and with advice about Python-only arguments told in R terms).
 #'
 #' Rows are genes (Ensembl IDs, versioned or not, or gene symbols), columns are
 #' samples. For a SummarizedExperiment (a DESeqDataSet included) the assay
 #' `assay.type` is used; for a DESeqDataSet that is the raw `counts(dds)`. When an
 #' `avgTxLength` assay (tximport, `DESeqDataSetFromTximport`) or a `length` assay
 #' (tximeta) is present and `lengths` is not given, it gives the per-sample gene
-#' lengths for the TPM conversion; otherwise the lengths shipped with the Python
-#' package are used.
+#' lengths for the TPM conversion; otherwise the lengths of the model's vocabulary
+#' are used (`bulkformerVocabulary(model)$length`; 1000 bp where unknown; the
+#' mapping report's `length_sources` counts both).
 #'
 #' @param x A [SummarizedExperiment::SummarizedExperiment] (or DESeqDataSet), or a
 #'   numeric matrix / data.frame with genes as rows and samples as columns.
 #' @param model A model from [load_bulkformer_model()] or the path of a bundle.
-#' @param assay.type Name or index of the assay holding the expression values.
+#' @param assay.type Name or position of the assay holding the expression values;
+#'   assays without names (`SummarizedExperiment(list(m))`) are chosen by position,
+#'   e.g. `assay.type = 1`.
 #' @param input What the values are: raw `"counts"`, `"tpm"`, or `"logtpm"`
 #'   (natural log1p TPM).
 #' @param lengths Gene lengths for the count -> TPM conversion: `NULL` (automatic),
@@ -37,15 +41,23 @@ NULL
 #' @param progress Show a progress bar.
 #' @param ... For the generic, arguments of the methods. For the methods, further
 #'   arguments passed on to the Python function (e.g. `precision = "bf16"`, or
-#'   `min_matched_fraction = 0.1` for a targeted gene panel).
+#'   `min_matched_fraction = 0.1` for a targeted gene panel). The Python arguments
+#'   that describe the data's layout (`orientation`, `gene_names`, `samples`) are
+#'   refused: in R, genes are the rows (rownames: gene IDs) and samples the columns;
+#'   transpose a samples x genes matrix with `t(x)`.
 #' @return A [SummarizedExperiment::SummarizedExperiment] with one row per vocabulary
 #'   gene (model order) and one column per sample:
 #'   - assay `logtpm`: the observed log1p TPM, `NA` where the data lacks the gene;
 #'   - assay `imputed`: observed values where measured, predictions elsewhere;
 #'   - assay `predicted` (with `predicted = TRUE`): predictions for all genes;
 #'   - `rowData`: `ensembl_id`, `symbol`, `length` and `measured` (logical);
-#'   - `colData`: that of `x` (sample names for a matrix);
-#'   - `metadata(.)$mapping_report`: how the input genes were matched (a list).
+#'   - `colData`: that of `x` (sample names for a matrix; `sample1`, `sample2`, ...
+#'     when `x` has no colnames);
+#'   - `metadata(.)`: that of `x` (for a SummarizedExperiment) plus `mapping_report`,
+#'     how the input genes were matched (a list; `mask_prob` is the share of
+#'     vocabulary genes the data lacks, the ones imputed), and `bulkformer_model`,
+#'     which model produced the values (a list: `name`, `version`, `n_genes`, `dim`,
+#'     `trained`, `FALSE` for random-weight demo models).
 #' @seealso [bulkformerEmbed()], [load_bulkformer_model()]
 #' @examples
 #' if (bulkformer_available()) {
@@ -57,8 +69,9 @@ NULL
 #'     se <- SummarizedExperiment::SummarizedExperiment(list(counts = counts))
 #'     out <- bulkformerImpute(se, model)
 #'     print(out)
-#'     table(SummarizedExperiment::rowData(out)$measured)
-#'     S4Vectors::metadata(out)$mapping_report$n_matched
+#'     print(table(SummarizedExperiment::rowData(out)$measured))
+#'     print(S4Vectors::metadata(out)$mapping_report$n_matched)
+#'     str(S4Vectors::metadata(out)$bulkformer_model)
 #' }
 #' @export
 setGeneric("bulkformerImpute", function(x, ...) standardGeneric("bulkformerImpute"))
@@ -75,10 +88,12 @@ setGeneric("bulkformerImpute", function(x, ...) standardGeneric("bulkformerImput
 #' @inheritParams bulkformerImpute
 #' @param level `"sample"` or `"gene"`.
 #' @param aggregate How gene states are pooled into a sample vector: `"max"`,
-#'   `"mean"`, `"median"`, or `"all"` (the three combined as the Python
-#'   `bulkformer.embed` does).
-#' @param genes Optional vocabulary gene IDs to pool over (sample level) or to write
-#'   (gene level); `NULL` for all.
+#'   `"mean"`, `"median"`, or `"all"`, the elementwise sum of the max, mean and
+#'   median vectors (as many features as each of them, not three times as many).
+#' @param genes Optional vocabulary genes to pool over (sample level), to write (gene
+#'   level) or to read back (`readBulkformerGeneEmbeddings()`), as Ensembl IDs
+#'   (versioned or not) or gene symbols; `NULL` for all. Results name genes by their
+#'   unversioned Ensembl IDs.
 #' @param out For `level = "gene"`: path of the store to write.
 #' @param name For SummarizedExperiment input: the colData column that receives the
 #'   embedding.
@@ -86,10 +101,12 @@ setGeneric("bulkformerImpute", function(x, ...) standardGeneric("bulkformerImput
 #' @return
 #' - sample level, SummarizedExperiment input: `x` with the samples x features
 #'   embedding matrix as the colData column `name` (read it back with
-#'   [bulkformerEmbedding()]) and the mapping report in
-#'   `metadata(x)$bulkformer_embedding`;
+#'   [bulkformerEmbedding()]) and the mapping report and model description (see
+#'   [bulkformerImpute()]) in `metadata(x)$bulkformer_embedding` (`mapping_report`,
+#'   `model`);
 #' - sample level, matrix or data.frame input: a samples x features matrix with the
-#'   mapping report as attribute `"mapping_report"`;
+#'   mapping report and the model description as attributes `"mapping_report"` and
+#'   `"model"`;
 #' - gene level: the path of the on-disk store (read it with
 #'   [readBulkformerGeneEmbeddings()]).
 #' @examples
@@ -101,9 +118,15 @@ setGeneric("bulkformerImpute", function(x, ...) standardGeneric("bulkformerImput
 #'                      dimnames = list(genes[1:80], paste0("sample", 1:3)))
 #'     se <- SummarizedExperiment::SummarizedExperiment(list(counts = counts))
 #'     se <- bulkformerEmbed(se, model, aggregate = "mean")
-#'     dim(bulkformerEmbedding(se))
+#'     print(dim(bulkformerEmbedding(se)))
 #'     # a matrix in gives a matrix out
-#'     dim(bulkformerEmbed(counts, model))
+#'     print(dim(bulkformerEmbed(counts, model)))
+#'     # gene level: one vector per sample and gene, in an on-disk store
+#'     store <- bulkformerEmbed(counts, model, level = "gene", out = tempfile(fileext = ".zarr"))
+#'     symbols <- head(stats::na.omit(bulkformerVocabulary(model)$symbol), 2)
+#'     stored <- readBulkformerGeneEmbeddings(store, genes = symbols)
+#'     print(dimnames(stored)[1:2])  # samples, genes (Ensembl IDs)
+#'     print(dim(stored))            # samples x genes x features
 #' }
 #' @export
 setGeneric("bulkformerEmbed", function(x, ...) standardGeneric("bulkformerEmbed"))
@@ -134,8 +157,8 @@ bulkformerEmbedding <- function(x, name = "bulkformer") {
 #' @param path Path returned by `bulkformerEmbed(..., level = "gene")`.
 #' @param samples Optional sample names to read.
 #' @return `readBulkformerGeneEmbeddings()`: a samples x genes x features array
-#'   (dimnames: sample names, gene IDs) with the store's metadata as attribute
-#'   `"metadata"`.
+#'   (dimnames: sample names, Ensembl IDs; in the order of `samples` and `genes` when
+#'   given) with the store's metadata as attribute `"metadata"`.
 #' @export
 readBulkformerGeneEmbeddings <- function(path, samples = NULL, genes = NULL) {
     inference <- .py_module("bulkformer.inference")

@@ -3,32 +3,48 @@ NULL
 
 # The assay as a numeric genes x samples matrix, and the per-sample lengths to use.
 .se_matrix <- function(x, assay.type) {
+    .check_not_empty(x)
     if (is.null(rownames(x))) {
         stop("the SummarizedExperiment has no rownames: set them to gene IDs (Ensembl IDs or symbols)", call. = FALSE)
     }
+    .check_assay(x, assay.type, "assay.type")
+    .expression_matrix(SummarizedExperiment::assay(x, assay.type, withDimnames = TRUE),
+                       what = paste0("assay '", assay.type, "'"))
+}
+
+# An assay chosen by name or position; unnamed assays (SummarizedExperiment(list(m)))
+# can only be chosen by position, which the error says.
+.check_assay <- function(x, which, argument) {
+    n <- length(SummarizedExperiment::assays(x))
+    if (is.numeric(which) && length(which) == 1L && !is.na(which) && which >= 1 && which <= n &&
+        which == round(which)) {
+        return(invisible(which))
+    }
     available <- SummarizedExperiment::assayNames(x)
-    if (is.character(assay.type) && !assay.type %in% available) {
-        stop("no assay '", assay.type, "' in x; its assays are: ", paste(available, collapse = ", "),
-             " (choose one with assay.type = ...)", call. = FALSE)
+    if (!is.character(which) || length(which) != 1L) {
+        stop(argument, " must be an assay name or a position between 1 and ", n, call. = FALSE)
     }
-    mat <- .expression_matrix(SummarizedExperiment::assay(x, assay.type, withDimnames = TRUE),
-                              what = paste0("assay '", assay.type, "'"))
-    if (is.null(colnames(mat))) {
-        colnames(mat) <- paste0("sample", seq_len(ncol(mat)))
+    if (!length(available) || all(!nzchar(available))) {
+        stop("the assays of x have no names, so there is no assay '", which, "': choose one by position (",
+             argument, " = 1) or name them (assayNames(x) <- \"counts\")", call. = FALSE)
     }
-    mat
+    if (!which %in% available) {
+        stop("no assay '", which, "' in x; its assays are: ", paste(available, collapse = ", "),
+             " (choose one with ", argument, " = ...)", call. = FALSE)
+    }
+    invisible(which)
 }
 
 .se_lengths <- function(x, lengths, length.assay, input) {
     if (!is.null(lengths) || input != "counts" || identical(length.assay, NA)) {
         return(lengths)
     }
-    available <- SummarizedExperiment::assayNames(x)
     if (is.null(length.assay)) {
-        length.assay <- intersect(c("avgTxLength", "length"), available)[1]
-        if (is.na(length.assay)) return(NULL)
-    } else if (!length.assay %in% available) {
-        stop("no assay '", length.assay, "' with gene lengths in x", call. = FALSE)
+        length.assay <- intersect(c("avgTxLength", "length"), SummarizedExperiment::assayNames(x))
+        if (!length(length.assay)) return(NULL)
+        length.assay <- length.assay[1]
+    } else {
+        .check_assay(x, length.assay, "length.assay")
     }
     SummarizedExperiment::assay(x, length.assay, withDimnames = TRUE)
 }
@@ -43,7 +59,8 @@ setMethod("bulkformerImpute", "SummarizedExperiment", function(x, model, assay.t
     input <- match.arg(input)
     mat <- .se_matrix(x, assay.type)
     .impute_matrix(mat, model, input, .se_lengths(x, lengths, length.assay, input), predicted,
-                   batch.size, device, progress, list(...), col.data = SummarizedExperiment::colData(x))
+                   batch.size, device, progress, list(...), col.data = SummarizedExperiment::colData(x),
+                   metadata = S4Vectors::metadata(x))
 })
 
 #' @rdname bulkformerEmbed
@@ -67,13 +84,13 @@ setMethod("bulkformerEmbed", "SummarizedExperiment", function(x, model, level = 
     if (level == "gene") {
         return(embedded)
     }
-    report <- attr(embedded, "mapping_report")
-    attr(embedded, "mapping_report") <- NULL
+    # subsetting also drops the attributes that go to metadata() below
     embedding <- embedded[colnames(mat), , drop = FALSE]
     rownames(embedding) <- colnames(x)
     SummarizedExperiment::colData(x)[[name]] <- embedding
     S4Vectors::metadata(x)$bulkformer_embedding <- list(
-        name = name, aggregate = aggregate, genes = genes, mapping_report = report
+        name = name, aggregate = aggregate, genes = genes,
+        mapping_report = attr(embedded, "mapping_report"), model = attr(embedded, "model")
     )
     x
 })

@@ -2,14 +2,15 @@
 NULL
 
 # Impute a genes x samples matrix; returns the SummarizedExperiment described in
-# ?bulkformerImpute with colData `col.data` (or the sample names).
+# ?bulkformerImpute with colData `col.data` (or the sample names) and the entries of
+# `metadata` (the input's) next to its own.
 .impute_matrix <- function(mat, model, input, lengths, predicted, batch.size, device, progress,
-                           python.args, col.data = NULL) {
+                           python.args, col.data = NULL, metadata = list()) {
+    execution <- .execution_arguments(batch.size, device, progress, python.args)
     model <- .as_model(model)
     inference <- .py_module("bulkformer.inference")
     result <- .bf_call(do.call(inference$run_imputation, c(
-        .data_arguments(mat, input, lengths), list(model),
-        .execution_arguments(batch.size, device, progress, python.args)
+        .data_arguments(mat, input, lengths), list(model), execution
     )))
     samples <- .py_strings(result$sample_ids)
     gene_ids <- .py_strings(result$gene_ids)
@@ -29,16 +30,19 @@ NULL
         col.data <- S4Vectors::DataFrame(row.names = samples)
     }
     rownames(col.data) <- samples
+    metadata[c("mapping_report", "bulkformer_model")] <- list(
+        .py_dict(result$report$to_dict()), .py_dict(result$model)
+    )
     SummarizedExperiment::SummarizedExperiment(
-        assays = assays, rowData = genes, colData = col.data,
-        metadata = list(mapping_report = .py_dict(result$report$to_dict()))
+        assays = assays, rowData = genes, colData = col.data, metadata = metadata
     )
 }
 
-# Sample embeddings (samples x features matrix, attribute "mapping_report") or,
-# at gene level, the path of the on-disk store.
+# Sample embeddings (samples x features matrix, attributes "mapping_report" and
+# "model") or, at gene level, the path of the on-disk store.
 .embed_matrix <- function(mat, model, level, aggregate, genes, out, dtype, input, lengths,
                           batch.size, device, progress, python.args) {
+    execution <- .execution_arguments(batch.size, device, progress, python.args)
     model <- .as_model(model)
     bf <- .py_module()
     if (level == "gene") {
@@ -50,7 +54,7 @@ NULL
     embedded <- .bf_call(do.call(bf$embed, c(
         .data_arguments(mat, input, lengths), list(model),
         list(level = level, aggregate = aggregate, genes = .py_list(genes), out = out, dtype = dtype),
-        .execution_arguments(batch.size, device, progress, python.args)
+        execution
     )))
     if (level == "gene") {
         return(as.character(reticulate::py_str(embedded)))
@@ -59,6 +63,7 @@ NULL
     dimnames(embedding) <- list(.py_strings(embedded$index$astype("str")$tolist()),
                                 .py_strings(embedded$columns$astype("str")$tolist()))
     attr(embedding, "mapping_report") <- .py_dict(embedded$attrs$get("mapping_report"))
+    attr(embedding, "model") <- .py_dict(embedded$attrs$get("model"))
     embedding
 }
 
@@ -67,14 +72,16 @@ NULL
 setMethod("bulkformerImpute", "matrix", function(x, model, input = c("counts", "tpm", "logtpm"),
                                                  lengths = NULL, predicted = FALSE, batch.size = 16L,
                                                  device = NULL, progress = interactive(), ...) {
-    .impute_matrix(.expression_matrix(x), model, match.arg(input), lengths, predicted,
-                   batch.size, device, progress, list(...))
+    mat <- .expression_matrix(x)  # the data's errors come before the model is loaded
+    .impute_matrix(mat, model, match.arg(input), lengths, predicted, batch.size, device, progress, list(...))
 })
 
 #' @rdname bulkformerImpute
 #' @export
 setMethod("bulkformerImpute", "data.frame", function(x, model, ...) {
-    bulkformerImpute(.expression_matrix(x), model, ...)
+    # converted before the call: as its argument, an error would come wrapped in S4 dispatch text
+    mat <- .expression_matrix(x)
+    bulkformerImpute(mat, model, ...)
 })
 
 #' @rdname bulkformerEmbed
@@ -85,14 +92,17 @@ setMethod("bulkformerEmbed", "matrix", function(x, model, level = c("sample", "g
                                                 input = c("counts", "tpm", "logtpm"), lengths = NULL,
                                                 batch.size = 16L, device = NULL,
                                                 progress = interactive(), ...) {
-    .embed_matrix(.expression_matrix(x), model, match.arg(level), match.arg(aggregate), genes, out,
+    mat <- .expression_matrix(x)  # the data's errors come before the model is loaded
+    .embed_matrix(mat, model, match.arg(level), match.arg(aggregate), genes, out,
                   match.arg(dtype), match.arg(input), lengths, batch.size, device, progress, list(...))
 })
 
 #' @rdname bulkformerEmbed
 #' @export
 setMethod("bulkformerEmbed", "data.frame", function(x, model, ...) {
-    bulkformerEmbed(.expression_matrix(x), model, ...)
+    # converted before the call: as its argument, an error would come wrapped in S4 dispatch text
+    mat <- .expression_matrix(x)
+    bulkformerEmbed(mat, model, ...)
 })
 
 #' @rdname bulkformerImpute
@@ -100,11 +110,15 @@ setMethod("bulkformerEmbed", "data.frame", function(x, model, ...) {
 #'   converted with `as.matrix()`.
 #' @export
 setMethod("bulkformerImpute", "ANY", function(x, model, ...) {
-    bulkformerImpute(.expression_matrix(x), model, ...)
+    # converted before the call: as its argument, an error would come wrapped in S4 dispatch text
+    mat <- .expression_matrix(x)
+    bulkformerImpute(mat, model, ...)
 })
 
 #' @rdname bulkformerEmbed
 #' @export
 setMethod("bulkformerEmbed", "ANY", function(x, model, ...) {
-    bulkformerEmbed(.expression_matrix(x), model, ...)
+    # converted before the call: as its argument, an error would come wrapped in S4 dispatch text
+    mat <- .expression_matrix(x)
+    bulkformerEmbed(mat, model, ...)
 })

@@ -51,17 +51,12 @@ NULL
 install_bulkformer <- function(package, envname = bulkformer_envname(), python = NULL,
                                find_links = NULL, system_site_packages = FALSE,
                                pip_options = character(), force = FALSE) {
+    # every check before the virtualenv is touched: a failed call leaves nothing behind
     missing_paths <- package[!file.exists(package)]
     if (length(missing_paths)) {
         stop("install_bulkformer(): ", paste(missing_paths, collapse = ", "), " does not exist; ",
              "give the path of the bulkformer source directory or of a wheel", call. = FALSE)
     }
-    if (force && reticulate::virtualenv_exists(envname)) {
-        reticulate::virtualenv_remove(envname, confirm = FALSE)
-    }
-    # packages = FALSE: no pip/setuptools upgrade from the network while creating it
-    reticulate::virtualenv_create(envname, python = python, packages = FALSE,
-                                  system_site_packages = system_site_packages)
     options <- pip_options
     if (!is.null(find_links)) {
         if (!dir.exists(find_links)) {
@@ -69,6 +64,12 @@ install_bulkformer <- function(package, envname = bulkformer_envname(), python =
         }
         options <- c("--no-index", paste0("--find-links=", normalizePath(find_links)), options)
     }
+    if (force && reticulate::virtualenv_exists(envname)) {
+        reticulate::virtualenv_remove(envname, confirm = FALSE)
+    }
+    # packages = FALSE: no pip/setuptools upgrade from the network while creating it
+    reticulate::virtualenv_create(envname, python = python, packages = FALSE,
+                                  system_site_packages = system_site_packages)
     reticulate::virtualenv_install(envname, packages = c(normalizePath(package), "numpy<2"),
                                    pip_options = options)
     invisible(reticulate::virtualenv_python(envname))
@@ -140,7 +141,8 @@ bulkformer_envname <- function() {
 }
 
 # Run Python code; a Python exception becomes an R error of class
-# "bulkformer_python_error" whose message is the original Python one, and Python
+# "bulkformer_python_error" whose message is the Python one told for R users (see
+# .as_r_advice; the exception class is in its field python_type), and Python
 # UserWarnings (e.g. "values look log-transformed") become R warnings instead of
 # text on stderr.
 .bf_call <- function(expr, call = NULL) {
@@ -156,12 +158,32 @@ bulkformer_envname <- function() {
         python_error <- reticulate::py_last_error()
         message <- sub("\n+$", "", conditionMessage(e))
         if (is.null(python_error) || !grepl(python_error$value, message, fixed = TRUE)) stop(e)
+        # "ValueError: ..." -> "...": the class is kept in python_type
+        message <- sub(paste0("^([[:alnum:]_]+\\.)*", python_error$type, ": "), "", message)
         stop(structure(
             class = c("bulkformer_python_error", "bulkformer_error", "error", "condition"),
-            list(message = message, call = call, python_type = python_error$type,
+            list(message = .as_r_advice(message), call = call, python_type = python_error$type,
                  python_traceback = python_error$traceback)
         ))
     })
+}
+
+# Python messages give advice in Python terms (orientation=, keyword arguments); in
+# R the layout is fixed (genes are rows) and arguments are R's. Like the CLI's
+# as_cli_advice: pattern -> replacement, applied in order.
+.r_advice <- c(
+    "Pass orientation='genes_by_samples' if rows are genes \\(or 'samples_by_genes' if rows are samples\\)\\." =
+        "In R, genes must be the rows: transpose it with t(x).",
+    "\\(orientation=\\)" = "(rownames in R)",
+    "^([[:alnum:]_.]+\\(\\) )?got an unexpected keyword argument '([^']+)'" =
+        "unknown argument '\\2'; see the function's help page for its arguments"
+)
+
+.as_r_advice <- function(message) {
+    for (pattern in names(.r_advice)) {
+        message <- gsub(pattern, .r_advice[[pattern]], message)
+    }
+    message
 }
 
 .relay_python_warnings <- function(caught, call) {
@@ -171,7 +193,7 @@ bulkformer_envname <- function() {
         if (!reticulate::py_to_r(builtins$issubclass(record$category, builtins$UserWarning))) next
         warning(structure(
             class = c("bulkformer_python_warning", "warning", "condition"),
-            list(message = reticulate::py_to_r(builtins$str(record$message)), call = call)
+            list(message = .as_r_advice(reticulate::py_to_r(builtins$str(record$message))), call = call)
         ))
     }
 }

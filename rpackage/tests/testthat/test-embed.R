@@ -29,7 +29,7 @@ test_that("a matrix gives a samples x features matrix; gene subsets and names ar
     se <- bulkformerEmbed(SummarizedExperiment::SummarizedExperiment(list(counts = counts)), model,
                           aggregate = "mean", name = "bf_mean", progress = FALSE)
     plain <- embedding
-    attr(plain, "mapping_report") <- NULL
+    attr(plain, "mapping_report") <- attr(plain, "model") <- NULL
     expect_identical(bulkformerEmbedding(se, "bf_mean"), plain)
     subset <- bulkformerVocabulary(model)$ensembl_id[1:20]
     on_subset <- bulkformerEmbed(counts, model, aggregate = "mean", genes = subset, progress = FALSE)

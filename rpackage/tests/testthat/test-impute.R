@@ -120,7 +120,7 @@ test_that("bad input is refused with a message that names the problem", {
     alien <- counts
     rownames(alien) <- paste0("NOT_A_GENE_", seq_len(nrow(alien)))
     err <- expect_error(bulkformerImpute(alien, model, progress = FALSE), class = "bulkformer_python_error")
-    expect_match(conditionMessage(err), "^ValueError: ")
+    expect_match(conditionMessage(err), "^too few vocabulary genes matched")
     expect_identical(err$python_type, "ValueError")
 })
 
@@ -152,4 +152,91 @@ test_that("Python warnings about implausible input arrive as R warnings", {
     expect_warning(bulkformerImpute(logged, model, input = "counts", progress = FALSE),
                    "log-transformed", class = "bulkformer_python_warning")
     expect_no_warning(bulkformerImpute(counts, model, progress = FALSE))
+})
+
+test_that("empty inputs are refused as empty, before any other check", {
+    counts <- matrix(1, 3, 2, dimnames = list(c("g1", "g2", "g3"), c("a", "b")))
+    se <- function(m) SummarizedExperiment::SummarizedExperiment(list(counts = m))
+    # model = NULL: nothing may look at the model (or start Python) before this check
+    expect_error(bulkformerImpute(counts[0, ], model = NULL), "^x has no genes \\(0 rows\\)$")
+    expect_error(bulkformerImpute(se(counts[0, ]), model = NULL), "^x has no genes \\(0 rows\\)$")
+    expect_error(bulkformerImpute(as.data.frame(counts)[0, ], model = NULL), "^x has no genes \\(0 rows\\)$")
+    expect_error(bulkformerImpute(counts[, 0], model = NULL), "^x has no samples \\(0 columns\\)$")
+    expect_error(bulkformerEmbed(se(counts[, 0]), model = NULL), "^x has no samples \\(0 columns\\)$")
+    expect_error(bulkformerEmbed(counts[0, ], model = NULL), "^x has no genes \\(0 rows\\)$")
+})
+
+test_that("a data.frame with a non-numeric column gets a plain error, not S4 dispatch text", {
+    frame <- data.frame(a = 1:2, b = 3:4, sym = c("x", "y"), row.names = c("g1", "g2"))
+    for (f in list(bulkformerImpute, bulkformerEmbed)) {
+        err <- expect_error(f(frame, model = NULL), "^x has non-numeric columns \\(sym\\)")
+        expect_no_match(conditionMessage(err), "selecting a method")
+    }
+    err <- expect_error(bulkformerImpute(list(1, 2), model = NULL), "must be numeric")
+    expect_no_match(conditionMessage(err), "selecting a method")
+})
+
+test_that("unnamed assays are chosen by position, and the error says how", {
+    model <- tiny_model()
+    counts <- example_counts(model, n_measured = 200, n_samples = 2)
+    unnamed <- SummarizedExperiment::SummarizedExperiment(list(counts))
+    err <- expect_error(bulkformerImpute(unnamed, model), "assays of x have no names")
+    expect_match(conditionMessage(err), "assay.type = 1", fixed = TRUE)
+    expect_match(conditionMessage(err), "assayNames(x) <-", fixed = TRUE)
+    expect_error(bulkformerEmbed(unnamed, model), "assays of x have no names")
+    expect_error(bulkformerImpute(unnamed, model, assay.type = 2), "position between 1 and 1")
+    by_position <- bulkformerImpute(unnamed, model, assay.type = 1, progress = FALSE)
+    expect_identical(SummarizedExperiment::assay(by_position, "imputed"),
+                     SummarizedExperiment::assay(bulkformerImpute(counts, model, progress = FALSE), "imputed"))
+    embedded <- bulkformerEmbed(unnamed, model, assay.type = 1, progress = FALSE)
+    expect_identical(dim(bulkformerEmbedding(embedded)), c(2L, 19L))
+})
+
+test_that("the layout is fixed in R: Python's orientation arguments are refused, its advice translated", {
+    model <- tiny_model()
+    counts <- example_counts(model, n_measured = 200, n_samples = 3)
+    for (argument in c("orientation", "gene_names", "samples")) {
+        args <- stats::setNames(list(model, "samples_by_genes"), c("model", argument))
+        expect_error(do.call(bulkformerImpute, c(list(counts), args)),
+                     paste0("^'", argument, "' cannot be given in R: genes are the rows"))
+        expect_error(do.call(bulkformerEmbed, c(list(counts), args)), "transpose .* with t\\(x\\)")
+    }
+    err <- expect_error(bulkformerImpute(t(counts), model, progress = FALSE), class = "bulkformer_python_error")
+    expect_identical(err$python_type, "ValueError")
+    expect_match(conditionMessage(err), "In R, genes must be the rows: transpose it with t(x).", fixed = TRUE)
+    expect_no_match(conditionMessage(err), "orientation|ValueError")
+    err <- expect_error(bulkformerImpute(counts, model, aggregte = "max", progress = FALSE),
+                        class = "bulkformer_python_error")
+    expect_identical(err$python_type, "TypeError")
+    expect_identical(conditionMessage(err),
+                     "unknown argument 'aggregte'; see the function's help page for its arguments")
+})
+
+test_that("samples without names are sample1, sample2, ... for a matrix and a SummarizedExperiment", {
+    model <- tiny_model()
+    counts <- unname(example_counts(model, n_measured = 200, n_samples = 3))
+    rownames(counts) <- bulkformerVocabulary(model)$ensembl_id[1:200]
+    expected <- paste0("sample", 1:3)
+    expect_identical(colnames(bulkformerImpute(counts, model, progress = FALSE)), expected)
+    expect_identical(colnames(bulkformerImpute(SummarizedExperiment::SummarizedExperiment(list(counts = counts)),
+                                               model, progress = FALSE)), expected)
+    expect_identical(rownames(bulkformerEmbed(counts, model, progress = FALSE)), expected)
+})
+
+test_that("outputs record the model, and the input's metadata is kept", {
+    model <- tiny_model()
+    counts <- example_counts(model, n_measured = 200, n_samples = 2)
+    described <- list(name = "tiny-v2", version = "v2", n_genes = 300L, dim = 16L, trained = FALSE)
+    se <- SummarizedExperiment::SummarizedExperiment(list(counts = counts), metadata = list(study = "GSE1"))
+    out <- bulkformerImpute(se, model, progress = FALSE)
+    expect_identical(S4Vectors::metadata(out)$bulkformer_model, described)
+    expect_identical(S4Vectors::metadata(out)$study, "GSE1")
+    expect_equal(S4Vectors::metadata(out)$mapping_report$n_matched, 200)
+    expect_identical(S4Vectors::metadata(bulkformerImpute(counts, model, progress = FALSE))$bulkformer_model,
+                     described)
+    expect_identical(attr(bulkformerEmbed(counts, model, progress = FALSE), "model"), described)
+    embedded <- bulkformerEmbed(se, model, progress = FALSE)
+    expect_identical(S4Vectors::metadata(embedded)$bulkformer_embedding$model, described)
+    expect_identical(S4Vectors::metadata(embedded)$study, "GSE1")
+    expect_null(attr(bulkformerEmbedding(embedded), "model"))
 })

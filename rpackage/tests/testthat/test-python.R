@@ -15,7 +15,7 @@ test_that("Python errors surface as R conditions with the original message", {
     skip_if_no_bulkformer(api = FALSE)
     err <- expect_error(bulkformer_tiny_model(n_genes = -3), class = "bulkformer_python_error")
     expect_identical(err$python_type, "ValueError")
-    expect_match(conditionMessage(err), "^ValueError: n_genes")
+    expect_match(conditionMessage(err), "^n_genes")  # the class is in python_type, not the message
     expect_s3_class(err, "error")
     expect_error(load_bulkformer_model(file.path(tempdir(), "missing-bundle")), "import-checkpoint")
 })
@@ -36,4 +36,24 @@ test_that("a model created by Python code (auto-converting reticulate object) is
     from_python <- bf$load(file.path(tempdir(), "tiny-bundle"))
     expect_identical(bulkformerVocabulary(from_python), bulkformerVocabulary(model))
     expect_output(print(bulkformerVocabulary(from_python)), "ENSG")
+})
+
+test_that("install_bulkformer checks find_links before it creates anything", {
+    envname <- file.path(tempdir(), "venv-never-created")
+    expect_error(install_bulkformer(tempdir(), envname = envname, find_links = file.path(tempdir(), "no-wheels")),
+                 "find_links directory .* does not exist")
+    expect_false(dir.exists(envname))
+})
+
+test_that("Python advice is told in R terms", {
+    advice <- bulkformer:::.as_r_advice
+    expect_identical(
+        advice(paste("genes are on the other axis. Pass orientation='genes_by_samples' if rows are genes",
+                     "(or 'samples_by_genes' if rows are samples).")),
+        "genes are on the other axis. In R, genes must be the rows: transpose it with t(x).")
+    expect_identical(advice("check that gene IDs are the row/column labels (orientation=); or lower"),
+                     "check that gene IDs are the row/column labels (rownames in R); or lower")
+    expect_identical(advice("run_imputation() got an unexpected keyword argument 'aggregte'"),
+                     "unknown argument 'aggregte'; see the function's help page for its arguments")
+    expect_identical(advice("nothing to translate"), "nothing to translate")
 })
