@@ -88,15 +88,32 @@ class Bundle:
         return path
 
 
-def load(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
-    """Load a bundle directory written by :meth:`Bundle.save` (model in eval mode)."""
+# What marks a fine-tuning output directory (training.finetune writes it); named here
+# so that loading one as a bundle can say what it is.
+FINETUNED_MARKER = "finetune.json"
+
+
+def check_bundle_dir(path: str | Path) -> Path:
+    """``path`` as a bundle directory with all its files, without reading them: callers
+    check it before expensive work; errors say what the path is instead (a .pt
+    checkpoint, a fine-tuning output) and what to do."""
     path = Path(path)
     if not path.is_dir():
         hint = " (an official .pt checkpoint? convert it with `bulkformer import-checkpoint`)" if path.suffix in (".pt", ".pth") else ""
         raise FileNotFoundError(f"no model bundle at {path}: expected a directory{hint}")
+    if (path / FINETUNED_MARKER).is_file() and not (path / "config.json").is_file():
+        raise ValueError(f"{path} is a fine-tuned model (it has {FINETUNED_MARKER}), not a model bundle: load it with "
+                         f"bulkformer.training.load_finetuned('{path}') and call .predict(data), or use its encoder "
+                         f"as the model: {path / 'encoder'}")
     for required in ("config.json", "model.safetensors", "genes.tsv", "graph.safetensors"):
         if not (path / required).is_file():
             raise FileNotFoundError(f"incomplete model bundle {path}: {required} is missing")
+    return path
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
+    """Load a bundle directory written by :meth:`Bundle.save` (model in eval mode)."""
+    path = check_bundle_dir(path)
     config_doc = json.loads((path / "config.json").read_text())
     if config_doc.get("format") != "bulkformer-bundle":
         raise ValueError(f"{path / 'config.json'} is not a bulkformer bundle config")

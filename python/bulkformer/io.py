@@ -169,6 +169,18 @@ def read_gene_ids(path: str | Path, *, orientation: Orientation = "samples_by_ge
     return _open_file(_require(path), orientation, None).gene_ids
 
 
+def read_sample_ids(path: str | Path, *, orientation: Orientation = "samples_by_genes",
+                    layer: str | None = None) -> list[str]:
+    """Sample IDs of a file without reading its values (for a samples_by_genes text file,
+    the first column only, parsed as the chunked reader parses it so the IDs compare equal)."""
+    _check_orientation(orientation)
+    path = _require(path)
+    if file_format(path) == "text" and orientation == "samples_by_genes":
+        separator, _ = _text_header(path)
+        return _labels(pd.read_csv(path, sep=separator, header=None, skiprows=1, usecols=[0]).iloc[:, 0])
+    return list(_open_file(path, orientation, layer).sample_ids)
+
+
 def iter_file(path: str | Path, *, orientation: Orientation = "samples_by_genes", layer: str | None = None,
               chunk_samples: int | None = None) -> tuple[list[str], Iterator[ExpressionMatrix]]:
     """(gene_ids, iterator of samples x genes chunks) of a file, so that a file larger

@@ -67,3 +67,34 @@ def test_default_is_ten_folds_and_errors_are_clear(feature_sets, cohort):
     bad.iloc[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         classification.evaluate(bad, cohort.obs["tissue"], n_splits=3)
+
+
+def test_labels_are_matched_by_sample_id(feature_sets, cohort):
+    X, labels = feature_sets["truth"], cohort.obs["tissue"]
+    # a default RangeIndex would silently pair labels with rows by position: refused
+    with pytest.raises(ValueError, match="matched by sample ID, not by row order"):
+        classification.evaluate(X, labels.reset_index(drop=True), n_splits=3)
+    # repeated IDs: an error naming them (was an IndexError)
+    with pytest.raises(ValueError, match=f"several rows for the same sample: '{labels.index[0]}'"):
+        classification.evaluate(X, pd.concat([labels, labels.iloc[:2]]), n_splits=3)
+    # shuffled Series: matched by ID, the result is the same as in order
+    kw = dict(heads=("logistic_regression",), n_splits=3)
+    ordered = classification.evaluate(X, labels, **kw)
+    shuffled = classification.evaluate(X, labels.sample(frac=1.0, random_state=1), **kw)
+    assert ordered.metric("accuracy") == shuffled.metric("accuracy")
+
+
+def test_unlabelled_samples_are_left_out_with_a_warning(feature_sets, cohort):
+    labels = cohort.obs["tissue"].astype(object)
+    labels.iloc[:10] = np.nan
+    with pytest.warns(UserWarning, match=f"10 of {len(labels)} samples are left out"):
+        result = classification.evaluate(feature_sets["truth"], labels.iloc[5:], heads=("logistic_regression",),
+                                         n_splits=3)
+    assert result.metric("n_samples") == len(labels) - 10
+
+
+def test_bad_settings_are_errors(feature_sets, cohort):
+    with pytest.raises(ValueError, match="n_components=-5: must be a whole number >= 1"):
+        classification.evaluate(feature_sets["truth"], cohort.obs["tissue"], n_splits=3, n_components=-5)
+    with pytest.raises(ValueError, match="continuous measurement"):
+        classification.evaluate(feature_sets["truth"], cohort.obs["risk_score"], n_splits=3)

@@ -71,7 +71,7 @@ def test_user_errors_exit_cleanly(files, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2
-    assert "500-fold CV needs at least 500 labelled samples" in capsys.readouterr().err
+    assert "500-fold CV needs at least 500 samples in the smallest class" in capsys.readouterr().err
 
 
 def test_gene_survival_and_drug_response_commands(files):
@@ -106,3 +106,111 @@ def test_essentiality_command(files):
     payload = json.loads((root / "ess.json").read_text())
     assert {m["features"] for m in payload["metrics"]} == {"embedding", "raw_logtpm"}
     assert payload["metrics"][0]["n_cell_lines"] == 30
+
+
+def _error(monkeypatch, capsys, args: list[str]) -> str:
+    """Run the CLI as a user does (errors printed, exit 2); the embedding pass must not start."""
+    from bulkformer.cli.main import main
+    from bulkformer.tasks import features as task_features
+
+    def no_embedding(*_, **__):
+        raise AssertionError("this check must come before the embedding pass")
+
+    monkeypatch.setattr(task_features, "feature_sets", no_embedding)
+    monkeypatch.setattr(task_features, "logtpm_matrix", no_embedding)
+    monkeypatch.setattr("sys.argv", ["bulkformer", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_fold_check_counts_the_labels_that_will_be_used(files, monkeypatch, capsys):
+    import pandas as pd
+
+    root, cohort = files
+    ids = list(cohort.obs.index)
+    base = ["evaluate", "classification", str(root / "logtpm.csv"), "--input", "logtpm", "-m", str(root / "model"),
+            "--folds", "3"]
+    # blank labels and rows for other samples do not count as classes
+    labels = pd.Series(["a", "b", "c"] * 10, index=ids, dtype=object)
+    labels.iloc[:2] = None
+    extra = pd.Series(["z", "z"], index=["OTHER1", "OTHER2"])
+    pd.concat([labels, extra]).rename("group").to_csv(root / "blank_extra.csv")
+
+    from bulkformer.tasks import features as task_features
+
+    def reached(*_, **__):
+        raise ValueError("reached the embedding pass")
+
+    monkeypatch.setattr(task_features, "feature_sets", reached)
+    monkeypatch.setattr("sys.argv", ["bulkformer", *base, "--labels", str(root / "blank_extra.csv")])
+    from bulkformer.cli.main import main
+
+    with pytest.warns(UserWarning) as record, pytest.raises(SystemExit):
+        main()
+    assert "reached the embedding pass" in capsys.readouterr().err
+    message = " ".join(str(w.message) for w in record)
+    assert "2 of 30 samples are left out" in message and "2 rows of the labels name samples that are not in the data" in message
+    # ...and rows of samples the data lacks cannot make a class big enough
+    labels = pd.Series(["a", "a"] + ["b", "c"] * 14, index=ids)
+    pd.concat([labels, pd.Series(["a"] * 5, index=[f"X{i}" for i in range(5)])]).rename("group").to_csv(root / "few.csv")
+    with pytest.warns(UserWarning):
+        err = _error(monkeypatch, capsys, [*base, "--labels", str(root / "few.csv")])
+    assert "needs at least 3 samples in the smallest class ('a'), got 2" in err
+
+
+def test_input_errors_name_flags_before_any_work(files, monkeypatch, capsys, tmp_path):
+    root, cohort = files
+    data, model = str(root / "logtpm.csv"), str(root / "model")
+    common = [data, "--input", "logtpm", "-m", model]
+    cls = ["evaluate", "classification", *common, "--labels", str(root / "obs.tsv"), "--column", "tissue", "--folds", "3"]
+    assert "--pca -5: must be a whole number >= 1" in _error(monkeypatch, capsys, [*cls, "--pca", "-5"])
+    assert "cannot tell the figure format of x.foo" in _error(monkeypatch, capsys, [*cls, "--plot", "x.foo"])
+    assert "unknown feature set(s) ['foo']" in _error(monkeypatch, capsys, [*cls, "--features", "embedding,foo"])
+    assert "--repeats 0: must be a whole number >= 1" in _error(
+        monkeypatch, capsys, ["evaluate", "imputation", *common, "--repeats", "0"])
+    err = _error(monkeypatch, capsys, ["evaluate", "prognosis", *common, "--survival", str(root / "obs.tsv"),
+                                       "--time-column", "nope", "--event-column", "event"])
+    assert "lacks column(s) ['nope']" in err and "--time-column ... / --event-column ..." in err
+    err = _error(monkeypatch, capsys, ["evaluate", "drug-response", *common, "--responses", str(root / "obs.tsv"),
+                                       "--drugs", str(root / "obs.tsv")])
+    assert "--cell-column ... / --drug-column ... / --value-column ..." in err
+    other = tmp_path / "other.tsv"
+    cohort.obs.set_axis([f"X{i}" for i in range(len(cohort.obs))]).to_csv(other, sep="\t")
+    assert "no sample is in both the data" in _error(
+        monkeypatch, capsys, ["evaluate", "classification", *common, "--labels", str(other), "--column", "tissue"])
+    # a fine-tuned model is not a bundle: say what it is and how to use it
+    finetuned = tmp_path / "ft"
+    finetuned.mkdir()
+    (finetuned / "finetune.json").write_text("{}")
+    err = _error(monkeypatch, capsys, ["evaluate", "imputation", data, "-m", str(finetuned)])
+    assert "is a fine-tuned model" in err and "load_finetuned" in err and f"as the model: {finetuned / 'encoder'}" in err
+    # fine-tuning: flags checked before the model or data is read, an occupied -o refused
+    ft = ["finetune", data, "--input", "logtpm", "--labels", str(root / "obs.tsv"), "--column", "tissue", "-m", model]
+    assert "--epochs 0: must be a whole number >= 1" in _error(monkeypatch, capsys, [*ft, "-o", str(tmp_path / "r"), "--epochs", "0"])
+    assert "--batch-size 0: must be" in _error(monkeypatch, capsys, [*ft, "-o", str(tmp_path / "r"), "--batch-size", "0"])
+    assert "is a fine-tuned model" in _error(monkeypatch, capsys, [*ft[:-1], str(finetuned), "-o", str(tmp_path / "r")])
+    err = _error(monkeypatch, capsys, [*ft, "-o", str(root)])
+    assert "not a fine-tuning output" in err and (root / "logtpm.csv").is_file()
+
+
+def test_genes_by_symbol_and_depmap_effect_columns(files):
+    _require_pipeline()
+    root, cohort = files
+    info = cohort.gene_info
+    symbols = info["symbol"].iloc[:3].tolist()
+    res = CliRunner().invoke(app, ["evaluate", "gene-survival", str(root / "logtpm.csv"), "--input", "logtpm",
+                                   "--survival", str(root / "obs.tsv"), "--time-column", "survival_time",
+                                   "--event-column", "event", "--genes", ",".join(symbols), "-m", str(root / "model")])
+    assert res.exit_code == 0, res.output
+    assert set(info.index[:3]) <= set(res.output.split())
+    effects = cohort.essentiality.copy()
+    # CRISPRGeneEffect.csv names genes "SYMBOL (ENTREZ)"; the Entrez part may be anything the mapper knows
+    effects.columns = [f"{info.loc[g, 'symbol']} (0)" for g in effects.columns]
+    effects.to_csv(root / "depmap.csv")
+    res = CliRunner().invoke(app, ["evaluate", "essentiality", str(root / "logtpm.csv"), "--input", "logtpm",
+                                   "--effects", str(root / "depmap.csv"), "-m", str(root / "model"), "--folds", "3",
+                                   "--features", "raw_logtpm", "--hidden", "8", "--max-iter", "30"])
+    assert res.exit_code == 0, res.output
+    assert "mean_pcc" in res.output

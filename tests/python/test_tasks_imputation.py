@@ -87,3 +87,11 @@ def test_bad_input(cohort):
         imputation.evaluate(observed, mask_fraction=1.5)
     with pytest.raises(ValueError, match="unknown baseline"):
         imputation.evaluate(observed, baselines=("median",))
+
+
+def test_bad_settings_fail_before_any_imputation(cohort):
+    observed = cohort.observed_log_tpm()
+    with pytest.raises(ValueError, match="n_repeats=0: must be a whole number >= 1"):
+        imputation.evaluate(observed, n_repeats=0)
+    with pytest.raises(ValueError, match="n_deciles=0"):
+        imputation.evaluate(observed, n_deciles=0)

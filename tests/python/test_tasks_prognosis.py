@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from lifelines.utils import concordance_index
 
@@ -68,3 +69,24 @@ def test_bad_survival_input(feature_sets, cohort):
     bad = cohort.obs.assign(event=2)
     with pytest.raises(ValueError, match="0 \\(censored\\)"):
         prognosis.evaluate(feature_sets["truth"], bad, time_col="survival_time", event_col="event")
+
+
+def test_survival_values_are_checked_not_coerced(feature_sets, cohort):
+    kw = dict(time_col="survival_time", event_col="event", n_splits=3, n_estimators=10, heads=("cox",))
+    obs = cohort.obs
+    # text where numbers belong: an error naming the column and the values (was: rows silently dropped)
+    some_bad = obs.assign(survival_time=obs["survival_time"].astype(object).where(obs.index != obs.index[0], ">10"))
+    with pytest.raises(ValueError, match=r"survival time column 'survival_time': 1 values are not numbers \(e.g. '>10'\)"):
+        prognosis.evaluate(feature_sets["truth"], some_bad, **kw)
+    with pytest.raises(ValueError, match=r"event column 'event': \d+ values are not numbers \(e.g. '(dead|alive)'"):
+        prognosis.evaluate(feature_sets["truth"], obs.assign(event=obs["event"].map({1: "dead", 0: "alive"})), **kw)
+    infinite = obs.assign(survival_time=obs["survival_time"].where(obs.index != obs.index[0], np.inf))
+    with pytest.raises(ValueError, match="infinite"):
+        prognosis.evaluate(feature_sets["truth"], infinite, **kw)
+    with pytest.raises(ValueError, match="several rows for the same sample"):
+        prognosis.evaluate(feature_sets["truth"], pd.concat([obs, obs.iloc[:1]]), **kw)
+    # blank entries leave the sample out, visibly
+    blank = obs.assign(survival_time=obs["survival_time"].where(np.arange(len(obs)) >= 7))
+    with pytest.warns(UserWarning, match=f"7 of {len(obs)} samples are left out: 7 have a blank or NaN entry"):
+        result = prognosis.evaluate(feature_sets["truth"], blank, **kw)
+    assert result.metric("n_samples") == len(obs) - 7

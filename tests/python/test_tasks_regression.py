@@ -97,3 +97,63 @@ def test_essentiality_mean_pcc_near_the_ceiling(cohort, complete_logtpm):
 def test_essentiality_needs_gene_level_index(cohort, complete_logtpm):
     with pytest.raises(ValueError, match="cell_line, gene"):
         essentiality.evaluate(complete_logtpm, cohort.essentiality, n_splits=3)
+
+
+def test_drug_response_values_are_checked_and_drops_counted(cohort):
+    long = responses_long(cohort)
+    text = long.astype({"response": object})
+    text.loc[0, "response"] = ">10"
+    with pytest.raises(ValueError, match=r"response column 'response': 1 values are not numbers \(e.g. '>10'\)"):
+        drug_response.evaluate(cohort.module_activity, cohort.drug_weights, text, **FAST)
+    with pytest.raises(ValueError, match=r"several rows for the same \(cell line, drug\), e.g. \[\('SIM00001', 'drug_1'\)"):
+        drug_response.evaluate(cohort.module_activity, cohort.drug_weights, pd.concat([long, long.iloc[:1]]), **FAST)
+    descriptors = cohort.drug_weights.astype(object)
+    descriptors.iloc[0, 0] = "n/a"
+    with pytest.raises(ValueError, match="drug descriptor column .* not numbers"):
+        drug_response.evaluate(cohort.module_activity, descriptors, long, **FAST)
+    partial = long.copy()
+    partial.loc[:4, "response"] = np.nan
+    partial.loc[5:7, "cell_line"] = "UNKNOWN"
+    with pytest.warns(UserWarning) as record:
+        drug_response.evaluate(cohort.module_activity, cohort.drug_weights, partial, n_splits=3, hidden=(8,), max_iter=20)
+    messages = " | ".join(str(w.message) for w in record)
+    assert f"5 of {len(long)} response rows have a missing cell line, drug or value" in messages
+    assert "3 of" in messages and "name a cell line the data lacks (e.g. ['UNKNOWN'])" in messages
+    with pytest.raises(ValueError, match="max_iter=0: must be a whole number >= 1"):
+        drug_response.evaluate(cohort.module_activity, cohort.drug_weights, long, n_splits=3, max_iter=0)
+
+
+def test_effect_columns_resolve_symbols_and_depmap_names():
+    bundle = bulkformer.tiny_bundle(n_genes=80, seed=0)
+    genes = bundle.genes
+    # DepMap's CRISPRGeneEffect.csv: "SYMBOL (ENTREZ)"; symbols and versioned Ensembl IDs work too
+    columns = ["TSPAN6 (7105)", genes["symbol"].iloc[1], genes["ensembl_id"].iloc[2] + ".7", "NOTAGENE (999999)",
+               genes["ensembl_id"].iloc[0]]
+    effects = pd.DataFrame(np.arange(10.0).reshape(2, 5), index=["c1", "c2"], columns=columns)
+    with pytest.warns(UserWarning, match=r"2 of 5 effect columns are left out: 1 match no vocabulary gene "
+                                         r"\(e.g. \['NOTAGENE \(999999\)'\]\); 1 name a gene another column gives"):
+        renamed = essentiality.effects_by_vocabulary(effects, bundle)
+    assert list(renamed.columns) == genes["ensembl_id"].iloc[:3].tolist()
+    assert renamed.iloc[0].tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(ValueError, match="no gene column of the effects table"):
+        essentiality.effects_by_vocabulary(effects[["NOTAGENE (999999)"]], bundle)
+
+
+def test_effect_values_are_checked(cohort, complete_logtpm):
+    targets = [g for g in cohort.essentiality.columns if g in complete_logtpm.columns][:5]
+    gene_features = features.gene_logtpm_features(complete_logtpm, targets, n_components=4)
+    effects = cohort.essentiality[targets].astype(object)
+    effects.iloc[0, 0] = "high"
+    with pytest.raises(ValueError, match=r"the gene effects: 1 values are not numbers \(e.g. 'high'\)"):
+        essentiality.evaluate({"raw_logtpm": gene_features}, effects, **FAST)
+    effects.iloc[0, 0] = np.nan
+    with pytest.warns(UserWarning, match=f"1 of {effects.size} \\(cell line, gene\\) effects are missing"):
+        essentiality.evaluate({"raw_logtpm": gene_features}, effects, n_splits=3, hidden=(8,), max_iter=20)
+
+
+def test_feature_set_names_are_checked():
+    assert features.check_include(["embedding"]) == ["embedding"]
+    with pytest.raises(ValueError, match=r"unknown feature set\(s\) \['foo'\]"):
+        features.check_include(["embedding", "foo"])
+    with pytest.raises(ValueError, match="no feature set chosen"):
+        features.check_include([])

@@ -2,7 +2,10 @@
 learns a simulated label with known signal, and that the saved model predicts the same."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -58,7 +61,83 @@ def test_regression_and_label_errors(cohort, bundle):
                       lengths=cohort.lengths, epochs=3, progress=False)
     assert set(result.metrics) == {"loss", "pearson_r", "mse"}
     assert len(result.history) == 3
-    with pytest.raises(ValueError, match="no label"):
-        finetune(cohort.counts, cohort.obs["tissue"].iloc[:50], bundle, lengths=cohort.lengths, progress=False)
     with pytest.raises(ValueError, match="mode"):
         finetune(cohort.counts, cohort.obs["tissue"], bundle, mode="half", progress=False)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return bulkformer.simulate_cohort(n_samples=40, n_genes=150, seed=3, missing_fraction=0.0)
+
+
+def _quick(small, labels, model, **kw):
+    return finetune(small.counts, labels, model, lengths=small.lengths, progress=False, **{"epochs": 1, **kw})
+
+
+def test_output_directory_with_other_content_is_refused(small, bundle, tmp_path):
+    precious = tmp_path / "data"
+    precious.mkdir()
+    (precious / "counts.csv").write_text("keep me")
+    with pytest.raises(ValueError, match="not a fine-tuning output.*Give a new or empty directory"):
+        _quick(small, small.obs["tissue"], bundle, out=precious)
+    assert (precious / "counts.csv").read_text() == "keep me"
+    model_dir = tmp_path / "base"
+    bulkformer.tiny_bundle(model_dir, n_genes=150, seed=0)
+    with pytest.raises(ValueError, match="not a fine-tuning output"):
+        _quick(small, small.obs["tissue"], bundle, out=model_dir)
+    assert (model_dir / "config.json").is_file()
+    # an earlier fine-tuning output may be replaced; metrics and history are saved beside the model
+    run = tmp_path / "run"
+    _quick(small, small.obs["tissue"], bundle, out=run)
+    result = _quick(small, small.obs["tissue"], bundle, out=run, seed=1)
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["validation"] == pytest.approx(result.metrics)
+    assert len(saved["history"]) == 1 and saved["settings"]["seed"] == 1
+    assert load_finetuned(run).classes == result.model.classes
+
+
+def test_the_callers_bundle_is_not_changed(small):
+    fresh = bulkformer.tiny_bundle(n_genes=150, seed=0)
+    before = _snapshot(fresh.model)
+    flags = {name: p.requires_grad for name, p in fresh.model.named_parameters()}
+    embedding = bulkformer.embed(small.counts, fresh, aggregate="mean", lengths=small.lengths, progress=False)
+    for mode in ("partial", "frozen", "full"):
+        result = _quick(small, small.obs["tissue"], fresh, mode=mode, lr=1e-2)
+        assert result.model.encoder is not fresh.model
+    after = _snapshot(fresh.model)
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert {name: p.requires_grad for name, p in fresh.model.named_parameters()} == flags
+    again = bulkformer.embed(small.counts, fresh, aggregate="mean", lengths=small.lengths, progress=False)
+    np.testing.assert_array_equal(embedding.to_numpy(), again.to_numpy())
+
+
+def test_labels_are_matched_by_sample_id(small, bundle, tmp_path):
+    labels = small.obs["tissue"]
+    with pytest.raises(ValueError, match="matched by sample ID, not by row order"):
+        _quick(small, labels.iloc[::-1].reset_index(drop=True), bundle)
+    with pytest.raises(ValueError, match=f"several rows for the same sample: '{labels.index[0]}' \\(2 rows\\)"):
+        _quick(small, pd.concat([labels, labels.iloc[:1]]), bundle)
+    # by ID, so a shuffled Series trains the same model as the ordered one
+    a = _quick(small, labels, bundle)
+    b = _quick(small, labels.sample(frac=1.0, random_state=0), bundle)
+    assert a.metrics == b.metrics
+    # unlabelled samples (no entry, or NaN) are left out, visibly, as in the tasks
+    partial = labels.astype(object).iloc[5:]
+    partial.iloc[:3] = np.nan
+    with pytest.warns(UserWarning, match=f"8 of {len(labels)} samples are left out: 5 have no row in the labels"):
+        _quick(small, partial, bundle, val_fraction=0.25, out=tmp_path / "ft")
+    settings = json.loads((tmp_path / "ft" / "metrics.json").read_text())["settings"]
+    assert (settings["n_train"], settings["n_val"]) == (24, 8)  # the 32 labelled samples
+
+
+def test_task_hints_and_bad_settings(small, bundle):
+    with pytest.raises(ValueError, match="continuous measurement.*task='regression'"):
+        _quick(small, small.obs["risk_score"], bundle)
+    with pytest.raises(ValueError, match="not numbers.*task='classification'"):
+        _quick(small, small.obs["tissue"], bundle, task="regression")
+    for bad, message in [(dict(epochs=0), "epochs=0: must be a whole number >= 1"),
+                         (dict(batch_size=0), "batch_size=0: must be a whole number >= 1"),
+                         (dict(val_fraction=-0.2), "val_fraction=-0.2: must be in \\[0, 1\\)"),
+                         (dict(mode="partial", trainable_layers=99), "trainable_layers=99 but the model has 1 Performer")]:
+        with pytest.raises(ValueError, match=message):
+            _quick(small, small.obs["tissue"], bundle, **bad)

@@ -5,6 +5,7 @@ import importlib
 import re
 import sys
 import warnings
+from collections.abc import Sequence
 
 import typer
 
@@ -33,21 +34,75 @@ class UserError(Exception):
 
 
 # name='value' or name=number, as the library's messages spell their advice
-_PYTHON_ARGUMENT = re.compile(r"\b([a-z][a-z0-9_]*)=(?:'([^']*)'|([0-9][0-9.e+-]*))")
+_PYTHON_ARGUMENT = re.compile(r"\b([a-z][a-z0-9_]*)=(?:'([^']*)'|(-?[0-9][0-9.e+-]*))")
+# a bare argument name with an underscore (n_splits, mask_fraction): never an English word
+_PYTHON_NAME = re.compile(r"(?<![\w.-])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?![\w(])")
+
+# library arguments whose option has another name in the commands that have that option
+_ALIASES = {
+    "n_splits": "folds", "n_estimators": "trees", "n_repeats": "repeats",
+    "time_col": "time_column", "event_col": "event_column", "cell_col": "cell_column", "drug_col": "drug_column",
+    "value_col": "value_column",
+}
+
+# the command being run (set by main): its own options name the advice, aliases included
+_invoked: list[str] = []
 
 
-def as_cli_advice(message: str) -> str:
-    """Library messages name Python arguments (orientation='genes_by_samples'); on the
-    command line the same advice names the flag (--orientation genes_by_samples)."""
-    command = typer.main.get_command(app)
-    flags = {param.name: opt for sub in getattr(command, "commands", {}).values() for param in sub.params
-             for opt in param.opts if opt.startswith("--")}
+def _command_path(args: Sequence[str]) -> list[str]:
+    """The (sub)command names at the start of a command line, e.g. ['evaluate', 'classification']."""
+    command, path = typer.main.get_command(app), []
+    for arg in args:
+        sub = getattr(command, "commands", {}).get(arg)
+        if sub is None:
+            break
+        command, path = sub, [*path, arg]
+    return path
+
+
+def _flags(path: Sequence[str]) -> dict[str, str]:
+    """Python parameter name -> long option: every command's, then (overriding) those of
+    the command at ``path`` with the library's names for them (n_splits -> --folds)."""
+    root = typer.main.get_command(app)
+    flags: dict[str, str] = {}
+
+    def long_options(command) -> dict[str, str]:
+        return {param.name: long[0] for param in command.params
+                if (long := [opt for opt in param.opts if opt.startswith("--")])}
+
+    def collect(command) -> None:
+        for sub in getattr(command, "commands", {}).values():
+            for name, option in long_options(sub).items():
+                flags.setdefault(name, option)
+            collect(sub)
+
+    collect(root)
+    command = root
+    for name in path:
+        command = getattr(command, "commands", {}).get(name)
+        if command is None:
+            return flags
+    own = long_options(command)
+    flags.update(own)
+    flags.update({library: own[target] for library, target in _ALIASES.items() if target in own})
+    return flags
+
+
+def as_cli_advice(message: str, command: Sequence[str] | None = None) -> str:
+    """Library messages name Python arguments (orientation='genes_by_samples', n_splits);
+    on the command line the same advice names the flag (--orientation genes_by_samples,
+    --folds in ``evaluate classification``). ``command``: the (sub)command path whose
+    options to use; default: the one being run."""
+    flags = _flags(_invoked if command is None else command)
 
     def flag(match: re.Match) -> str:
         name, value = match.group(1), match.group(2) if match.group(2) is not None else match.group(3)
         return f"{flags[name]} {value}" if name in flags else match.group(0)
 
-    return _PYTHON_ARGUMENT.sub(flag, message)
+    def bare(match: re.Match) -> str:
+        return flags.get(match.group(1), match.group(0))
+
+    return _PYTHON_NAME.sub(bare, _PYTHON_ARGUMENT.sub(flag, message))
 
 
 def _plain_warning(message, category, filename, lineno, line=None) -> str:
@@ -57,6 +112,7 @@ def _plain_warning(message, category, filename, lineno, line=None) -> str:
 
 def main() -> None:
     warnings.formatwarning = _plain_warning
+    _invoked[:] = _command_path(sys.argv[1:])
     try:
         app()
     except (ValueError, FileNotFoundError, UserError) as err:

@@ -11,6 +11,8 @@ from typing import Optional
 
 import typer
 
+from .inputs import check_model_dir, column, load_model, read_table
+
 evaluate_app = typer.Typer(
     name="evaluate",
     help="Downstream tasks of the paper, each next to the same head on plain log1p TPM.",
@@ -24,7 +26,7 @@ def register(app: typer.Typer) -> None:
 
 # ---- shared options ---------------------------------------------------------------
 DATA = typer.Argument(..., help="Expression file (csv/tsv(.gz)/parquet/h5ad), samples x genes unless --orientation.")
-MODEL = typer.Option(..., "--model", "-m", help="Model bundle directory.")
+MODEL = typer.Option(..., "--model", "-m", help="Model bundle directory (for a fine-tuned model: its encoder/ subdirectory).")
 INPUT = typer.Option("counts", "--input", help="counts | tpm | logtpm (natural log1p TPM).")
 ORIENTATION = typer.Option("samples_by_genes", "--orientation", help="samples_by_genes | genes_by_samples.")
 OUT = typer.Option(None, "--out", "-o", help="Write the full result (metrics, folds, predictions) as JSON.")
@@ -49,40 +51,62 @@ def _sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def read_table(path: Path, what: str):
-    """A table indexed by its first column (csv, tsv(.gz), txt(.gz), parquet)."""
+def _include(features: str) -> list[str]:
+    from bulkformer.tasks.features import check_include
+
+    return check_include([f.strip() for f in features.split(",") if f.strip()])
+
+
+def _check_outputs(plot: Optional[Path]) -> None:
+    from bulkformer.tasks.result import check_plot_path
+
+    if plot is not None:
+        check_plot_path(plot)
+
+
+def _samples(data: Path, orientation: str, id_length: Optional[int] = None):
+    """The data's sample IDs (read without the values), cut to ``id_length`` characters;
+    samples whose cut ID repeats an earlier one are left out with a warning."""
+    import warnings
+
     import pandas as pd
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{what} file {path} does not exist")
-    name = path.name.lower().removesuffix(".gz")
-    if name.endswith(".parquet"):
-        table = pd.read_parquet(path)
-        return table.set_index(table.columns[0]) if isinstance(table.index, pd.RangeIndex) else table
-    sep = "," if name.endswith(".csv") else "\t"
-    table = pd.read_csv(path, sep=sep, index_col=0)
-    table.index = table.index.astype(str)
-    return table
+    from bulkformer.tasks.features import sample_ids
+
+    if id_length is not None and id_length < 1:
+        raise ValueError(f"--id-length must be at least 1 (the characters of a sample ID to match on), got {id_length}")
+    ids = pd.Index(sample_ids(data, orientation=orientation))
+    if id_length:
+        cut = _match_prefix(ids, id_length)
+        repeated = cut.duplicated()
+        if repeated.any():
+            warnings.warn(f"{int(repeated.sum())} samples share their first {id_length} characters with an earlier "
+                          f"sample and are left out (e.g. {list(ids[repeated][:2])})", stacklevel=2)
+        ids = cut[~repeated]
+    return ids
 
 
-def _column(table, column: Optional[str], what: str):
-    if column is None:
-        if table.shape[1] != 1:
-            raise ValueError(f"the {what} table has {table.shape[1]} columns {list(table.columns)[:8]}; pick one with --column")
-        return table.iloc[:, 0]
-    if column not in table.columns:
-        raise ValueError(f"the {what} table has no column {column!r}; it has {list(table.columns)[:10]}")
-    return table[column]
+def _cut_ids(frame, id_length: Optional[int], *, first: bool = True):
+    """Rows renamed to their first ``id_length`` characters; ``first``: keep the first row
+    of each cut ID, as _samples does for the data (a survival table keeps them all, so
+    that a repeated ID is an error, not a silent choice)."""
+    if not id_length:
+        return frame
+    frame = frame.set_axis(_match_prefix(frame.index, id_length))
+    return frame[~frame.index.duplicated()] if first else frame
 
 
-def _feature_sets(data: Path, model: Path, features: str, input: str, orientation: str, aggregate: str,
-                  batch_size: int, device: Optional[str]):
+def _feature_sets(data: Path, model, include: list[str], input: str, orientation: str, aggregate: str,
+                  batch_size: int, device: Optional[str], samples=None, id_length: Optional[int] = None):
+    """Both feature sets, rows cut to ``id_length`` and restricted to ``samples`` (the
+    samples the checked labels kept, so that the task warns about nothing twice)."""
+    from bulkformer.tasks.common import on_samples
     from bulkformer.tasks.features import feature_sets
 
-    include = [f.strip() for f in features.split(",") if f.strip()]
-    return feature_sets(data, model, include=include, aggregate=aggregate, batch_size=batch_size, device=device,
+    sets = feature_sets(data, model, include=include, aggregate=aggregate, batch_size=batch_size, device=device,
                         progress=True, input=input, orientation=orientation)
+    sets = {name: _cut_ids(frame, id_length) for name, frame in sets.items()}
+    return sets if samples is None else {name: on_samples(frame, samples) for name, frame in sets.items()}
 
 
 def _report(result, out: Optional[Path], plot: Optional[Path]) -> None:
@@ -100,12 +124,13 @@ def _match_prefix(index, length: Optional[int]):
     return index if not length else index.astype(str).str[:length]
 
 
+
 # ---- commands ---------------------------------------------------------------------
 @evaluate_app.command("classification")
 def classification(
     data: Path = DATA,
     labels: Path = typer.Option(..., "--labels", help="Table: sample ID (first column) -> label."),
-    column: Optional[str] = typer.Option(None, "--column", help="Label column of --labels (if it has several)."),
+    column_name: Optional[str] = typer.Option(None, "--column", help="Label column of --labels (if it has several)."),
     model: Path = MODEL, input: str = INPUT, orientation: str = ORIENTATION, features: str = FEATURES,
     aggregate: str = AGGREGATE, folds: int = FOLDS,
     n_components: int = typer.Option(64, "--pca", help="PCA components before the heads."),
@@ -122,12 +147,17 @@ def classification(
       bulkformer evaluate classification counts.tsv --labels obs.csv --column tissue -m bundle --folds 5 -o cls.json --plot cls.png
     """
     from bulkformer.tasks import classification as task
-    from bulkformer.tasks.common import check_folds
+    from bulkformer.labels import match_samples
 
-    target = _column(read_table(labels, "labels"), column, "labels")
-    # before the embedding pass: the task repeats the check on the samples the data share
-    check_folds(folds, int(target.astype(str).value_counts().min()), "labelled samples in the smallest class")
-    sets = _feature_sets(data, model, features, input, orientation, aggregate, batch_size, device)
+    # everything that can fail on the inputs is checked before the embedding pass
+    _check_outputs(plot)
+    task.check_settings(n_splits=folds, n_components=n_components, n_estimators=trees)
+    include = _include(features)
+    check_model_dir(model)
+    target = column(read_table(labels, "labels"), column_name, "labels")
+    target = match_samples(target, _samples(data, orientation), what="labels")
+    task.check_labels(target, folds)
+    sets = _feature_sets(data, model, include, input, orientation, aggregate, batch_size, device, samples=target.index)
     result = task.evaluate(sets, target, n_splits=folds, n_components=n_components, n_estimators=trees, seed=seed)
     _report(result, out, plot)
 
@@ -148,19 +178,24 @@ def prognosis(
 ) -> None:
     """Prognosis: alive/dead random forest (AUROC, AUPRC) and Cox on PCA components (C-index).
 
+    Folds stratified by event; samples without a time or event are left out with a warning.
+
     Examples:
       bulkformer evaluate prognosis counts.tsv --survival survival.tsv -m models/bulkformer-37M
       bulkformer evaluate prognosis tcga.tsv --survival tcga_survival.tsv.gz --id-length 15 -m bundle --plot km.png
     """
     from bulkformer.tasks import prognosis as task
 
-    table = read_table(survival, "survival")
-    sets = _feature_sets(data, model, features, input, orientation, aggregate, batch_size, device)
-    if id_length:
-        table = table[~table.index.duplicated()]
-        sets = {k: v.set_axis(_match_prefix(v.index, id_length)) for k, v in sets.items()}
-        sets = {k: v[~v.index.duplicated()] for k, v in sets.items()}
-    result = task.evaluate(sets, table, time_col=time_column, event_col=event_column, n_splits=folds,
+    _check_outputs(plot)
+    task.check_settings(n_splits=folds, n_components=n_components, n_estimators=trees)
+    include = _include(features)
+    check_model_dir(model)
+    table = _cut_ids(read_table(survival, "survival"), id_length, first=False)
+    checked = task.survival_for(table, _samples(data, orientation, id_length), time_col=time_column, event_col=event_column)
+    task.check_events(checked["event"].to_numpy(), folds)
+    sets = _feature_sets(data, model, include, input, orientation, aggregate, batch_size, device,
+                         samples=checked.index, id_length=id_length)
+    result = task.evaluate(sets, table.loc[checked.index], time_col=time_column, event_col=event_column, n_splits=folds,
                            n_components=n_components, n_estimators=trees, seed=seed)
     _report(result, out, plot)
 
@@ -186,22 +221,29 @@ def drug_response(
       bulkformer evaluate drug-response ccle_counts.tsv --responses ic50.csv --drugs fingerprints.csv -m models/bulkformer-37M
       bulkformer evaluate drug-response expr.tsv --input logtpm --responses auc.tsv --value-column AUC --drugs desc.tsv -m bundle -o drug.json
     """
-    import pandas as pd
-
     from bulkformer.tasks import drug_response as task
+    from bulkformer.tasks.common import check_folds
 
-    long = read_table(responses, "responses").reset_index()
-    sets = _feature_sets(data, model, features, input, orientation, aggregate, batch_size, device)
-    result = task.evaluate(sets, read_table(drugs, "drug descriptors").apply(pd.to_numeric, errors="raise"), long,
-                           cell_col=cell_column, drug_col=drug_column, value_col=value_column, n_splits=folds,
-                           hidden=_sizes(hidden), max_iter=max_iter, seed=seed)
+    _check_outputs(plot)
+    sizes = _sizes(hidden)
+    task.check_settings(n_splits=folds, hidden=sizes, max_iter=max_iter)
+    include = _include(features)
+    check_model_dir(model)
+    table = task.check_responses(read_table(responses, "responses").reset_index(), cell_column, drug_column, value_column)
+    drug_table = task.check_drugs(read_table(drugs, "drug descriptors"))
+    table = task.match_responses(table, _samples(data, orientation), drug_table.index)
+    check_folds(folds, table["cell_line"].nunique(), "cell lines with responses")
+    sets = _feature_sets(data, model, include, input, orientation, aggregate, batch_size, device,
+                         samples=table["cell_line"].unique())
+    result = task.evaluate(sets, drug_table, table, cell_col="cell_line", drug_col="drug", value_col="value",
+                           n_splits=folds, hidden=sizes, max_iter=max_iter, seed=seed)
     _report(result, out, plot)
 
 
 @evaluate_app.command("essentiality")
 def essentiality(
     data: Path = DATA,
-    effects: Path = typer.Option(..., "--effects", help="Gene effect table: cell line (first column) x genes (Ensembl IDs)."),
+    effects: Path = typer.Option(..., "--effects", help="Gene effect table: cell line (first column) x genes (Ensembl IDs, symbols or DepMap's 'SYMBOL (ENTREZ)')."),
     model: Path = MODEL, input: str = INPUT, orientation: str = ORIENTATION,
     features: str = FEATURES, folds: int = FOLDS, hidden: str = HIDDEN, max_iter: int = MAX_ITER,
     seed: int = SEED, batch_size: int = BATCH,
@@ -215,22 +257,38 @@ def essentiality(
       bulkformer evaluate essentiality ccle_counts.tsv --effects CRISPRGeneEffect.csv -m models/bulkformer-37M
       bulkformer evaluate essentiality expr.tsv --input logtpm --effects effects.tsv -m bundle --features raw_logtpm --folds 5
     """
+    import warnings
+
     from bulkformer.tasks import essentiality as task
     from bulkformer.tasks import features as build
+    from bulkformer.tasks.common import check_folds
+    from bulkformer.labels import match_samples
 
-    table = read_table(effects, "gene effects")
-    include = [f.strip() for f in features.split(",") if f.strip()]
-    logtpm = build.raw_logtpm_features(data, model, input=input, orientation=orientation)
-    genes = [g for g in table.columns.astype(str) if g in set(logtpm.columns)]
+    _check_outputs(plot)
+    sizes = _sizes(hidden)
+    task.check_settings(n_splits=folds, hidden=sizes, max_iter=max_iter)
+    include = _include(features)
+    bundle = load_model(model)
+    table = task.effects_by_vocabulary(read_table(effects, "gene effects"), bundle)
+    table = match_samples(table, _samples(data, orientation), what="gene effects", complete=False)
+    effect = task.long_effects(table)  # values checked before the embedding pass
+    logtpm = build.raw_logtpm_features(data, bundle, input=input, orientation=orientation)
+    measured = set(logtpm.columns)
+    genes = [g for g in table.columns if g in measured]
     if not genes:
-        raise ValueError("no gene of the effects table is measured in every sample of the data; use Ensembl IDs as columns")
+        raise ValueError("no gene of the effects table is measured in every sample of the data")
+    if len(genes) < table.shape[1]:
+        warnings.warn(f"{table.shape[1] - len(genes)} of {table.shape[1]} effect genes are not measured in every sample "
+                      f"of the data and are left out (e.g. {[g for g in table.columns if g not in measured][:3]})")
+    effect = effect[effect.index.get_level_values("gene").isin(genes)]
+    check_folds(folds, effect.index.get_level_values("cell_line").nunique(), "cell lines with effects")
     sets = {}
     if "embedding" in include:
-        sets["embedding"] = build.gene_embedding_features(data, model, genes, batch_size=batch_size, device=device,
+        sets["embedding"] = build.gene_embedding_features(data, bundle, genes, batch_size=batch_size, device=device,
                                                           input=input, orientation=orientation)
     if "raw_logtpm" in include:
         sets["raw_logtpm"] = build.gene_logtpm_features(logtpm, genes)
-    result = task.evaluate(sets, table[genes], n_splits=folds, hidden=_sizes(hidden), max_iter=max_iter, seed=seed)
+    result = task.evaluate(sets, effect, n_splits=folds, hidden=sizes, max_iter=max_iter, seed=seed)
     _report(result, out, plot)
 
 
@@ -254,9 +312,12 @@ def imputation(
     from bulkformer.tasks import imputation as task
     from bulkformer.tasks.features import logtpm_matrix
 
-    observed = logtpm_matrix(data, model, input=input, orientation=orientation)
+    _check_outputs(plot)
     chosen = [b.strip() for b in baselines.split(",") if b.strip()]
-    result = task.evaluate(observed, model=model, baselines=chosen, mask_fraction=mask_fraction, n_repeats=repeats,
+    task.check_settings(mask_fraction=mask_fraction, n_repeats=repeats, baselines=chosen)
+    bundle = load_model(model)
+    observed = logtpm_matrix(data, bundle, input=input, orientation=orientation)
+    result = task.evaluate(observed, model=bundle, baselines=chosen, mask_fraction=mask_fraction, n_repeats=repeats,
                            batch_size=batch_size, device=device, seed=seed)
     _report(result, out, plot)
 
@@ -265,7 +326,7 @@ def imputation(
 def gene_survival(
     data: Path = DATA,
     survival: Path = typer.Option(..., "--survival", help="Table: sample ID (first column), time and event columns."),
-    genes: str = typer.Option(..., "--genes", help="Comma-separated vocabulary gene IDs, or a file with one per line."),
+    genes: str = typer.Option(..., "--genes", help="Comma-separated genes (Ensembl IDs, symbols, Entrez IDs), or a file with one per line."),
     time_column: str = typer.Option("OS.time", "--time-column"),
     event_column: str = typer.Option("OS", "--event-column", help="1 = event, 0 = censored."),
     id_length: Optional[int] = typer.Option(None, "--id-length", help="Match samples on the first N characters (TCGA: 15)."),
@@ -275,23 +336,30 @@ def gene_survival(
 ) -> None:
     """Per-gene hazard ratios of high vs low (median split) log1p TPM, with Kaplan-Meier curves.
 
+    Genes by Ensembl ID, symbol or Entrez ID; each is tested on the samples that measure it.
+
     Examples:
-      bulkformer evaluate gene-survival counts.tsv --survival survival.tsv --genes ENSG00000141510,ENSG00000146648 -m models/bulkformer-37M
+      bulkformer evaluate gene-survival counts.tsv --survival survival.tsv --genes TP53,EGFR -m models/bulkformer-37M
       bulkformer evaluate gene-survival tcga.tsv --survival tcga_survival.tsv.gz --id-length 15 --genes genes.txt -m bundle --plot km.png
     """
+    from bulkformer.preprocess import vocabulary_positions
     from bulkformer.tasks import prognosis as task
+    from bulkformer.tasks.common import check_at_least
     from bulkformer.tasks.features import logtpm_matrix
 
+    _check_outputs(plot)
+    check_at_least(n_plot, 1, "n_plot")
+    bundle = load_model(model)
     gene_list = Path(genes).read_text().split() if Path(genes).is_file() else [g.strip() for g in genes.split(",") if g.strip()]
-    expression = logtpm_matrix(data, model, input=input, orientation=orientation)
-    absent = [g for g in gene_list if g not in expression.columns]
-    if absent:
-        raise ValueError(f"{len(absent)} genes are not measured vocabulary genes of the data (e.g. {absent[:5]}); use Ensembl IDs")
-    expression = expression[gene_list]
-    if id_length:
-        expression = expression.set_axis(_match_prefix(expression.index, id_length))
-        expression = expression[~expression.index.duplicated()]
-    table = read_table(survival, "survival")
-    table = table[~table.index.duplicated()]
-    result = task.gene_hazard_ratios(expression.dropna(), table, time_col=time_column, event_col=event_column, n_plot=n_plot)
+    wanted = [bundle.gene_ids[p] for p in vocabulary_positions(gene_list, bundle, what="--genes")]
+    table = _cut_ids(read_table(survival, "survival"), id_length, first=False)
+    checked = task.survival_for(table, _samples(data, orientation, id_length), time_col=time_column, event_col=event_column)
+    expression = logtpm_matrix(data, bundle, input=input, orientation=orientation)
+    unmeasured = [name for name, gene in zip(gene_list, wanted) if gene not in expression.columns]
+    if unmeasured:
+        raise ValueError(f"{len(unmeasured)} of the --genes are vocabulary genes that no sample of the data measures "
+                         f"(e.g. {unmeasured[:5]}); pick measured genes")
+    expression = _cut_ids(expression[wanted], id_length).loc[checked.index]
+    result = task.gene_hazard_ratios(expression, table.loc[checked.index], time_col=time_column, event_col=event_column,
+                                     n_plot=n_plot)
     _report(result, out, plot)

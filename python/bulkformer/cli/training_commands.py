@@ -81,6 +81,8 @@ def pretrain(
 ) -> None:
     """Pretrain a BulkFormer by masked-expression modelling (one process, or many under torchrun).
 
+    The run directory gets checkpoints/, log.jsonl and the trained bundle in model/.
+
     Examples:
       bulkformer simulate -o sim --n-samples 2000 --n-genes 2000 --shards 8
       bulkformer pretrain sim/shards -o runs/sim --n-genes 2000 --dim 64 --heads 4 --layers 1 --epochs 5 --lr 1e-3
@@ -104,15 +106,16 @@ def pretrain(
 
 def finetune(
     data: Path = typer.Argument(..., help="Expression file (csv/tsv/parquet/h5ad), samples x genes."),
-    labels: Path = typer.Option(..., "--labels", help="Table of labels indexed by sample ID."),
-    column: str = typer.Option(..., "--column", help="The label column."),
-    model: Path = typer.Option(..., "--model", help="A (pre)trained bundle directory."),
-    out: Path = typer.Option(..., "--out", "-o", help="Directory for the fine-tuned model."),
+    labels: Path = typer.Option(..., "--labels", help="Table of labels, sample ID in the first column."),
+    column_name: str = typer.Option(..., "--column", help="The label column."),
+    model: Path = typer.Option(..., "--model", "-m", help="A (pre)trained bundle directory."),
+    out: Path = typer.Option(..., "--out", "-o", help="New directory for the fine-tuned model (or an earlier fine-tuning output to replace)."),
     task: str = typer.Option("classification", "--task", help="classification or regression."),
     mode: str = typer.Option("frozen", "--mode", help="frozen, partial or full."),
     trainable_layers: int = typer.Option(1, "--trainable-layers", help="Performer layers trained in partial mode."),
     input: str = typer.Option("counts", "--input", help="counts, tpm or logtpm (natural log1p TPM)."),
     lengths: Optional[Path] = typer.Option(None, "--lengths", help="TSV gene ID -> length in bp (default: the shipped annotation)."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of labelled samples held out for the reported metrics (0: none)."),
     epochs: int = typer.Option(20, "--epochs"),
     batch_size: int = typer.Option(16, "--batch-size"),
     lr: float = typer.Option(1e-4, "--lr", help="Encoder learning rate (partial/full)."),
@@ -122,24 +125,34 @@ def finetune(
 ) -> None:
     """Fine-tune a classification or regression head on a BulkFormer encoder.
 
+    Labels are matched to samples by ID; samples without one are left out with a warning.
+
+    -o gets the model, finetune.json and metrics.json (validation metrics, history, settings).
+
+    It is not a bundle: in Python, bulkformer.training.load_finetuned(DIR).predict(data); as -m, DIR/encoder.
+
     Examples:
-      bulkformer finetune sim/counts.parquet --labels sim/obs.tsv --column tissue --model runs/sim/model -o runs/tissue
+      bulkformer finetune sim/counts.parquet --labels sim/obs.tsv --column tissue -m runs/sim/model -o runs/tissue
       bulkformer finetune sim/counts.parquet --labels sim/obs.tsv --column risk_score --task regression \\
-          --mode partial --model runs/sim/model -o runs/risk --lengths sim/lengths.tsv
+          --mode partial -m runs/sim/model -o runs/risk --lengths sim/lengths.tsv
     """
     import json
 
-    import pandas as pd
+    from bulkformer.training.finetune import check_output_dir, check_settings, json_safe
+    from bulkformer.training.finetune import finetune as run
 
-    from bulkformer.training import finetune as run
+    from .inputs import check_model_dir, column, read_table
 
-    table = pd.read_csv(labels, sep=None, engine="python", index_col=0)
-    if column not in table.columns:
-        raise ValueError(f"{labels} has no column {column!r}; it has {list(table.columns)}")
-    result = run(str(data), table[column], model, task=task, mode=mode, trainable_layers=trainable_layers, input=input,
-                 lengths=_read_lengths(lengths), epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, seed=seed,
-                 device=device, out=out)
-    typer.echo(json.dumps({"out": str(out), "validation": result.metrics}, indent=2))
+    # flags, output and model first: nothing is read or trained before they are right
+    check_settings(task=task, mode=mode, trainable_layers=trainable_layers, aggregate="mean", val_fraction=val_fraction,
+                   epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, hidden=64)
+    check_output_dir(out)
+    check_model_dir(model)
+    target = column(read_table(labels, "labels"), column_name, "labels")
+    result = run(str(data), target, model, task=task, mode=mode, trainable_layers=trainable_layers, input=input,
+                 lengths=_read_lengths(lengths), val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr,
+                 head_lr=head_lr, seed=seed, device=device, out=out)
+    typer.echo(json.dumps({"out": str(out), "validation": json_safe(result.metrics)}, indent=2))
 
 
 def simulate(
@@ -151,6 +164,8 @@ def simulate(
     missing_fraction: float = typer.Option(0.1, "--missing-fraction", help="Share of genes each batch lacks."),
 ) -> None:
     """Simulate a bulk RNA-seq cohort with known ground truth (labels, survival, drug response, essentiality).
+
+    Writes counts, labels (obs.tsv) and the truth tables the downstream tasks are scored against.
 
     Examples:
       bulkformer simulate -o sim --n-samples 500 --n-genes 1000

@@ -8,6 +8,7 @@ plain log1p TPM.
     bulkformer.tasks.drug_response.evaluate(feature_sets, drugs, responses)
     bulkformer.tasks.essentiality.evaluate(gene_feature_sets, effects)
     bulkformer.tasks.features.feature_sets(data, model)                # builds both sets
+    bulkformer.labels.match_samples(labels, sample_ids)          # by sample ID, drops counted
 
 Every ``evaluate`` returns a :class:`TaskResult` (``metrics``, ``per_fold``,
 ``predictions``; ``to_json``, ``plot``).
@@ -20,7 +21,7 @@ from typing import Any
 from .result import TaskResult
 
 TASKS = ("imputation", "classification", "prognosis", "drug_response", "essentiality")
-_SUBMODULES = (*TASKS, "features", "common", "result")
+_SUBMODULES = (*TASKS, "features", "labels", "common", "result")
 
 
 def __getattr__(name: str) -> Any:
@@ -29,4 +30,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'bulkformer.tasks' has no attribute {name!r}")
 
 
-__all__ = ["TASKS", "TaskResult", *TASKS, "features"]
+__all__ = ["TASKS", "TaskResult", *TASKS, "features", "labels"]

@@ -18,7 +18,9 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .common import as_feature_sets, check_folds, run_heads, summarise_folds
+from .common import (as_feature_sets, check_folds, check_pca_head_settings, on_samples, run_heads, shared_samples,
+                     summarise_folds)
+from ..labels import as_label_series, class_labels, match_samples
 from .result import TaskResult
 
 HEADS = ("random_forest", "logistic_regression")
@@ -40,18 +42,19 @@ def make_head(name: str, *, n_components: int, n_train: int, n_features: int, n_
     return Pipeline([("scale", StandardScaler()), ("pca", pca), ("clf", clf)])
 
 
-def common_samples(sets: Mapping[str, pd.DataFrame], labels: pd.Series) -> pd.Index:
-    """Samples present in every feature set and labelled: the folds are identical across sets."""
-    index = labels.dropna().index
-    for frame in sets.values():
-        index = index.intersection(frame.index, sort=False)
-    if len(index) == 0:
-        first = next(iter(sets.values()))
-        raise ValueError(
-            f"no sample is in both the features (e.g. {list(first.index[:3])}) and the labels "
-            f"(e.g. {list(labels.index[:3])}); index both by the same sample IDs"
-        )
-    return index
+def check_settings(*, n_splits: int, n_components: int, n_estimators: int, heads: Sequence[str] = HEADS) -> None:
+    """The settings alone, before any data is read (the CLI runs this before embedding)."""
+    check_pca_head_settings(n_splits=n_splits, n_components=n_components, n_estimators=n_estimators, heads=heads,
+                            known=HEADS)
+
+
+def check_labels(labels: pd.Series, n_splits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(label per sample as text, classes) of labels already matched to the samples:
+    at least 2 classes, each with a member in every fold."""
+    y, _ = class_labels(labels, numeric_hint="; bin it into groups first (e.g. pandas.qcut) to classify it")
+    classes, counts = np.unique(y, return_counts=True)
+    check_folds(n_splits, int(counts.min()), f"samples in the smallest class ({classes[counts.argmin()]!r})")
+    return y, classes
 
 
 def evaluate(
@@ -68,25 +71,17 @@ def evaluate(
 
     features: samples x features DataFrame, or a dict name -> DataFrame (e.g.
         ``{"embedding": ..., "raw_logtpm": ...}``, see ``bulkformer.tasks.features``).
-    labels: class per sample (Series indexed like the features, or a sequence in row order).
+    labels: class per sample: a Series indexed by sample ID (matched by ID, never by row
+        order), or a sequence in the features' row order. Samples without a label are left
+        out with a warning (``bulkformer.labels.match_samples``).
     Classes with fewer members than ``n_splits`` are an error (stratification needs them).
     """
+    check_settings(n_splits=n_splits, n_components=n_components, n_estimators=n_estimators, heads=heads)
     sets = as_feature_sets(features)
-    if not isinstance(labels, pd.Series):
-        first = next(iter(sets.values()))
-        if len(labels) != len(first):
-            raise ValueError(f"labels has {len(labels)} entries but the features have {len(first)} rows")
-        labels = pd.Series(list(labels), index=first.index)
-    index = common_samples(sets, labels)
-    y = labels.loc[index].astype(str).to_numpy()
-    sets = {name: frame.loc[index] for name, frame in sets.items()}
-    classes, counts = np.unique(y, return_counts=True)
-    if len(classes) < 2:
-        raise ValueError(f"classification needs at least 2 classes, got {list(classes)}")
-    check_folds(n_splits, int(counts.min()), f"samples in the smallest class ({classes[counts.argmin()]!r})")
-    for head in heads:
-        if head not in HEADS:
-            raise ValueError(f"unknown head {head!r}; choose from {HEADS}")
+    labels = match_samples(as_label_series(labels), shared_samples(sets), what="labels")
+    index = labels.index
+    y, classes = check_labels(labels, n_splits)
+    sets = {name: on_samples(frame, index) for name, frame in sets.items()}
 
     folds = list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
     n_train = min(len(train) for train, _ in folds)

@@ -1,7 +1,8 @@
 """Input checks and the cross-validation loop shared by the tasks."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,9 +39,48 @@ def as_feature_sets(features: pd.DataFrame | Mapping[str, pd.DataFrame], default
     return sets
 
 
+def shared_samples(sets: Mapping[str, pd.DataFrame]) -> pd.Index:
+    """Sample IDs (as text) in every feature set, in the first set's order; samples that
+    some set lacks are left out with a warning (every set must see the same folds)."""
+    frames = [frame.index.astype(str) for frame in sets.values()]
+    index = frames[0]
+    for other in frames[1:]:
+        index = index[index.isin(other)]
+    union = frames[0].append(frames[1:]).unique() if len(frames) > 1 else frames[0]
+    if len(index) < len(union):
+        warnings.warn(f"{len(union) - len(index)} samples are not in every feature set and are left out "
+                      f"(e.g. {list(union[~union.isin(index)][:3])})", stacklevel=3)
+    if len(index) == 0:
+        raise ValueError("the feature sets have no sample in common; build them from the same data")
+    return index
+
+
+def on_samples(frame: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
+    """Rows of ``frame`` for the sample IDs ``index`` (matched as text)."""
+    return frame.set_axis(frame.index.astype(str)).loc[index]
+
+
+def check_at_least(value: Any, minimum: int, name: str) -> int:
+    """An integer setting (folds, components, trees, repeats) of at least ``minimum``;
+    the message names the argument as ``name=value`` (the CLI turns that into its flag)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}={value}: must be a whole number >= {minimum}")
+    return int(value)
+
+
+def check_pca_head_settings(*, n_splits: int, n_components: int, n_estimators: int, heads: Sequence[str],
+                            known: Sequence[str]) -> None:
+    """Settings of the PCA -> head tasks (classification, prognosis), before any data is read."""
+    check_at_least(n_splits, 2, "n_splits")
+    check_at_least(n_components, 1, "n_components")
+    check_at_least(n_estimators, 1, "n_estimators")
+    for head in heads:
+        if head not in known:
+            raise ValueError(f"unknown head {head!r}; choose from {tuple(known)}")
+
+
 def check_folds(n_splits: int, n_available: int, what: str) -> int:
-    if n_splits < 2:
-        raise ValueError(f"n_splits must be >= 2, got {n_splits}")
+    check_at_least(n_splits, 2, "n_splits")
     if n_available < n_splits:
         raise ValueError(f"{n_splits}-fold CV needs at least {n_splits} {what}, got {n_available}; use fewer folds (n_splits)")
     return n_splits

@@ -4,32 +4,76 @@ in one test fold), scored by Pearson r per drug averaged over drugs (the paper's
 "mean PCC")."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from .common import as_feature_sets, pearson
-from .grouped_regression import cross_validate
+
+from .common import as_feature_sets, pearson, shared_samples
+from ..labels import check_unique_ids, numeric_column
+from .grouped_regression import check_settings, cross_validate
 from .result import TaskResult
 
 
 def check_responses(responses: pd.DataFrame, cell_col: str, drug_col: str, value_col: str) -> pd.DataFrame:
+    """The long table as ``cell_line``, ``drug`` (text), ``value`` (float). Values that are
+    not numbers are an error; rows with a missing value are left out with a warning."""
     if not isinstance(responses, pd.DataFrame):
         raise ValueError("responses must be a long DataFrame with one row per (cell line, drug)")
     missing = [c for c in (cell_col, drug_col, value_col) if c not in responses.columns]
     if missing:
         raise ValueError(
             f"responses lacks column(s) {missing}; it has {list(responses.columns)}. "
-            "Name them with cell_col=/drug_col=/value_col="
+            "Name them with cell_col='...' / drug_col='...' / value_col='...'"
         )
-    table = responses[[cell_col, drug_col, value_col]].copy()
-    table.columns = ["cell_line", "drug", "value"]
-    table["value"] = pd.to_numeric(table["value"], errors="coerce")
-    table = table.dropna()
-    table["cell_line"], table["drug"] = table["cell_line"].astype(str), table["drug"].astype(str)
-    if table.duplicated(["cell_line", "drug"]).any():
-        raise ValueError("responses has several rows for the same (cell line, drug); average them first")
+    table = pd.DataFrame({
+        "cell_line": responses[cell_col].astype(str).to_numpy(),
+        "drug": responses[drug_col].astype(str).to_numpy(),
+        "value": numeric_column(responses[value_col], f"response column {value_col!r}").to_numpy(),
+    })
+    blank = responses[cell_col].isna().to_numpy() | responses[drug_col].isna().to_numpy() | table["value"].isna().to_numpy()
+    if blank.any():
+        warnings.warn(f"{int(blank.sum())} of {len(table)} response rows have a missing cell line, drug or value "
+                      "and are left out", stacklevel=2)
+        table = table[~blank].reset_index(drop=True)
+    repeated = table[table.duplicated(["cell_line", "drug"], keep=False)]
+    if len(repeated):
+        pairs = list(dict.fromkeys(zip(repeated["cell_line"], repeated["drug"])))
+        raise ValueError(f"responses has several rows for the same (cell line, drug), e.g. {pairs[:3]}; average them first")
     return table
+
+
+def check_drugs(drugs: pd.DataFrame) -> pd.DataFrame:
+    """Drug descriptors: drugs (indexed by ID, unique) x numeric, finite descriptors."""
+    if not isinstance(drugs, pd.DataFrame):
+        raise ValueError("drugs must be a DataFrame: drug ID (index) x numeric descriptors")
+    check_unique_ids(drugs.index, "drug descriptors")
+    table = pd.DataFrame({column: numeric_column(drugs[column], f"drug descriptor column {column!r}")
+                          for column in drugs.columns}, index=drugs.index.astype(str))
+    return as_feature_sets({"drug descriptors": table})["drug descriptors"]
+
+
+def match_responses(table: pd.DataFrame, cell_lines: Sequence[str], drug_ids: Sequence[str]) -> pd.DataFrame:
+    """Rows of a checked response table whose cell line is in the data and whose drug has
+    descriptors; the others are left out with a warning (none left: an error)."""
+    known_cell = table["cell_line"].isin(set(map(str, cell_lines)))
+    known_drug = table["drug"].isin(set(map(str, drug_ids)))
+    keep = known_cell & known_drug
+    if not keep.any():
+        raise ValueError(
+            "no response row has both a cell line in the data and a drug in the drug table "
+            f"(responses cell lines e.g. {table['cell_line'].unique()[:3].tolist()}, data e.g. {list(cell_lines)[:3]}; "
+            f"response drugs e.g. {table['drug'].unique()[:3].tolist()}, drug table e.g. {list(drug_ids)[:3]})"
+        )
+    if not keep.all():
+        reasons = [f"{int((~known_cell).sum())} name a cell line the data lacks "
+                   f"(e.g. {table.loc[~known_cell, 'cell_line'].unique()[:3].tolist()})" if (~known_cell).any() else "",
+                   f"{int((~known_drug).sum())} a drug without descriptors "
+                   f"(e.g. {table.loc[~known_drug, 'drug'].unique()[:3].tolist()})" if (~known_drug).any() else ""]
+        warnings.warn(f"{int((~keep).sum())} of {len(table)} response rows are left out: "
+                      + "; ".join(r for r in reasons if r), stacklevel=2)
+    return table[keep].reset_index(drop=True)
 
 
 def evaluate(
@@ -49,24 +93,15 @@ def evaluate(
     """features: cell lines x features (one or a dict of sets); drugs: drugs x descriptors
     (numeric, indexed by drug ID); responses: long table cell line, drug, value.
 
-    Metrics: ``mean_pcc`` (Pearson r per drug over held-out cell lines, averaged over drugs
-    with >= 3 cell lines), ``pooled_pcc`` over all held-out pairs, per fold and overall
-    (``*_overall`` from pooled held-out predictions)."""
+    Rows with a missing value, an unknown cell line or a drug without descriptors are left
+    out with a warning. Metrics: ``mean_pcc`` (Pearson r per drug over held-out cell lines,
+    averaged over drugs with >= 3 cell lines), ``pooled_pcc`` over all held-out pairs, per
+    fold and overall (``*_overall`` from pooled held-out predictions)."""
+    check_settings(n_splits=n_splits, hidden=hidden, max_iter=max_iter)
     sets = as_feature_sets(features)
     table = check_responses(responses, cell_col, drug_col, value_col)
-    drug_table = as_feature_sets({"drug descriptors": drugs})["drug descriptors"]
-    drug_table.index = drug_table.index.astype(str)
-    cells = None
-    for frame in sets.values():
-        ids = set(frame.index.astype(str))
-        cells = ids if cells is None else cells & ids
-    keep = table["cell_line"].isin(cells) & table["drug"].isin(set(drug_table.index))
-    if not keep.any():
-        raise ValueError(
-            "no response row has both a cell line in the features and a drug in the drug table "
-            f"(responses cell lines e.g. {table['cell_line'].head(3).tolist()}, drugs e.g. {table['drug'].head(3).tolist()})"
-        )
-    table = table[keep].reset_index(drop=True)
+    drug_table = check_drugs(drugs)
+    table = match_responses(table, shared_samples(sets), drug_table.index)
     drug_block = drug_table.loc[table["drug"]].to_numpy(dtype=np.float64)
     designs = {}
     for name, frame in sets.items():

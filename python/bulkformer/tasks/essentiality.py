@@ -3,28 +3,84 @@ the gene effect score (e.g. DepMap CRISPR), cross-validated by cell line, scored
 Pearson r across genes per held-out cell line, averaged over cell lines."""
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from .common import as_feature_sets
-from .grouped_regression import cross_validate
+from .grouped_regression import check_settings, cross_validate
+from ..labels import check_unique_ids, numeric_column
 from .result import TaskResult
+
+
+# DepMap names gene columns "SYMBOL (ENTREZ)", e.g. "A1BG (1)"
+_DEPMAP_COLUMN = re.compile(r"^\s*(\S+)\s+\((\d+)\)\s*$")
+
+
+def effects_by_vocabulary(effects: pd.DataFrame, vocabulary: Any) -> pd.DataFrame:
+    """A cell lines x genes effect table with its gene columns renamed to the vocabulary's
+    Ensembl IDs. Columns may be Ensembl IDs (versioned or not), symbols, Entrez IDs or
+    DepMap's ``SYMBOL (ENTREZ)``. Columns that match no vocabulary gene are left out with
+    a warning (a DepMap table holds genes outside any model's vocabulary; a strict list
+    goes through ``bulkformer.preprocess.vocabulary_positions``), as are columns naming a
+    gene another column already gives. ``vocabulary``: a Bundle, a gene table or a
+    list of Ensembl IDs."""
+    from bulkformer.preprocess import map_genes
+
+    if not isinstance(effects, pd.DataFrame):
+        raise ValueError("effects must be a cell lines x genes DataFrame")
+    names = [str(c) for c in effects.columns]
+    # "A1BG (1)" -> "A1BG|1": the SYMBOL|ENTREZ form the gene mapper resolves
+    queries = [f"{m.group(1)}|{m.group(2)}" if (m := _DEPMAP_COLUMN.match(n)) else n for n in names]
+    mapping = map_genes(queries, vocabulary)
+    targets, routes = mapping["vocabulary_id"].tolist(), mapping["route"].tolist()
+    first: dict[str, int] = {}
+    for i, target in enumerate(targets):
+        if target is not None:
+            first.setdefault(target, i)
+    keep = sorted(first.values())
+    if not keep:
+        raise ValueError(f"no gene column of the effects table is a gene of the model's vocabulary (columns e.g. "
+                         f"{names[:3]}); name genes by Ensembl ID, symbol, Entrez ID or DepMap's 'SYMBOL (ENTREZ)'")
+    unmatched = [n for n, r in zip(names, routes) if r == "unmatched"]
+    kept = set(keep)
+    repeated = [n for i, (n, r) in enumerate(zip(names, routes)) if r != "unmatched" and i not in kept]
+    if unmatched or repeated:
+        notes = [f"{len(unmatched)} match no vocabulary gene (e.g. {unmatched[:3]})" if unmatched else "",
+                 f"{len(repeated)} name a gene another column gives (e.g. {repeated[:3]})" if repeated else ""]
+        warnings.warn(f"{len(unmatched) + len(repeated)} of {len(names)} effect columns are left out: "
+                      + "; ".join(n for n in notes if n), stacklevel=2)
+    table = effects.iloc[:, keep]
+    return table.set_axis([targets[i] for i in keep], axis=1)
 
 
 def long_effects(effects: pd.DataFrame | pd.Series) -> pd.Series:
     """Gene effects as a Series indexed by (cell_line, gene): from a cell lines x genes
-    DataFrame (DepMap layout) or an already (cell_line, gene)-indexed Series."""
+    DataFrame (DepMap layout) or an already (cell_line, gene)-indexed Series. Values that
+    are not numbers are an error; missing ones are left out with a warning."""
     if isinstance(effects, pd.DataFrame):
+        check_unique_ids(effects.index, "gene effects")
         series = effects.stack(future_stack=True)
     elif isinstance(effects, pd.Series) and effects.index.nlevels == 2:
         series = effects
     else:
         raise ValueError("effects must be a cell lines x genes DataFrame or a Series indexed by (cell_line, gene)")
-    series = pd.to_numeric(series, errors="coerce").dropna()
+    series = numeric_column(series, "the gene effects")
+    missing = series.isna()
+    if missing.any():
+        warnings.warn(f"{int(missing.sum())} of {len(series)} (cell line, gene) effects are missing and left out",
+                      stacklevel=2)
+        series = series[~missing]
     series.index = pd.MultiIndex.from_arrays(
         [series.index.get_level_values(0).astype(str), series.index.get_level_values(1).astype(str)], names=["cell_line", "gene"]
     )
+    if series.index.duplicated().any():
+        raise ValueError(f"the gene effects repeat (cell line, gene) pairs, e.g. {list(series.index[series.index.duplicated()][:3])}; "
+                         "keep one value per pair")
     return series
 
 
@@ -43,7 +99,9 @@ def evaluate(
     dict of such; effects: cell lines x genes or a (cell_line, gene) Series.
 
     Metrics: ``mean_pcc`` (Pearson r across genes per held-out cell line, averaged),
-    ``pooled_pcc``; ``*_overall`` from the pooled held-out predictions."""
+    ``pooled_pcc``; ``*_overall`` from the pooled held-out predictions. Pairs in the effects
+    but not in every feature set are left out with a warning."""
+    check_settings(n_splits=n_splits, hidden=hidden, max_iter=max_iter)
     sets = as_feature_sets(features)
     for name, frame in sets.items():
         if frame.index.nlevels != 2:
@@ -60,6 +118,9 @@ def evaluate(
             f"no (cell_line, gene) pair is in both the features (e.g. {list(next(iter(sets.values())).index[:2])}) "
             f"and the effects (e.g. {list(target.index[:2])})"
         )
+    if len(index) < len(target):
+        warnings.warn(f"{len(target) - len(index)} of {len(target)} (cell line, gene) effects have no features and are "
+                      f"left out (e.g. {list(target.index[~target.index.isin(index)][:2])})", stacklevel=2)
     table = index.to_frame(index=False)
     table["value"] = target.loc[index].to_numpy(dtype=float)
     designs = {name: frame.loc[index].to_numpy(dtype=np.float64) for name, frame in sets.items()}

@@ -76,15 +76,43 @@ def embedding_features(data: Any, model: Any, *, aggregate: str = "max", genes: 
     return frame
 
 
+def check_include(include: Sequence[str]) -> list[str]:
+    """Feature set names: known, at least one, none twice."""
+    include = list(include)
+    unknown = [name for name in include if name not in FEATURE_SETS]
+    if unknown:
+        raise ValueError(f"unknown feature set(s) {unknown}; choose from {', '.join(FEATURE_SETS)}")
+    if not include:
+        raise ValueError(f"no feature set chosen; choose one or more of {', '.join(FEATURE_SETS)}")
+    if len(set(include)) < len(include):
+        raise ValueError(f"a feature set is named twice in {include}")
+    return include
+
+
+def sample_ids(data: Any, *, orientation: str = "samples_by_genes", layer: str | None = None) -> list[str]:
+    """The data's sample IDs without reading its values (a file's ID column, a frame's
+    index), so that labels can be checked before the expensive embedding pass. ``data``:
+    a file path or a DataFrame; AnnData gives its ``obs_names``."""
+    if isinstance(data, pd.DataFrame):
+        ids = data.index if orientation == "samples_by_genes" else data.columns
+    elif hasattr(data, "obs_names"):
+        ids = data.obs_names
+    elif isinstance(data, (str, os.PathLike)):
+        from bulkformer.io import read_sample_ids
+
+        ids = read_sample_ids(data, orientation=orientation, layer=layer)
+    else:
+        raise ValueError(f"cannot read sample IDs from {type(data).__name__}; pass a file path or a DataFrame")
+    return [str(s) for s in ids]
+
+
 def feature_sets(data: Any, model: Any, *, include: Sequence[str] = FEATURE_SETS, aggregate: str = "max",
                  genes: Sequence[str] | None = None, gene_names: Sequence[str] | None = None, batch_size: int = 16,
                  device: str | None = None, progress: bool = False, **data_args: Any) -> dict[str, pd.DataFrame]:
     """``{"embedding": ..., "raw_logtpm": ...}`` for the same samples, ready for
     ``bulkformer.tasks.<task>.evaluate``. ``data_args``: prepare()'s ``input``,
     ``samples``, ``orientation``, ``lengths``, ``layer``."""
-    unknown = [name for name in include if name not in FEATURE_SETS]
-    if unknown:
-        raise ValueError(f"unknown feature set(s) {unknown}; choose from {FEATURE_SETS}")
+    check_include(include)
     bundle = _bundle(model)
     sets: dict[str, pd.DataFrame] = {}
     if "embedding" in include:

@@ -2,7 +2,7 @@
 within groups (per drug, per cell line): shared by drug response and essentiality."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -11,7 +11,7 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .common import check_folds, pearson, summarise_folds
+from .common import check_at_least, check_folds, pearson, summarise_folds
 
 
 def make_head(hidden: tuple[int, ...], max_iter: int, seed: int, alpha: float) -> Pipeline:
@@ -20,6 +20,14 @@ def make_head(hidden: tuple[int, ...], max_iter: int, seed: int, alpha: float) -
         ("mlp", MLPRegressor(hidden_layer_sizes=hidden, alpha=alpha, max_iter=max_iter, early_stopping=True,
                              random_state=seed)),
     ])
+
+
+def check_settings(*, n_splits: int, hidden: Sequence[int], max_iter: int) -> None:
+    """The settings alone, before any data is read (the CLI runs this before embedding)."""
+    check_at_least(n_splits, 2, "n_splits")
+    check_at_least(max_iter, 1, "max_iter")
+    if not len(hidden) or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
+        raise ValueError(f"hidden must be one or more positive layer sizes, got hidden={tuple(hidden)}")
 
 
 def mean_group_pearson(part: pd.DataFrame, key: str, min_size: int = 3) -> float:

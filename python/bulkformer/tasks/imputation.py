@@ -14,7 +14,7 @@ from sklearn.impute import KNNImputer, SimpleImputer
 from sklearn.metrics import mean_absolute_error
 
 from ..training.masking import check_mask_rates
-from .common import pearson, spearman
+from .common import check_at_least, pearson, spearman
 from .result import TaskResult
 
 Imputer = Callable[[pd.DataFrame], pd.DataFrame]
@@ -74,6 +74,18 @@ def model_imputer(model: Any, *, batch_size: int = 16, device: str | None = None
     return impute
 
 
+def check_settings(*, mask_fraction: float, n_repeats: int, n_deciles: int = 10, knn_neighbors: int = 10,
+                   baselines: Sequence[str] = BASELINES) -> None:
+    """The settings alone, before any data is read (the CLI runs this before imputing)."""
+    check_mask_rates(mask_fraction)
+    check_at_least(n_repeats, 1, "n_repeats")
+    check_at_least(n_deciles, 1, "n_deciles")
+    check_at_least(knn_neighbors, 1, "knn_neighbors")
+    unknown = [name for name in baselines if name not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {unknown}; choose from {BASELINES}")
+
+
 def hide_entries(observed: pd.DataFrame, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Boolean mask of the entries to hide: ``fraction`` of each sample's observed genes
     (at least one per sample)."""
@@ -120,7 +132,8 @@ def evaluate(
     """
     if not isinstance(observed, pd.DataFrame):
         raise ValueError("observed must be a samples x genes DataFrame of log1p TPM (NaN where not measured)")
-    check_mask_rates(mask_fraction)
+    check_settings(mask_fraction=mask_fraction, n_repeats=n_repeats, n_deciles=n_deciles, knn_neighbors=knn_neighbors,
+                   baselines=baselines)
     values = observed.to_numpy(dtype=np.float64)
     if np.isinf(values).any():
         raise ValueError("observed has infinite values; pass natural log1p TPM")

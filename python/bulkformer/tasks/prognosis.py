@@ -22,31 +22,61 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .classification import common_samples
-from .common import as_feature_sets, check_folds, summarise_folds
+from .common import (as_feature_sets, check_at_least, check_folds, check_pca_head_settings, on_samples, shared_samples,
+                     summarise_folds)
+from ..labels import check_unique_ids, match_samples, numeric_column
 from .result import TaskResult
 
 HEADS = ("random_forest", "cox")
 
 
 def check_survival(survival: pd.DataFrame, time_col: str, event_col: str) -> pd.DataFrame:
-    """time (float, >= 0) and event (0/1) per sample; rows with a missing value dropped."""
+    """``time`` (float, >= 0) and ``event`` (0/1) per sample, indexed by sample ID (text).
+
+    Missing entries stay NaN (the sample is left out, with a warning, when matched to the
+    data by :func:`survival_for`); text that is not a number, infinite or negative times
+    and events other than 0/1 are errors naming the column."""
     if not isinstance(survival, pd.DataFrame):
         raise ValueError("survival must be a DataFrame indexed by sample with a time and an event column")
     missing = [c for c in (time_col, event_col) if c not in survival.columns]
     if missing:
         raise ValueError(
             f"survival table lacks column(s) {missing}; it has {list(survival.columns)[:10]}. "
-            "Name the right ones with time_col=/event_col="
+            f"Name the right ones with time_col='...' / event_col='...'"
         )
-    table = survival[[time_col, event_col]].apply(pd.to_numeric, errors="coerce").dropna()
-    table.columns = ["time", "event"]
+    check_unique_ids(survival.index, "survival table")
+    table = pd.DataFrame({
+        "time": numeric_column(survival[time_col], f"survival time column {time_col!r}"),
+        "event": numeric_column(survival[event_col], f"event column {event_col!r}"),
+    }).set_axis(survival.index.astype(str))
     if (table["time"] < 0).any():
-        raise ValueError(f"negative survival times in {time_col!r}; times must be >= 0")
-    if not table["event"].isin([0, 1]).all():
-        raise ValueError(f"event column {event_col!r} must hold 0 (censored) / 1 (event)")
-    table["event"] = table["event"].astype(int)
+        raise ValueError(f"negative survival times in {time_col!r} (samples {list(table.index[table['time'] < 0][:3])}); "
+                         "times must be >= 0")
+    events = table["event"].dropna()
+    if not events.isin([0, 1]).all():
+        bad = sorted(events[~events.isin([0, 1])].unique().tolist())
+        coded = " (coded 1 = censored, 2 = event as in R's survival? subtract 1)" if set(events) <= {1, 2} else ""
+        raise ValueError(f"event column {event_col!r} must hold 0 (censored) / 1 (event), got {bad[:5]}{coded}")
     return table
+
+
+def survival_for(survival: pd.DataFrame, sample_ids: Sequence[str], *, time_col: str, event_col: str) -> pd.DataFrame:
+    """Checked ``time``/``event`` of the given samples (matched by sample ID); samples
+    without a complete row are left out with a warning."""
+    table = match_samples(check_survival(survival, time_col, event_col), sample_ids, what="survival table")
+    return table.assign(event=table["event"].astype(int))
+
+
+def check_events(event: np.ndarray, n_splits: int) -> None:
+    """Stratified folds need events and non-events in every fold."""
+    check_folds(n_splits, int(min(event.sum(), len(event) - event.sum())),
+                "events and as many non-events (censored samples)")
+
+
+def check_settings(*, n_splits: int, n_components: int, n_estimators: int, heads: Sequence[str] = HEADS) -> None:
+    """The settings alone, before any data is read (the CLI runs this before embedding)."""
+    check_pca_head_settings(n_splits=n_splits, n_components=n_components, n_estimators=n_estimators, heads=heads,
+                            known=HEADS)
 
 
 def _scaled_pca(n_components: int, n_train: int, n_features: int, seed: int) -> Pipeline:
@@ -73,17 +103,14 @@ def evaluate(
         classifying event vs no event (alive/dead): AUROC, AUPRC.
     cox: PCA (``n_components``) -> penalised Cox model: concordance index on held-out samples.
     """
+    check_settings(n_splits=n_splits, n_components=n_components, n_estimators=n_estimators, heads=heads)
     sets = as_feature_sets(features)
-    table = check_survival(survival, time_col, event_col)
-    index = common_samples(sets, table["event"])
-    table = table.loc[index]
-    sets = {name: frame.loc[index] for name, frame in sets.items()}
-    for head in heads:
-        if head not in HEADS:
-            raise ValueError(f"unknown head {head!r}; choose from {HEADS}")
+    table = survival_for(survival, shared_samples(sets), time_col=time_col, event_col=event_col)
+    index = table.index
+    sets = {name: on_samples(frame, index) for name, frame in sets.items()}
     event = table["event"].to_numpy()
     time = table["time"].to_numpy(dtype=float)
-    check_folds(n_splits, int(min(event.sum(), len(event) - event.sum())), "events and as many non-events")
+    check_events(event, n_splits)
     folds = list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(len(event)), event))
 
     rows, preds = [], []
@@ -148,30 +175,40 @@ def gene_hazard_ratios(
     """Per-gene hazard ratio of high (> median) vs low expression, from a univariate Cox
     model on the split (lifelines), with its 95% CI, Wald p and log-rank p.
 
-    expression: samples x genes (e.g. log1p TPM, or imputed values). Genes whose values
-    cannot be split (constant) are listed in ``details["skipped"]``. The result's plot
+    expression: samples x genes (e.g. log1p TPM, or imputed values; NaN = not measured:
+    each gene is tested on the samples that measure it). Genes whose values cannot be
+    split (constant, or fewer than 4 samples) are listed in ``details["skipped"]``. The result's plot
     shows Kaplan-Meier curves for the ``n_plot`` genes with the smallest log-rank p.
     """
+    check_at_least(n_plot, 1, "n_plot")
     if not isinstance(expression, pd.DataFrame):
         raise ValueError("expression must be a samples x genes DataFrame")
-    table = check_survival(survival, time_col, event_col)
-    index = expression.index.intersection(table.index, sort=False)
-    if len(index) < 4:
-        raise ValueError(f"only {len(index)} samples are in both the expression and the survival table; index both by sample ID")
     if genes is not None:
         absent = [g for g in genes if g not in expression.columns]
         if absent:
             raise ValueError(f"{len(absent)} requested genes are not expression columns, e.g. {absent[:5]}")
         expression = expression[list(genes)]
-    expression, table = expression.loc[index], table.loc[index]
+    check_unique_ids(expression.index, "expression rows")
+    expression = expression.set_axis(expression.index.astype(str))
+    table = survival_for(survival, expression.index, time_col=time_col, event_col=event_col)
+    index = table.index
+    if len(index) < 4:
+        raise ValueError(f"only {len(index)} samples are in both the expression and the survival table; index both by sample ID")
+    expression = expression.loc[index]
+    partial = expression.columns[expression.isna().any(axis=0).to_numpy()]
+    if len(partial):
+        warnings.warn(f"{len(partial)} genes are not measured in every sample (e.g. {list(map(str, partial[:3]))}); each is "
+                      "tested on the samples that measure it (n_high + n_low)", stacklevel=2)
     rows, skipped, groups = [], [], {}
     for gene in expression.columns:
         values = expression[gene].to_numpy(dtype=float)
-        high = values > np.median(values)
-        if high.all() or not high.any():
+        measured = ~np.isnan(values)
+        high = values[measured] > np.median(values[measured]) if measured.any() else np.zeros(0, bool)
+        if measured.sum() < 4 or high.all() or not high.any():
             skipped.append(str(gene))
             continue
-        data = pd.DataFrame({"high": high.astype(float), "time": table["time"].to_numpy(), "event": table["event"].to_numpy()})
+        data = pd.DataFrame({"high": high.astype(float), "time": table["time"].to_numpy()[measured],
+                             "event": table["event"].to_numpy()[measured]})
         cox = CoxPHFitter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -185,15 +222,15 @@ def gene_hazard_ratios(
             "p_value": float(summary["p"]), "logrank_p": float(test.p_value),
             "n_high": int(high.sum()), "n_low": int((~high).sum()),
         })
-        groups[str(gene)] = high
+        groups[str(gene)] = (measured, high)
     if not rows:
-        raise ValueError("no gene could be split at its median (all constant)")
+        raise ValueError("no gene could be split at its median (all constant, or measured in fewer than 4 samples)")
     metrics = pd.DataFrame(rows).sort_values("logrank_p", kind="stable").reset_index(drop=True)
     top = metrics["gene"].head(n_plot).tolist()
     predictions = pd.concat([
-        pd.DataFrame({"features": features_name, "head": "median_split_cox", "gene": gene, "sample": index.astype(str),
-                      "group": np.where(groups[gene], "high", "low"), "time": table["time"].to_numpy(),
-                      "event": table["event"].to_numpy()})
+        pd.DataFrame({"features": features_name, "head": "median_split_cox", "gene": gene,
+                      "sample": index[groups[gene][0]], "group": np.where(groups[gene][1], "high", "low"),
+                      "time": table["time"].to_numpy()[groups[gene][0]], "event": table["event"].to_numpy()[groups[gene][0]]})
         for gene in top
     ], ignore_index=True)
     return TaskResult(

@@ -42,6 +42,19 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+def check_plot_path(path: str | os.PathLike) -> str:
+    """The figure format named by the path's suffix (.png, .pdf, .svg, ...; none: png);
+    an unknown one is an error, raised before any work is done."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = Path(path).suffix.lstrip(".").lower() or "png"
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if suffix not in formats:
+        raise ValueError(f"cannot tell the figure format of {path}: end the name in one of "
+                         f"{', '.join('.' + f for f in sorted(formats))}")
+    return suffix
+
+
 @dataclass
 class TaskResult:
     """Outcome of one downstream task, for every feature set and head.
@@ -108,10 +121,11 @@ class TaskResult:
         to ``path`` (format from the suffix: .png, .pdf, .svg)."""
         from bulkformer import plotting
 
+        fmt = check_plot_path(path)
         fig = plotting.plot_task_result(self)
         try:
             with atomic_file(path) as staging:
-                fig.savefig(staging, dpi=110, bbox_inches="tight", format=Path(path).suffix.lstrip(".") or "png")
+                fig.savefig(staging, dpi=110, bbox_inches="tight", format=fmt)
             return Path(path)
         finally:
             import matplotlib.pyplot as plt

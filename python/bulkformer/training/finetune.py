@@ -9,6 +9,7 @@ over genes (mean or max), fed to a small MLP head. Modes:
 """
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..atomic import atomic_directory
-from ..bundle import Bundle, load
+from ..bundle import FINETUNED_MARKER, Bundle, load
+from ..labels import as_label_series, class_labels, match_samples, numeric_column
 from .distributed import choose_device
 from .masking import missing_share
 
@@ -67,22 +69,47 @@ class FinetunedModel(nn.Module):
             return pd.DataFrame(out.softmax(dim=1).numpy(), index=sample_ids, columns=self.classes)
         return pd.DataFrame({"prediction": out.squeeze(1).numpy()}, index=sample_ids)
 
-    def save(self, path: str | Path) -> Path:
-        """A directory: ``encoder/`` (a bundle), ``head.safetensors``, ``finetune.json``; atomic."""
-        path = Path(path)
+    def save(self, path: str | Path, *, report: dict[str, Any] | None = None) -> Path:
+        """A directory: ``encoder/`` (a bundle), ``head.safetensors``, ``finetune.json`` and,
+        with ``report``, ``metrics.json`` (validation metrics, history, settings); atomic.
+        An existing directory is replaced only if it is empty or an earlier fine-tuning output."""
+        path = check_output_dir(path)
         with atomic_directory(path) as staging:
             self.bundle.save(staging / "encoder")
             save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(staging / "head.safetensors"))
             meta = {"task": self.task, "aggregate": self.aggregate, "classes": self.classes, "hidden": self.hidden_size,
                     "dropout": self.dropout_p, "n_outputs": int(self.head[-1].out_features)}
             (staging / "finetune.json").write_text(json.dumps(meta, indent=2) + "\n")
+            if report is not None:
+                (staging / "metrics.json").write_text(json.dumps(json_safe(report), indent=2) + "\n")
         return path
 
 
+def is_finetuned(path: str | Path) -> bool:
+    """Whether ``path`` is a directory written by :meth:`FinetunedModel.save`."""
+    return (Path(path) / FINETUNED_MARKER).is_file()
+
+
+def check_output_dir(out: str | Path) -> Path:
+    """Saving replaces the whole directory: refuse one that holds anything but an earlier
+    fine-tuning output (user data, a base model), before any training is done."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file; a fine-tuned model is saved as a directory: give a new directory path")
+    if out.is_dir() and any(out.iterdir()) and not is_finetuned(out):
+        suggestion = out.with_name(f"{out.name}-finetuned")
+        raise ValueError(f"{out} already exists and is not a fine-tuning output (it has no finetune.json): saving there "
+                         f"would replace everything in it. Give a new or empty directory, e.g. {suggestion}")
+    return out
+
+
 def load_finetuned(path: str | Path, device: str = "cpu") -> FinetunedModel:
+    """A model written by :func:`finetune` (``out=``) or :meth:`FinetunedModel.save`;
+    ``.predict(data)`` gives class probabilities or regression values."""
     path = Path(path)
-    if not (path / "finetune.json").is_file():
-        raise FileNotFoundError(f"no fine-tuned model at {path}: finetune.json is missing")
+    if not is_finetuned(path):
+        hint = (" (it is a model bundle: load it with bulkformer.load)" if (path / "config.json").is_file() else "")
+        raise FileNotFoundError(f"no fine-tuned model at {path}: finetune.json is missing{hint}")
     meta = json.loads((path / "finetune.json").read_text())
     model = FinetunedModel(load(path / "encoder"), meta["task"], meta["n_outputs"], aggregate=meta["aggregate"],
                            hidden=meta["hidden"], dropout=meta["dropout"], classes=meta["classes"])
@@ -126,10 +153,13 @@ def finetune(
 ) -> FinetuneResult:
     """Train a classification or regression head on a (pre)trained encoder.
 
-    ``labels``: a Series indexed by sample ID (aligned to the data's samples) or a
-    sequence in sample order; NaN labels are dropped. The held-out ``val_fraction``
-    (stratified by nothing; seeded) gives the reported metrics. ``out``: directory to
-    save the result to (:func:`load_finetuned` reads it).
+    ``labels``: a Series indexed by sample ID (matched to the data's samples by ID, never
+    by row order) or a list in sample order. Samples without a label (no entry, or NaN)
+    are left out with a warning; repeated sample IDs are an error. The held-out
+    ``val_fraction`` (random, seeded) gives the reported metrics. A Bundle passed as
+    ``model`` is copied, never changed. ``out``: a new (or empty) directory, or an earlier
+    fine-tuning output, to save the model and its metrics to (:func:`load_finetuned`
+    reads it).
 
     Example::
 
@@ -137,15 +167,20 @@ def finetune(
                                               lengths=cohort.lengths, mode="partial")
         result.metrics["accuracy"]
     """
-    if task not in ("classification", "regression"):
-        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
-    if mode not in ("frozen", "partial", "full"):
-        raise ValueError(f"mode must be 'frozen', 'partial' or 'full', got {mode!r}")
-    bundle = model if isinstance(model, Bundle) else load(model)
+    check_settings(task=task, mode=mode, trainable_layers=trainable_layers, aggregate=aggregate,
+                   val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, hidden=hidden)
+    if out is not None:
+        out = check_output_dir(out)
+    # train a copy: the caller's bundle keeps its weights and requires_grad flags
+    bundle = copy.deepcopy(model) if isinstance(model, Bundle) else load(model)
+    if mode == "partial":
+        n_layers = sum(len(block.f) for block in bundle.model.gb_formers)
+        if trainable_layers > n_layers:
+            raise ValueError(f"trainable_layers={trainable_layers} but the model has {n_layers} Performer layer(s); "
+                             f"use trainable_layers={n_layers} or mode='full'")
     values, sample_ids = _prepare(data, bundle, input, lengths)
-    y, classes = _align_labels(labels, sample_ids, task)
-    keep = ~pd.isna(y)
-    values, y = values[keep], y[keep]
+    labelled, y, classes = _align_labels(labels, sample_ids, task)
+    values = values[labelled]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(values))
     n_val = max(1, int(round(val_fraction * len(values)))) if val_fraction > 0 else 0
@@ -204,9 +239,49 @@ def finetune(
     net.eval()
     metrics = {k: v for k, v in history[-1].items() if k.startswith("val_")} if n_val else {}
     metrics = {k.removeprefix("val_"): v for k, v in metrics.items()}
+    history_frame = pd.DataFrame(history)
     if out is not None:
-        net.save(out)
-    return FinetuneResult(model=net, history=pd.DataFrame(history), metrics=metrics)
+        net.save(out, report={
+            "validation": metrics, "history": history_frame.to_dict(orient="records"),
+            "settings": {"task": task, "mode": mode, "trainable_layers": trainable_layers if mode == "partial" else None,
+                         "aggregate": aggregate, "epochs": epochs, "batch_size": batch_size, "lr": lr, "head_lr": head_lr,
+                         "weight_decay": weight_decay, "hidden": hidden, "val_fraction": val_fraction, "seed": seed,
+                         "n_train": int(len(train_idx)), "n_val": int(n_val)},
+        })
+    return FinetuneResult(model=net, history=history_frame, metrics=metrics)
+
+
+def check_settings(*, task: str, mode: str, trainable_layers: int, aggregate: str, val_fraction: float, epochs: int,
+                   batch_size: int, lr: float, head_lr: float, hidden: int) -> None:
+    """The settings alone, before the model or the data is read."""
+    if task not in ("classification", "regression"):
+        raise ValueError(f"task must be 'classification' or 'regression', got task={task!r}")
+    if mode not in ("frozen", "partial", "full"):
+        raise ValueError(f"mode must be 'frozen', 'partial' or 'full', got mode={mode!r}")
+    if aggregate not in ("mean", "max"):
+        raise ValueError(f"aggregate must be 'mean' or 'max', got aggregate={aggregate!r}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("hidden", hidden),
+                        ("trainable_layers", trainable_layers)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name}={value}: must be a whole number >= 1")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction={val_fraction}: must be in [0, 1) (0: no validation split)")
+    for name, value in (("lr", lr), ("head_lr", head_lr)):
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{name}={value}: must be a positive learning rate")
+
+
+def json_safe(value: Any) -> Any:
+    """JSON-ready: NaN/inf (a Pearson r of a constant prediction) become null."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def _evaluate(net, outputs, rows, target, task, fit_target, loss_fn) -> dict[str, float]:
@@ -229,8 +304,6 @@ def _set_trainable(net: FinetunedModel, mode: str, trainable_layers: int) -> lis
     encoder.expr_emb.inv_freq.requires_grad_(False)
     if mode == "partial":
         layers = [layer for block in encoder.gb_formers for layer in block.f]
-        if trainable_layers < 1:
-            raise ValueError(f"trainable_layers must be >= 1 for partial fine-tuning, got {trainable_layers}")
         for layer in layers[-trainable_layers:]:
             for parameter in layer.parameters():
                 parameter.requires_grad_(True)
@@ -255,22 +328,15 @@ def _prepare(data: Any, bundle: Bundle, input: str, lengths: Any) -> tuple[np.nd
     return np.asarray(prepared.values, dtype=np.float32), list(prepared.sample_ids)
 
 
-def _align_labels(labels: Any, sample_ids: list[str], task: str) -> tuple[np.ndarray, list[str] | None]:
-    if isinstance(labels, pd.Series) and not isinstance(labels.index, pd.RangeIndex):
-        index = labels.index.astype(str)
-        missing = pd.Index(sample_ids).difference(index)
-        if len(missing):
-            raise ValueError(f"{len(missing)} samples have no label, e.g. {list(missing[:3])}; "
-                             "labels must be indexed by the data's sample IDs")
-        labels = pd.Series(labels.to_numpy(), index=index).loc[sample_ids]
-    values = pd.Series(np.asarray(labels, dtype=object) if task == "classification" else labels)
-    if len(values) != len(sample_ids):
-        raise ValueError(f"got {len(values)} labels for {len(sample_ids)} samples")
+def _align_labels(labels: Any, sample_ids: list[str], task: str) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """(rows of the data with a label, target per row, classes): labels matched by sample
+    ID with the rules the tasks use (``bulkformer.labels``)."""
+    matched = match_samples(as_label_series(labels), sample_ids, what="labels")
+    rows = pd.Index(sample_ids).get_indexer(matched.index)
     if task == "classification":
-        present = values.dropna()
-        classes = sorted(present.astype(str).unique().tolist())
-        if len(classes) < 2:
-            raise ValueError(f"classification needs at least 2 classes, got {classes}")
-        codes = values.map(lambda v: np.nan if pd.isna(v) else classes.index(str(v))).to_numpy(dtype=np.float64)
-        return codes, classes
-    return pd.to_numeric(values, errors="raise").to_numpy(dtype=np.float64), None
+        text, classes = class_labels(matched, numeric_hint="; to predict a number fine-tune a regression head "
+                                                           "with task='regression'")
+        return rows, np.searchsorted(classes, text).astype(np.int64), classes
+    values = numeric_column(matched, "the labels",
+                            hint="; for classes fine-tune a classification head with task='classification'")
+    return rows, values.to_numpy(dtype=np.float64), None

@@ -1,0 +1,50 @@
+"""The user's files as the commands read them: tables indexed by their first column and
+model directories, checked before any expensive work (embedding, training)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+
+def read_table(path: Path, what: str):
+    """A table indexed by its first column (csv, tsv(.gz), txt(.gz), parquet); IDs as text."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} file {path} does not exist")
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(".parquet"):
+        table = pd.read_parquet(path)
+        table = table.set_index(table.columns[0]) if isinstance(table.index, pd.RangeIndex) else table
+    else:
+        table = pd.read_csv(path, sep="," if name.endswith(".csv") else "\t", index_col=0)
+    table.index = table.index.astype(str)
+    return table
+
+
+def column(table, name: Optional[str], what: str, flag: str = "--column"):
+    """One column of ``table``; ``name`` may be omitted when there is only one."""
+    if name is None:
+        if table.shape[1] != 1:
+            raise ValueError(f"the {what} table has {table.shape[1]} columns {list(table.columns)[:8]}; pick one with {flag}")
+        return table.iloc[:, 0]
+    if name not in table.columns:
+        raise ValueError(f"the {what} table has no column {name!r}; it has {list(table.columns)[:10]}")
+    return table[name]
+
+
+def check_model_dir(path: Path) -> Path:
+    """A complete bundle directory (checked before any expensive work; a fine-tuning
+    output is named as such, with how to use it)."""
+    from bulkformer.bundle import check_bundle_dir
+
+    return check_bundle_dir(path)
+
+
+def load_model(path: Path) -> Any:
+    """The bundle at ``path`` (loaded once per command and shared by every step); a
+    fine-tuning output gets bundle.load's error that says how to use it instead."""
+    from bulkformer.bundle import load
+
+    return load(path)

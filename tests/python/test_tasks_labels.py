@@ -1,0 +1,80 @@
+"""Per-sample tables are matched to the data by sample ID with one set of rules, shared by
+the tasks and fine-tuning: repeats and row-order indexes are errors, left-out samples are
+counted in a warning, text where numbers belong is an error (never NaN)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bulkformer.labels import class_labels, match_samples, numeric_column
+
+IDS = [f"S{i}" for i in range(6)]
+
+
+def test_matched_by_id_in_data_order():
+    labels = pd.Series(["a", "b", "a", "b", "a", "b"], index=IDS[::-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing left out: no warning
+        matched = match_samples(labels, IDS)
+    assert list(matched.index) == IDS
+    assert list(matched) == ["b", "a", "b", "a", "b", "a"]
+    # a list is taken in sample order and must have one entry per sample
+    assert list(match_samples(list("abcdef"), IDS)) == list("abcdef")
+    with pytest.raises(ValueError, match="got 5 labels for 6 samples: a list is taken in sample order"):
+        match_samples(list("abcde"), IDS)
+
+
+def test_repeated_ids_are_named():
+    labels = pd.Series(list("abcdefgh"), index=IDS + ["S0", "S3"])
+    with pytest.raises(ValueError, match=r"several rows for the same sample: 'S0' \(2 rows\), 'S3' \(2 rows\)"):
+        match_samples(labels, IDS)
+
+
+def test_default_range_index_is_not_a_row_order_match():
+    labels = pd.Series(list("abcdef"))  # RangeIndex 0..5, data named S0..S5
+    with pytest.raises(ValueError, match="matched by sample ID, not by row order"):
+        match_samples(labels, IDS)
+    # a RangeIndex that does name the samples (aligned input: IDs "0".."5") is fine
+    assert list(match_samples(labels, [str(i) for i in range(6)]).index) == [str(i) for i in range(6)]
+
+
+def test_left_out_samples_and_extra_rows_are_counted():
+    labels = pd.Series(["a", None, "b", np.nan, "a", "x"], index=["S0", "S1", "S2", "S3", "S4", "OTHER"])
+    with pytest.warns(UserWarning) as record:
+        matched = match_samples(labels, IDS)
+    message = str(record[0].message)
+    assert "3 of 6 samples are left out: 1 have no row in the labels (e.g. 'S5'); 2 have a blank or NaN entry" in message
+    assert "1 rows of the labels name samples that are not in the data (e.g. 'OTHER')" in message
+    assert list(matched.index) == ["S0", "S2", "S4"]
+    with pytest.raises(ValueError, match="no sample is in both the data"):
+        match_samples(pd.Series(["a"], index=["X"]), IDS)
+
+
+def test_table_rows_need_every_value_unless_told():
+    table = pd.DataFrame({"time": [1.0, np.nan, 3.0], "event": [1, 0, np.nan]}, index=IDS[:3])
+    with pytest.warns(UserWarning, match="2 have a blank or NaN entry"):
+        assert list(match_samples(table, IDS[:3], what="survival table").index) == ["S0"]
+    assert len(match_samples(table, IDS[:3], complete=False)) == 3
+
+
+def test_text_in_a_numeric_column_is_an_error_not_nan():
+    with pytest.raises(ValueError, match=r"column 'time': 1 values are not numbers \(e.g. '>10'\)"):
+        numeric_column(pd.Series(["1.5", ">10", "3"]), "column 'time'")
+    with pytest.raises(ValueError, match="infinite"):
+        numeric_column(pd.Series([1.0, np.inf]), "column 'time'")
+    parsed = numeric_column(pd.Series(["1.5", None, "2"]), "x")
+    assert parsed.iloc[0] == 1.5 and np.isnan(parsed.iloc[1])
+    assert list(numeric_column(pd.Series([True, False]), "x")) == [1.0, 0.0]
+
+
+def test_continuous_labels_are_not_classes():
+    values = pd.Series(np.linspace(0, 1, 30))
+    with pytest.raises(ValueError, match="30 distinct values for 30 samples.*regression"):
+        class_labels(values, numeric_hint="; use task='regression'")
+    text, classes = class_labels(pd.Series([1, 2, 1, 2, 1, 2]))  # numeric codes of two classes are fine
+    assert classes == ["1", "2"] and list(text) == ["1", "2", "1", "2", "1", "2"]
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        class_labels(pd.Series(["a", "a"]))
