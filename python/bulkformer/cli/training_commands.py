@@ -138,7 +138,8 @@ def finetune(
     """
     import json
 
-    from bulkformer.training.finetune import check_output_dir, check_settings, json_safe
+    from bulkformer.json_safe import json_safe
+    from bulkformer.training.finetune import check_output_dir, check_settings
     from bulkformer.training.finetune import finetune as run
 
     from .inputs import check_model_dir, column, read_table

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,34 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_file
-
-
-def _json_safe(value: Any) -> Any:
-    """Plain JSON types; NaN/inf become null so the file stays valid JSON."""
-    if isinstance(value, pd.DataFrame):
-        return [_json_safe(row) for row in value.reset_index().to_dict(orient="records")] if not isinstance(
-            value.index, pd.RangeIndex
-        ) else [_json_safe(row) for row in value.to_dict(orient="records")]
-    if isinstance(value, pd.Series):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return None if not math.isfinite(value) else value
-    if value is None or isinstance(value, (str, int)):
-        return value
-    if value is pd.NA or value is pd.NaT:
-        return None
-    return str(value)
+from ..json_safe import json_safe
 
 
 def check_plot_path(path: str | os.PathLike) -> str:
@@ -100,7 +72,7 @@ class TaskResult:
         return lines
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe({
+        return json_safe({
             "task": self.task,
             "params": self.params,
             "metrics": self.metrics,

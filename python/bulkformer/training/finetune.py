@@ -23,6 +23,7 @@ from torch import nn
 
 from ..atomic import atomic_directory
 from ..bundle import FINETUNED_MARKER, Bundle, load
+from ..json_safe import json_safe
 from ..labels import as_label_series, class_labels, match_samples, numeric_column
 from .distributed import choose_device
 from .masking import missing_share
@@ -269,19 +270,6 @@ def check_settings(*, task: str, mode: str, trainable_layers: int, aggregate: st
     for name, value in (("lr", lr), ("head_lr", head_lr)):
         if not (np.isfinite(value) and value > 0):
             raise ValueError(f"{name}={value}: must be a positive learning rate")
-
-
-def json_safe(value: Any) -> Any:
-    """JSON-ready: NaN/inf (a Pearson r of a constant prediction) become null."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def _evaluate(net, outputs, rows, target, task, fit_target, loss_fn) -> dict[str, float]:
