@@ -344,7 +344,7 @@ def gene_survival(
     """
     from bulkformer.preprocess import vocabulary_positions
     from bulkformer.tasks import prognosis as task
-    from bulkformer.tasks.common import check_at_least
+    from bulkformer.arguments import check_at_least
     from bulkformer.tasks.features import logtpm_matrix
 
     _check_outputs(plot)

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..arguments import check_at_least
+
 
 def as_feature_sets(features: pd.DataFrame | Mapping[str, pd.DataFrame], default_name: str = "features") -> dict[str, pd.DataFrame]:
     """A single matrix or a mapping name -> matrix, checked: numeric, finite, non-empty,
@@ -58,14 +60,6 @@ def shared_samples(sets: Mapping[str, pd.DataFrame]) -> pd.Index:
 def on_samples(frame: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
     """Rows of ``frame`` for the sample IDs ``index`` (matched as text)."""
     return frame.set_axis(frame.index.astype(str)).loc[index]
-
-
-def check_at_least(value: Any, minimum: int, name: str) -> int:
-    """An integer setting (folds, components, trees, repeats) of at least ``minimum``;
-    the message names the argument as ``name=value`` (the CLI turns that into its flag)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}={value}: must be a whole number >= {minimum}")
-    return int(value)
 
 
 def check_pca_head_settings(*, n_splits: int, n_components: int, n_estimators: int, heads: Sequence[str],

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..arguments import check_at_least
 from ..atomic import atomic_directory
 from ..bundle import FINETUNED_MARKER, Bundle, load
 from ..json_safe import json_safe
@@ -263,8 +264,7 @@ def check_settings(*, task: str, mode: str, trainable_layers: int, aggregate: st
         raise ValueError(f"aggregate must be 'mean' or 'max', got aggregate={aggregate!r}")
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("hidden", hidden),
                         ("trainable_layers", trainable_layers)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name}={value}: must be a whole number >= 1")
+        check_at_least(value, 1, name)
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction={val_fraction}: must be in [0, 1) (0: no validation split)")
     for name, value in (("lr", lr), ("head_lr", head_lr)):
