@@ -93,6 +93,11 @@ class Bundle:
 FINETUNED_MARKER = "finetune.json"
 
 
+def is_finetuned(path: str | Path) -> bool:
+    """Whether ``path`` is a fine-tuning output directory (training.finetune's)."""
+    return (Path(path) / FINETUNED_MARKER).is_file()
+
+
 def check_bundle_dir(path: str | Path) -> Path:
     """``path`` as a bundle directory with all its files, without reading them: callers
     check it before expensive work; errors say what the path is instead (a .pt
@@ -101,7 +106,7 @@ def check_bundle_dir(path: str | Path) -> Path:
     if not path.is_dir():
         hint = " (an official .pt checkpoint? convert it with `bulkformer import-checkpoint`)" if path.suffix in (".pt", ".pth") else ""
         raise FileNotFoundError(f"no model bundle at {path}: expected a directory{hint}")
-    if (path / FINETUNED_MARKER).is_file() and not (path / "config.json").is_file():
+    if is_finetuned(path) and not (path / "config.json").is_file():
         raise ValueError(f"{path} is a fine-tuned model (it has {FINETUNED_MARKER}), not a model bundle: load it with "
                          f"bulkformer.training.load_finetuned('{path}') and call .predict(data), or use its encoder "
                          f"as the model: {path / 'encoder'}")

@@ -84,15 +84,17 @@ def test_gene_survival_and_drug_response_commands(files):
                               "--genes", ",".join(genes), "-m", str(root / "model"), "--plot", str(root / "km.png")])
     assert res.exit_code == 0, res.output
     assert "hazard_ratio" in res.output and (root / "km.png").exists()
-    long = cohort.drug_response.stack().rename("response").reset_index().rename(columns={"sample_id": "cell_line"})
-    long.to_csv(root / "responses.csv", index=False)
-    cohort.drug_weights.to_csv(root / "drugs.csv")
-    res = runner.invoke(app, ["evaluate", "drug-response", str(root / "logtpm.csv"), "--input", "logtpm",
-                              "--responses", str(root / "responses.csv"), "--drugs", str(root / "drugs.csv"),
+    # the simulator's own files are the command's inputs: raw counts with their gene lengths,
+    # long responses and drug descriptors
+    sim = cohort.save(root / "sim")
+    res = runner.invoke(app, ["evaluate", "drug-response", str(sim / "counts.parquet"), "--lengths", str(sim / "lengths.tsv"),
+                              "--responses", str(sim / "drug_responses_long.tsv"), "--drugs", str(sim / "drug_descriptors.tsv"),
                               "-m", str(root / "model"), "--folds", "3", "--hidden", "16", "--max-iter", "100",
                               "-o", str(root / "drug.json")])
     assert res.exit_code == 0, res.output
     assert "mean_pcc" in res.output
+    payload = json.loads((root / "drug.json").read_text())
+    assert {m["n_pairs"] for m in payload["metrics"]} == {cohort.drug_response.size}
 
 
 def test_essentiality_command(files):
@@ -176,6 +178,10 @@ def test_input_errors_name_flags_before_any_work(files, monkeypatch, capsys, tmp
     err = _error(monkeypatch, capsys, ["evaluate", "drug-response", *common, "--responses", str(root / "obs.tsv"),
                                        "--drugs", str(root / "obs.tsv")])
     assert "--cell-column ... / --drug-column ... / --value-column ..." in err
+    bad_lengths = tmp_path / "lengths.tsv"
+    bad_lengths.write_text("gene\tlength\nENSG00000000003\t4.5kb\n")
+    assert "1 lengths are not numbers (e.g. ['4.5kb'])" in _error(
+        monkeypatch, capsys, [*cls, "--lengths", str(bad_lengths)])
     other = tmp_path / "other.tsv"
     cohort.obs.set_axis([f"X{i}" for i in range(len(cohort.obs))]).to_csv(other, sep="\t")
     assert "no sample is in both the data" in _error(

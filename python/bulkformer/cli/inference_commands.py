@@ -9,6 +9,8 @@ import typer
 
 from bulkformer.atomic import atomic_file
 
+from .inputs import read_lengths
+
 _TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet", ".h5ad": "h5ad"}
 _INPUT_HELP = "What the values are: counts, tpm or logtpm (natural log1p TPM)."
 _ORIENTATION_HELP = "samples_by_genes (rows are samples) or genes_by_samples."
@@ -65,21 +67,6 @@ def _gene_list(genes: Optional[str]) -> Optional[list[str]]:
     return [g.strip() for g in genes.split(",") if g.strip()]
 
 
-def _read_lengths(path: Optional[Path]):
-    """A two-column table (gene ID, length in bp) -> Series, or None."""
-    if path is None:
-        return None
-    import pandas as pd
-
-    if not path.is_file():
-        raise FileNotFoundError(f"lengths file {path} does not exist")
-    table = pd.read_csv(path, sep=None, engine="python")
-    if table.shape[1] < 2:
-        raise ValueError(f"{path} needs two columns: gene ID and length (bp)")
-    return pd.Series(pd.to_numeric(table.iloc[:, 1], errors="coerce").to_numpy(),
-                     index=table.iloc[:, 0].astype(str).to_numpy())
-
-
 def _report(frame_or_dict) -> None:
     report = getattr(frame_or_dict, "attrs", {}).get("mapping_report") if hasattr(frame_or_dict, "attrs") else frame_or_dict
     if report and _is_main_process():
@@ -115,7 +102,7 @@ def impute(
     _check_input(data)
     _output_format(out, _TABLE_SUFFIXES)
     frame = run(str(data), str(model), which=which, input=input, orientation=orientation, layer=layer,
-                lengths=_read_lengths(lengths), min_matched_fraction=min_matched_fraction,
+                lengths=read_lengths(lengths), min_matched_fraction=min_matched_fraction,
                 batch_size=batch_size, device=device, precision=precision, progress=progress)
     _report(frame)
     if _is_main_process():
@@ -159,7 +146,7 @@ def embed(
         _output_format(out, _TABLE_SUFFIXES)
     result = run(str(data), str(model), level=level, aggregate=aggregate, genes=_gene_list(genes),
                  out=out if level == "gene" else None, dtype=dtype, fuse_gene_features=fuse_gene_features,
-                 input=input, orientation=orientation, layer=layer, lengths=_read_lengths(lengths),
+                 input=input, orientation=orientation, layer=layer, lengths=read_lengths(lengths),
                  min_matched_fraction=min_matched_fraction, batch_size=batch_size, device=device,
                  precision=precision, progress=progress)
     if level == "gene":

@@ -23,6 +23,27 @@ def read_table(path: Path, what: str):
     return table
 
 
+def read_lengths(path: Optional[Path]):
+    """A two-column table (gene ID, length in bp) -> Series, or None. Lengths that are not
+    numbers are an error here, not NaN TPM later."""
+    if path is None:
+        return None
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"lengths file {path} does not exist")
+    table = pd.read_csv(path, sep=None, engine="python")
+    if table.shape[1] < 2:
+        raise ValueError(f"{path} needs two columns: gene ID and length (bp)")
+    lengths = pd.to_numeric(table.iloc[:, 1], errors="coerce")
+    bad = lengths.isna() & table.iloc[:, 1].notna()
+    if bad.any():
+        raise ValueError(f"{path}: {int(bad.sum())} lengths are not numbers (e.g. {table.iloc[:, 1][bad].tolist()[:3]}); "
+                         "the second column must be the length in bp")
+    return pd.Series(lengths.to_numpy(), index=table.iloc[:, 0].astype(str).to_numpy())
+
+
 def column(table, name: Optional[str], what: str, flag: str = "--column"):
     """One column of ``table``; ``name`` may be omitted when there is only one."""
     if name is None:

@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from .inputs import check_model_dir, column, load_model, read_table
+from .inputs import check_model_dir, column, load_model, read_lengths, read_table
 
 evaluate_app = typer.Typer(
     name="evaluate",
@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
 DATA = typer.Argument(..., help="Expression file (csv/tsv(.gz)/parquet/h5ad), samples x genes unless --orientation.")
 MODEL = typer.Option(..., "--model", "-m", help="Model bundle directory (for a fine-tuned model: its encoder/ subdirectory).")
 INPUT = typer.Option("counts", "--input", help="counts | tpm | logtpm (natural log1p TPM).")
+LENGTHS = typer.Option(None, "--lengths", help="Gene lengths (bp) for counts: CSV/TSV with gene ID and length columns "
+                       "(default: the shipped lengths).")
 ORIENTATION = typer.Option("samples_by_genes", "--orientation", help="samples_by_genes | genes_by_samples.")
 OUT = typer.Option(None, "--out", "-o", help="Write the full result (metrics, folds, predictions) as JSON.")
 PLOT = typer.Option(None, "--plot", help="Write the task's figure (.png/.pdf/.svg).")
@@ -96,7 +98,12 @@ def _cut_ids(frame, id_length: Optional[int], *, first: bool = True):
     return frame[~frame.index.duplicated()] if first else frame
 
 
-def _feature_sets(data: Path, model, include: list[str], input: str, orientation: str, aggregate: str,
+def _data_args(input: str, orientation: str, lengths: Optional[Path]) -> dict:
+    """How to read the expression file, as bulkformer.preprocess.prepare takes it."""
+    return {"input": input, "orientation": orientation, "lengths": read_lengths(lengths)}
+
+
+def _feature_sets(data: Path, model, include: list[str], data_args: dict, aggregate: str,
                   batch_size: int, device: Optional[str], samples=None, id_length: Optional[int] = None):
     """Both feature sets, rows cut to ``id_length`` and restricted to ``samples`` (the
     samples the checked labels kept, so that the task warns about nothing twice)."""
@@ -104,7 +111,7 @@ def _feature_sets(data: Path, model, include: list[str], input: str, orientation
     from bulkformer.tasks.features import feature_sets
 
     sets = feature_sets(data, model, include=include, aggregate=aggregate, batch_size=batch_size, device=device,
-                        progress=True, input=input, orientation=orientation)
+                        progress=True, **data_args)
     sets = {name: _cut_ids(frame, id_length) for name, frame in sets.items()}
     return sets if samples is None else {name: on_samples(frame, samples) for name, frame in sets.items()}
 
@@ -131,7 +138,7 @@ def classification(
     data: Path = DATA,
     labels: Path = typer.Option(..., "--labels", help="Table: sample ID (first column) -> label."),
     column_name: Optional[str] = typer.Option(None, "--column", help="Label column of --labels (if it has several)."),
-    model: Path = MODEL, input: str = INPUT, orientation: str = ORIENTATION, features: str = FEATURES,
+    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, features: str = FEATURES,
     aggregate: str = AGGREGATE, folds: int = FOLDS,
     n_components: int = typer.Option(64, "--pca", help="PCA components before the heads."),
     trees: int = typer.Option(500, "--trees", help="Random forest size."),
@@ -151,13 +158,14 @@ def classification(
 
     # everything that can fail on the inputs is checked before the embedding pass
     _check_outputs(plot)
+    data_args = _data_args(input, orientation, lengths)
     task.check_settings(n_splits=folds, n_components=n_components, n_estimators=trees)
     include = _include(features)
     check_model_dir(model)
     target = column(read_table(labels, "labels"), column_name, "labels")
     target = match_samples(target, _samples(data, orientation), what="labels")
     task.check_labels(target, folds)
-    sets = _feature_sets(data, model, include, input, orientation, aggregate, batch_size, device, samples=target.index)
+    sets = _feature_sets(data, model, include, data_args, aggregate, batch_size, device, samples=target.index)
     result = task.evaluate(sets, target, n_splits=folds, n_components=n_components, n_estimators=trees, seed=seed)
     _report(result, out, plot)
 
@@ -169,7 +177,7 @@ def prognosis(
     time_column: str = typer.Option("OS.time", "--time-column"),
     event_column: str = typer.Option("OS", "--event-column", help="1 = event, 0 = censored."),
     id_length: Optional[int] = typer.Option(None, "--id-length", help="Match samples on the first N characters (TCGA: 15)."),
-    model: Path = MODEL, input: str = INPUT, orientation: str = ORIENTATION, features: str = FEATURES,
+    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, features: str = FEATURES,
     aggregate: str = AGGREGATE, folds: int = FOLDS,
     n_components: int = typer.Option(10, "--pca", help="PCA components of the Cox model."),
     trees: int = typer.Option(500, "--trees", help="Random forest size."),
@@ -187,13 +195,14 @@ def prognosis(
     from bulkformer.tasks import prognosis as task
 
     _check_outputs(plot)
+    data_args = _data_args(input, orientation, lengths)
     task.check_settings(n_splits=folds, n_components=n_components, n_estimators=trees)
     include = _include(features)
     check_model_dir(model)
     table = _cut_ids(read_table(survival, "survival"), id_length, first=False)
     checked = task.survival_for(table, _samples(data, orientation, id_length), time_col=time_column, event_col=event_column)
     task.check_events(checked["event"].to_numpy(), folds)
-    sets = _feature_sets(data, model, include, input, orientation, aggregate, batch_size, device,
+    sets = _feature_sets(data, model, include, data_args, aggregate, batch_size, device,
                          samples=checked.index, id_length=id_length)
     result = task.evaluate(sets, table.loc[checked.index], time_col=time_column, event_col=event_column, n_splits=folds,
                            n_components=n_components, n_estimators=trees, seed=seed)
@@ -208,7 +217,7 @@ def drug_response(
     cell_column: str = typer.Option("cell_line", "--cell-column"),
     drug_column: str = typer.Option("drug", "--drug-column"),
     value_column: str = typer.Option("response", "--value-column"),
-    model: Path = MODEL, input: str = INPUT, orientation: str = ORIENTATION, features: str = FEATURES,
+    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, features: str = FEATURES,
     aggregate: str = AGGREGATE, folds: int = FOLDS, hidden: str = HIDDEN, max_iter: int = MAX_ITER,
     seed: int = SEED, batch_size: int = BATCH,
     device: Optional[str] = DEVICE, out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
@@ -225,6 +234,7 @@ def drug_response(
     from bulkformer.tasks.common import check_folds
 
     _check_outputs(plot)
+    data_args = _data_args(input, orientation, lengths)
     sizes = _sizes(hidden)
     task.check_settings(n_splits=folds, hidden=sizes, max_iter=max_iter)
     include = _include(features)
@@ -233,7 +243,7 @@ def drug_response(
     drug_table = task.check_drugs(read_table(drugs, "drug descriptors"))
     table = task.match_responses(table, _samples(data, orientation), drug_table.index)
     check_folds(folds, table["cell_line"].nunique(), "cell lines with responses")
-    sets = _feature_sets(data, model, include, input, orientation, aggregate, batch_size, device,
+    sets = _feature_sets(data, model, include, data_args, aggregate, batch_size, device,
                          samples=table["cell_line"].unique())
     result = task.evaluate(sets, drug_table, table, cell_col="cell_line", drug_col="drug", value_col="value",
                            n_splits=folds, hidden=sizes, max_iter=max_iter, seed=seed)
@@ -244,7 +254,7 @@ def drug_response(
 def essentiality(
     data: Path = DATA,
     effects: Path = typer.Option(..., "--effects", help="Gene effect table: cell line (first column) x genes (Ensembl IDs, symbols or DepMap's 'SYMBOL (ENTREZ)')."),
-    model: Path = MODEL, input: str = INPUT, orientation: str = ORIENTATION,
+    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION,
     features: str = FEATURES, folds: int = FOLDS, hidden: str = HIDDEN, max_iter: int = MAX_ITER,
     seed: int = SEED, batch_size: int = BATCH,
     device: Optional[str] = DEVICE, out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
@@ -265,6 +275,7 @@ def essentiality(
     from bulkformer.labels import match_samples
 
     _check_outputs(plot)
+    data_args = _data_args(input, orientation, lengths)
     sizes = _sizes(hidden)
     task.check_settings(n_splits=folds, hidden=sizes, max_iter=max_iter)
     include = _include(features)
@@ -272,7 +283,7 @@ def essentiality(
     table = task.effects_by_vocabulary(read_table(effects, "gene effects"), bundle)
     table = match_samples(table, _samples(data, orientation), what="gene effects", complete=False)
     effect = task.long_effects(table)  # values checked before the embedding pass
-    logtpm = build.raw_logtpm_features(data, bundle, input=input, orientation=orientation)
+    logtpm = build.raw_logtpm_features(data, bundle, **data_args)
     measured = set(logtpm.columns)
     genes = [g for g in table.columns if g in measured]
     if not genes:
@@ -285,7 +296,7 @@ def essentiality(
     sets = {}
     if "embedding" in include:
         sets["embedding"] = build.gene_embedding_features(data, bundle, genes, batch_size=batch_size, device=device,
-                                                          input=input, orientation=orientation)
+                                                          **data_args)
     if "raw_logtpm" in include:
         sets["raw_logtpm"] = build.gene_logtpm_features(logtpm, genes)
     result = task.evaluate(sets, effect, n_splits=folds, hidden=sizes, max_iter=max_iter, seed=seed)
@@ -294,7 +305,7 @@ def essentiality(
 
 @evaluate_app.command("imputation")
 def imputation(
-    data: Path = DATA, model: Path = MODEL, input: str = INPUT, orientation: str = ORIENTATION,
+    data: Path = DATA, model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION,
     mask_fraction: float = typer.Option(0.15, "--mask-fraction", help="Share of each sample's observed genes to hide."),
     baselines: str = typer.Option("gene_mean,knn", "--baselines", help="Comma-separated: gene_mean, knn (empty: none)."),
     repeats: int = typer.Option(1, "--repeats", help="Independent random masks."),
@@ -313,10 +324,11 @@ def imputation(
     from bulkformer.tasks.features import logtpm_matrix
 
     _check_outputs(plot)
+    data_args = _data_args(input, orientation, lengths)
     chosen = [b.strip() for b in baselines.split(",") if b.strip()]
     task.check_settings(mask_fraction=mask_fraction, n_repeats=repeats, baselines=chosen)
     bundle = load_model(model)
-    observed = logtpm_matrix(data, bundle, input=input, orientation=orientation)
+    observed = logtpm_matrix(data, bundle, **data_args)
     result = task.evaluate(observed, model=bundle, baselines=chosen, mask_fraction=mask_fraction, n_repeats=repeats,
                            batch_size=batch_size, device=device, seed=seed)
     _report(result, out, plot)
@@ -330,7 +342,7 @@ def gene_survival(
     time_column: str = typer.Option("OS.time", "--time-column"),
     event_column: str = typer.Option("OS", "--event-column", help="1 = event, 0 = censored."),
     id_length: Optional[int] = typer.Option(None, "--id-length", help="Match samples on the first N characters (TCGA: 15)."),
-    model: Path = MODEL, input: str = INPUT, orientation: str = ORIENTATION,
+    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION,
     n_plot: int = typer.Option(4, "--n-plot", help="Kaplan-Meier panels (genes with the smallest log-rank p)."),
     out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
 ) -> None:
@@ -348,13 +360,14 @@ def gene_survival(
     from bulkformer.tasks.features import logtpm_matrix
 
     _check_outputs(plot)
+    data_args = _data_args(input, orientation, lengths)
     check_at_least(n_plot, 1, "n_plot")
     bundle = load_model(model)
     gene_list = Path(genes).read_text().split() if Path(genes).is_file() else [g.strip() for g in genes.split(",") if g.strip()]
     wanted = [bundle.gene_ids[p] for p in vocabulary_positions(gene_list, bundle, what="--genes")]
     table = _cut_ids(read_table(survival, "survival"), id_length, first=False)
     checked = task.survival_for(table, _samples(data, orientation, id_length), time_col=time_column, event_col=event_column)
-    expression = logtpm_matrix(data, bundle, input=input, orientation=orientation)
+    expression = logtpm_matrix(data, bundle, **data_args)
     unmeasured = [name for name, gene in zip(gene_list, wanted) if gene not in expression.columns]
     if unmeasured:
         raise ValueError(f"{len(unmeasured)} of the --genes are vocabulary genes that no sample of the data measures "

@@ -6,23 +6,14 @@ from typing import List, Optional
 
 import typer
 
+from .inputs import read_lengths
+
 
 def register(app: typer.Typer) -> None:
     app.command("pretrain")(pretrain)
     app.command("finetune")(finetune)
     app.command("simulate")(simulate)
     app.command("demo")(demo)
-
-
-def _read_lengths(path: Optional[Path]):
-    if path is None:
-        return None
-    import pandas as pd
-
-    table = pd.read_csv(path, sep=None, engine="python", index_col=0)
-    if table.shape[1] < 1:
-        raise ValueError(f"{path}: expected two columns, gene ID and length in bp")
-    return table.iloc[:, 0]
 
 
 def _vocabulary(vocabulary: Optional[Path], n_genes: Optional[int]):
@@ -95,7 +86,7 @@ def pretrain(
     source = [str(p) for p in data]
     model_arg = model if not Path(model).is_dir() else Path(model)
     run(source if len(source) > 1 else source[0], out, model=model_arg, vocabulary=_vocabulary(vocabulary, n_genes) if not isinstance(model_arg, Path) else None,
-        input=input, lengths=_read_lengths(lengths), val_data=[str(p) for p in val_data] if val_data else None,
+        input=input, lengths=read_lengths(lengths), val_data=[str(p) for p in val_data] if val_data else None,
         val_fraction=val_fraction, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
         lr=lr, weight_decay=weight_decay, warmup_fraction=warmup_fraction, mask_fraction=mask_fraction,
         mask_fraction_max=mask_fraction_max, observed_weight=observed_weight, clip_norm=clip_norm or None, precision=precision, activation_checkpointing=activation_checkpointing,
@@ -151,7 +142,7 @@ def finetune(
     check_model_dir(model)
     target = column(read_table(labels, "labels"), column_name, "labels")
     result = run(str(data), target, model, task=task, mode=mode, trainable_layers=trainable_layers, input=input,
-                 lengths=_read_lengths(lengths), val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr,
+                 lengths=read_lengths(lengths), val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr,
                  head_lr=head_lr, seed=seed, device=device, out=out)
     typer.echo(json.dumps({"out": str(out), "validation": json_safe(result.metrics)}, indent=2))
 
@@ -166,11 +157,14 @@ def simulate(
 ) -> None:
     """Simulate a bulk RNA-seq cohort with known ground truth (labels, survival, drug response, essentiality).
 
-    Writes counts, labels (obs.tsv) and the truth tables the downstream tasks are scored against.
+    Writes counts, labels (obs.tsv), task inputs (drug_responses_long.tsv, drug_descriptors.tsv,
+    essentiality.tsv) and the truth tables the downstream tasks are scored against.
 
     Examples:
       bulkformer simulate -o sim --n-samples 500 --n-genes 1000
       bulkformer simulate -o sim --n-samples 5000 --n-genes 2000 --shards 10 --seed 3
+      bulkformer evaluate drug-response sim/counts.parquet --lengths sim/lengths.tsv -m MODEL \\
+          --responses sim/drug_responses_long.tsv --drugs sim/drug_descriptors.tsv
     """
     from bulkformer.datasets import simulate_cohort
 

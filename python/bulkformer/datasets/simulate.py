@@ -103,10 +103,25 @@ class SimulatedCohort:
         """Counts as float with NaN where the sample's batch did not measure the gene."""
         return self.counts.astype(np.float64).where(self.measured)
 
+    def drug_response_long(self) -> pd.DataFrame:
+        """``drug_response`` as the long table the drug-response task reads: one row per
+        (``cell_line``, ``drug``) with its ``response``."""
+        long = self.drug_response.stack().rename("response").reset_index()
+        return long.set_axis(["cell_line", "drug", "response"], axis=1)
+
+    def drug_descriptors(self) -> pd.DataFrame:
+        """One indicator column per drug: the simulator has no chemistry, so drugs are told
+        apart by identity alone (the true mechanisms, ``drug_weights``, stay hidden)."""
+        drugs = self.drug_response.columns
+        return pd.DataFrame(np.eye(len(drugs)), index=pd.Index(drugs, name="drug"),
+                            columns=[f"is_{drug}" for drug in drugs])
+
     def save(self, path: str | Path, shards: int = 1) -> Path:
         """Write the cohort to a directory (atomically): ``counts.parquet`` (or
         ``shards/part-NNNN.parquet`` with ``shards`` > 1, e.g. for ``bulkformer pretrain``),
-        ``lengths.tsv``, ``obs.tsv``, ``measured.parquet``, the label tables and the truth
+        ``lengths.tsv``, ``obs.tsv``, ``measured.parquet``, the label tables (drug responses
+        also long, ``drug_responses_long.tsv``, with ``drug_descriptors.tsv``: the inputs of
+        ``bulkformer evaluate drug-response``) and the truth
         (``log_tpm.parquet``, ``gene_info.tsv``, ``module_activity.tsv``, ``drug_weights.tsv``,
         ``essentiality_truth.tsv``, ``survival_coefficients.tsv``, ``missing_genes.json``,
         ``params.json``)."""
@@ -127,6 +142,8 @@ class SimulatedCohort:
             for name in ("drug_response", "essentiality", "gene_info", "module_activity", "drug_weights",
                          "essentiality_truth"):
                 getattr(self, name).to_csv(staging / f"{name}.tsv", sep="\t")
+            self.drug_response_long().to_csv(staging / "drug_responses_long.tsv", sep="\t", index=False)
+            self.drug_descriptors().to_csv(staging / "drug_descriptors.tsv", sep="\t")
             self.survival_coefficients.to_frame().to_csv(staging / "survival_coefficients.tsv", sep="\t")
             (staging / "missing_genes.json").write_text(json.dumps(self.missing_genes) + "\n")
             (staging / "params.json").write_text(json.dumps(self.params, indent=2) + "\n")

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..arguments import check_at_least
 from ..atomic import atomic_directory
-from ..bundle import FINETUNED_MARKER, Bundle, load
+from ..bundle import FINETUNED_MARKER, Bundle, is_finetuned, load
 from ..json_safe import json_safe
 from ..labels import as_label_series, class_labels, match_samples, numeric_column
 from .distributed import choose_device
@@ -81,15 +81,10 @@ class FinetunedModel(nn.Module):
             save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(staging / "head.safetensors"))
             meta = {"task": self.task, "aggregate": self.aggregate, "classes": self.classes, "hidden": self.hidden_size,
                     "dropout": self.dropout_p, "n_outputs": int(self.head[-1].out_features)}
-            (staging / "finetune.json").write_text(json.dumps(meta, indent=2) + "\n")
+            (staging / FINETUNED_MARKER).write_text(json.dumps(meta, indent=2) + "\n")
             if report is not None:
                 (staging / "metrics.json").write_text(json.dumps(json_safe(report), indent=2) + "\n")
         return path
-
-
-def is_finetuned(path: str | Path) -> bool:
-    """Whether ``path`` is a directory written by :meth:`FinetunedModel.save`."""
-    return (Path(path) / FINETUNED_MARKER).is_file()
 
 
 def check_output_dir(out: str | Path) -> Path:
@@ -112,7 +107,7 @@ def load_finetuned(path: str | Path, device: str = "cpu") -> FinetunedModel:
     if not is_finetuned(path):
         hint = (" (it is a model bundle: load it with bulkformer.load)" if (path / "config.json").is_file() else "")
         raise FileNotFoundError(f"no fine-tuned model at {path}: finetune.json is missing{hint}")
-    meta = json.loads((path / "finetune.json").read_text())
+    meta = json.loads((path / FINETUNED_MARKER).read_text())
     model = FinetunedModel(load(path / "encoder"), meta["task"], meta["n_outputs"], aggregate=meta["aggregate"],
                            hidden=meta["hidden"], dropout=meta["dropout"], classes=meta["classes"])
     model.head.load_state_dict(load_file(str(path / "head.safetensors")))
