@@ -136,6 +136,12 @@ def test_cli_messages_name_flags_not_python_arguments(cli, cohort):
 
 
 def test_cli_help_has_examples(cli):
-    for command in ("impute", "embed", "build-graph"):
+    for command in ("impute", "embed", "build-graph", "info"):
         done = cli(command, "--help")
         assert done.returncode == 0 and "Examples" in done.stdout
+        # the examples stay indented under their heading (typer dedents a docstring's
+        # remaining paragraphs together, so "Examples:" must not come first among them)
+        lines = done.stdout.splitlines()
+        heading = next(i for i, line in enumerate(lines) if line.strip() == "Examples:")
+        indent = lambda line: len(line) - len(line.lstrip())  # noqa: E731
+        assert indent(lines[heading + 1]) > indent(lines[heading]), lines[heading:heading + 2]

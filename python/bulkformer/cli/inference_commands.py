@@ -76,7 +76,7 @@ def _report(frame_or_dict) -> None:
 
 
 def impute(
-    data: Path = typer.Argument(..., help="Expression table: CSV/TSV(.gz), parquet or h5ad."),
+    data: Path = typer.Argument(..., metavar="DATA", help="Expression table: CSV/TSV(.gz), parquet or h5ad."),
     model: Path = typer.Option(..., "--model", "-m", help="Model bundle directory."),
     out: Path = typer.Option(..., "--out", "-o", help="Output table: .csv, .tsv, .parquet or .h5ad."),
     which: str = typer.Option("missing", help="missing: genes the data lacks; all: denoised values for every gene."),
@@ -91,6 +91,10 @@ def impute(
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Impute log1p TPM for the vocabulary genes a cohort lacks (or denoise all genes).
+
+    The data are aligned to the model's vocabulary first (the mapping report is printed).
+    Rows: samples; columns: the genes the data lack (--which missing) or every vocabulary
+    gene (--which all), in natural log1p TPM. Under torchrun the samples are shared out.
 
     Examples:
       bulkformer impute counts.csv -m models/bulkformer-147M -o imputed.parquet
@@ -111,12 +115,12 @@ def impute(
 
 
 def embed(
-    data: Path = typer.Argument(..., help="Expression table: CSV/TSV(.gz), parquet or h5ad."),
+    data: Path = typer.Argument(..., metavar="DATA", help="Expression table: CSV/TSV(.gz), parquet or h5ad."),
     model: Path = typer.Option(..., "--model", "-m", help="Model bundle directory."),
     out: Path = typer.Option(..., "--out", "-o", help="Sample level: .csv/.tsv/.parquet/.h5ad; gene level: a .zarr store."),
     level: str = typer.Option("sample", help="sample (one vector per sample) or gene (one per sample and gene)."),
     aggregate: str = typer.Option("max", help="Sample level: max, mean, median or all (their sum)."),
-    genes: Optional[str] = typer.Option(None, help="Gene subset: comma-separated vocabulary IDs or @file (one per line)."),
+    genes: Optional[str] = typer.Option(None, help="Gene subset: comma-separated Ensembl IDs or symbols, or @file (one per line)."),
     dtype: str = typer.Option("float32", help="Gene level: float32 or float16."),
     fuse_gene_features: bool = typer.Option(False, help="Gene level: append the bundle's per-gene table (ESM2)."),
     input: str = typer.Option("counts", "--input", help=_INPUT_HELP),
@@ -130,6 +134,10 @@ def embed(
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Sample embeddings (samples x d+3) or gene-level embeddings streamed to a zarr store.
+
+    Sample level: one row per sample, the gene states pooled over genes (--aggregate) plus
+    three per-sample statistics. Gene level: samples x genes x (d+3) in a zarr store written
+    batch by batch, so memory does not grow with the cohort; --genes keeps it small.
 
     Examples:
       bulkformer embed counts.csv -m models/bulkformer-147M -o sample_emb.parquet --aggregate mean
@@ -160,7 +168,7 @@ def embed(
 
 
 def build_graph(
-    data: Path = typer.Argument(..., help="Cohort expression table: CSV/TSV(.gz), parquet or h5ad (samples x genes)."),
+    data: Path = typer.Argument(..., metavar="DATA", help="Cohort expression table: CSV/TSV(.gz), parquet or h5ad (samples x genes)."),
     out: Path = typer.Option(..., "--out", "-o", help="graph.safetensors to write (bundle format)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Align to this bundle's vocabulary first."),
     input: str = typer.Option("logtpm", "--input", help=_INPUT_HELP + " Used with --model."),
@@ -169,6 +177,9 @@ def build_graph(
     min_abs_r: float = typer.Option(0.4, help="Drop edges with |Pearson r| below this."),
 ) -> None:
     """Build a gene co-expression graph: |Pearson r|, top 20 partners per gene, |r| >= 0.4.
+
+    Correlations are computed in blocks of genes, so 20,000 genes x 100,000 samples fit in
+    24 GiB; the graph is written in the bundle format (graph.safetensors).
 
     Examples:
       bulkformer build-graph gtex_logtpm.parquet -o graph.safetensors

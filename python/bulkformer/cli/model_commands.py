@@ -14,9 +14,13 @@ def register(app: typer.Typer) -> None:
 
 
 def info(
-    model: Optional[Path] = typer.Argument(None, help="A model bundle directory; omit for the package and environment."),
+    model: Optional[Path] = typer.Argument(None, metavar="MODEL", help="A model bundle directory; omit for the package and environment."),
 ) -> None:
     """Show the installed bulkformer and its environment, or describe a model bundle.
+
+    Without a model: the package and torch versions, whether CUDA is available, and the
+    model presets. With a bundle directory: its configuration, parameter count, genes,
+    graph edges and metadata, as JSON.
 
     Examples:
       bulkformer info
@@ -47,7 +51,7 @@ def info(
 
 
 def import_checkpoint(
-    checkpoint: Path = typer.Argument(..., help="Official checkpoint (.pt state dict)."),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="Official checkpoint (.pt state dict)."),
     gene_info: Path = typer.Option(..., "--gene-info", help="The release's gene-info CSV (column ensg_id)."),
     graph: Path = typer.Option(..., "--graph", help="Graph edge index G_*.pt (2 x n_edges)."),
     graph_weight: Optional[Path] = typer.Option(None, "--graph-weight", help="Graph edge weights G_*_weight.pt."),

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
 
 
 # ---- shared options ---------------------------------------------------------------
-DATA = typer.Argument(..., help="Expression file (csv/tsv(.gz)/parquet/h5ad), samples x genes unless --orientation.")
+DATA = typer.Argument(..., metavar="DATA", help="Expression file (csv/tsv(.gz)/parquet/h5ad), samples x genes unless --orientation.")
 MODEL = typer.Option(..., "--model", "-m", help="Model bundle directory (for a fine-tuned model: its encoder/ subdirectory).")
 INPUT = typer.Option("counts", "--input", help="counts | tpm | logtpm (natural log1p TPM).")
 LENGTHS = typer.Option(None, "--lengths", help="Gene lengths (bp) for counts: CSV/TSV with gene ID and length columns "
