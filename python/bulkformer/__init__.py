@@ -8,6 +8,7 @@ Public API (imported lazily so ``import bulkformer`` stays quick)::
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 __version__ = "0.1.0"
@@ -31,9 +32,12 @@ _EXPORTS: dict[str, str] = {
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bulkformer' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    if module is not None:
+        return getattr(importlib.import_module(module), name)
+    # a subpackage, e.g. bulkformer.preprocess.map_genes right after `import bulkformer`
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'bulkformer' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

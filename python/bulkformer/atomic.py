@@ -30,16 +30,41 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-@contextmanager
-def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty temporary directory beside ``path``; it replaces ``path`` (an
-    older directory there included) when the block succeeds and is removed when it fails."""
+def check_replaceable(path: str | os.PathLike, marker: str | tuple[str, ...], what: str) -> Path:
+    """Whether an output directory may be written at ``path``: nothing there, an empty
+    directory, or an earlier output of the same kind (it holds ``marker``, a file name or
+    one of several). Anything else is refused, so that an output path given by mistake
+    (a data folder, a home directory) is never wiped. Callers run it before expensive work
+    too; :func:`atomic_directory` runs it again just before the swap."""
     path = Path(path)
+    markers = (marker,) if isinstance(marker, str) else tuple(marker)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file; {what} is written as a directory: give a new directory path")
+    if path.is_dir() and any(path.iterdir()) and not any((path / m).exists() for m in markers):
+        raise ValueError(f"{path} already exists and is not {what} (it has no {' or '.join(markers)}): writing there "
+                         f"would replace everything in it. Give a new or empty directory, e.g. {_free_sibling(path)}")
+    return path
+
+
+def _free_sibling(path: Path) -> Path:
+    candidate, n = path.with_name(f"{path.name}-bulkformer"), 2
+    while candidate.exists():
+        candidate, n = path.with_name(f"{path.name}-bulkformer-{n}"), n + 1
+    return candidate
+
+
+@contextmanager
+def atomic_directory(path: str | os.PathLike, *, marker: str | tuple[str, ...], what: str) -> Iterator[Path]:
+    """Yield an empty temporary directory beside ``path``; it replaces ``path`` when the
+    block succeeds and is removed when it fails. An existing directory is replaced only
+    when :func:`check_replaceable` allows it (empty, or an earlier output holding ``marker``)."""
+    path = check_replaceable(path, marker, what)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield staging
         _publish_mode(staging)
+        check_replaceable(path, marker, what)  # something may have appeared there meanwhile
         replace_directory(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

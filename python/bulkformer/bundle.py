@@ -68,7 +68,7 @@ class Bundle:
     def save(self, path: str | Path) -> Path:
         """Write the bundle atomically: a temporary sibling directory renamed at the end."""
         path = Path(path)
-        with atomic_directory(path) as staging:
+        with atomic_directory(path, marker="config.json", what="a model bundle") as staging:
             config = {
                 "format": "bulkformer-bundle",
                 "format_version": BUNDLE_FORMAT_VERSION,

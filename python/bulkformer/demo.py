@@ -16,8 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_directory
+from .atomic import atomic_directory, check_replaceable
 from .model import MASK_VALUE
+
+# what marks an earlier demo report, which a new run may replace (anything else it refuses)
+DEMO_MARKER = "report.html"
 
 
 @dataclass
@@ -58,7 +61,7 @@ def run_demo(out: str | Path = "bulkformer-demo", settings: DemoSettings | None 
     from .training.evaluation import evaluation_mask, gene_mean_baseline, knn_baseline, masked_pearson
 
     settings = settings or DemoSettings()
-    out = Path(out)
+    out = check_replaceable(out, DEMO_MARKER, "a demo report")  # before minutes of work
     say = (lambda message: print(f"[bulkformer demo] {message}", flush=True)) if progress else (lambda message: None)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -84,7 +87,7 @@ def run_demo(out: str | Path = "bulkformer-demo", settings: DemoSettings | None 
     lap("simulate")
 
     # 2. pretrain
-    with atomic_directory(out) as staging:
+    with atomic_directory(out, marker=DEMO_MARKER, what="a demo report") as staging:
         train_cohort = _subset(cohort, train_ids)
         result = pretrain(train_cohort, None, vocabulary=vocabulary, dim=settings.dim, heads=settings.heads,
                           p_repeat=1, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
@@ -132,7 +135,7 @@ def run_demo(out: str | Path = "bulkformer-demo", settings: DemoSettings | None 
         lap("report")
         metrics["seconds"] = timings
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
-        (staging / "report.html").write_text(_html(metrics, result))
+        (staging / DEMO_MARKER).write_text(_html(metrics, result))
     say(f"masked Pearson r on {metrics['n_masked_entries']} held-out entries: BulkFormer {scores['BulkFormer']:.3f}, "
         f"gene mean {scores['gene mean']:.3f}, KNN {scores['KNN (k=10)']:.3f}")
     say(f"model written to {out / 'model'}, report to {out / 'report.html'}")

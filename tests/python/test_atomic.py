@@ -25,7 +25,7 @@ def _mode(path) -> int:
 def test_outputs_get_the_umask_mode(tmp_path, umask_022):
     with atomic_file(tmp_path / "table.csv") as staging:
         staging.write_text("a,b\n1,2\n")
-    with atomic_directory(tmp_path / "store") as staging:
+    with atomic_directory(tmp_path / "store", marker="part", what="a test store") as staging:
         (staging / "part").write_text("x")
     assert _mode(tmp_path / "table.csv") == 0o644
     assert _mode(tmp_path / "store") == 0o755
@@ -43,3 +43,35 @@ def test_failed_write_leaves_nothing(tmp_path):
             staging.write_text("partial")
             raise RuntimeError("writer failed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_output_directories_never_replace_what_they_did_not_write(tmp_path):
+    """simulate -o ~/data, tiny_bundle(dir), import-checkpoint -o dir, demo -o dir and gene
+    stores used to swap out whatever directory was there, user files included."""
+    import bulkformer
+    from bulkformer.demo import run_demo
+    from bulkformer.inference.stores import GeneEmbeddingWriter
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "notes.txt").write_text("mine")
+    bundle = tiny_bundle(n_genes=20)
+    cohort = bulkformer.simulate_cohort(n_samples=6, vocabulary=bundle, n_genes=20, seed=0)
+    for write in (lambda: cohort.save(data), lambda: bundle.save(data), lambda: run_demo(data, progress=False),
+                  lambda: GeneEmbeddingWriter(data, n_samples=1, n_genes=2, feature_dim=3)):
+        with pytest.raises(ValueError, match=r"data already exists and is not .* would replace everything in it"):
+            write()
+    assert [p.name for p in tmp_path.iterdir()] == ["data"] and (data / "notes.txt").read_text() == "mine"
+    with pytest.raises(ValueError, match="is a file"):
+        bundle.save(data / "notes.txt")
+    # an earlier output of the same kind, or an empty directory, is replaced
+    cohort.save(tmp_path / "sim")
+    cohort.save(tmp_path / "sim")
+    bundle.save(tmp_path / "model")
+    bundle.save(tmp_path / "model")
+    (tmp_path / "empty").mkdir()
+    bundle.save(tmp_path / "empty")
+    assert (tmp_path / "empty" / "config.json").is_file()
+    # and an output of another kind is not
+    with pytest.raises(ValueError, match="is not a model bundle"):
+        bundle.save(tmp_path / "sim")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -33,6 +35,16 @@ def _expected_log1p_tpm(counts: np.ndarray, lengths_bp: np.ndarray) -> np.ndarra
 
 def test_exported_from_package():
     assert bulkformer.prepare is prepare
+
+
+def test_subpackages_are_reachable_after_a_bare_import():
+    # the README's bulkformer.preprocess.map_genes / bulkformer.datasets.tiny_bundle; a fresh
+    # interpreter, since this session has imported the subpackages already
+    code = ("import bulkformer\n"
+            "assert callable(bulkformer.preprocess.map_genes) and callable(bulkformer.datasets.tiny_bundle)\n"
+            "assert not hasattr(bulkformer, 'no_such_module') and not hasattr(bulkformer, '_private')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_counts_by_ensembl_match_reference_formula():

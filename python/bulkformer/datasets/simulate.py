@@ -128,7 +128,7 @@ class SimulatedCohort:
         path = Path(path)
         if shards < 1:
             raise ValueError(f"shards must be >= 1, got {shards}")
-        with atomic_directory(path) as staging:
+        with atomic_directory(path, marker="params.json", what="a simulated cohort") as staging:
             if shards == 1:
                 self.counts.to_parquet(staging / "counts.parquet")
             else:

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..atomic import replace_directory
+from ..atomic import check_replaceable, replace_directory
 from ..preprocess import vocabulary_positions
 
 STORE_FORMAT = "bulkformer-gene-embeddings"
@@ -40,6 +40,10 @@ def staging_path(out: Path) -> Path:
     return out.with_name(f".{out.name}.partial")
 
 
+# what marks an earlier zarr store (v2 / v3), which a new one may replace
+STORE_MARKERS = (".zgroup", "zarr.json")
+
+
 class GeneEmbeddingWriter:
     """Create a store at a staging path, write sample rows, then :meth:`complete`."""
 
@@ -50,6 +54,7 @@ class GeneEmbeddingWriter:
         self.out = Path(out)
         self.staging = staging_path(self.out)
         if create:
+            check_replaceable(self.out, STORE_MARKERS, "a gene-embedding store")
             self.out.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(self.staging, ignore_errors=True)
             group = zarr.open_group(str(self.staging), mode="w")
@@ -78,6 +83,7 @@ class GeneEmbeddingWriter:
             "complete": True,
         }
         self.group.attrs.update(attrs)
+        check_replaceable(self.out, STORE_MARKERS, "a gene-embedding store")
         replace_directory(self.staging, self.out)
         return self.out
 

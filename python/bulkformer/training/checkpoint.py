@@ -31,7 +31,7 @@ def save_checkpoint(run_dir: str | Path, step: int, bundle: Bundle, trainer_stat
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:08d}"
     final = root / name
-    with atomic_directory(final) as staging:
+    with atomic_directory(final, marker=TRAINER_FILE, what="a training checkpoint") as staging:
         bundle.save(staging / "bundle")
         torch.save(trainer_state, staging / TRAINER_FILE)
     with atomic_file(root / "latest") as pointer:

@@ -76,7 +76,7 @@ class FinetunedModel(nn.Module):
         with ``report``, ``metrics.json`` (validation metrics, history, settings); atomic.
         An existing directory is replaced only if it is empty or an earlier fine-tuning output."""
         path = check_output_dir(path)
-        with atomic_directory(path) as staging:
+        with atomic_directory(path, marker=FINETUNED_MARKER, what="a fine-tuning output") as staging:
             self.bundle.save(staging / "encoder")
             save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(staging / "head.safetensors"))
             meta = {"task": self.task, "aggregate": self.aggregate, "classes": self.classes, "hidden": self.hidden_size,
