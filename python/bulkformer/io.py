@@ -146,13 +146,24 @@ def _open_text(path: Path):
 
 
 def _text_header(path: Path) -> tuple[str, list[str]]:
+    """(separator, header), the header always with a cell above the row names: R's
+    write.table leaves that cell out, so its header is one field shorter than the rows."""
     with _open_text(path) as handle:
-        first = handle.readline()
+        first, second = handle.readline(), handle.readline()
     if not first.strip():
         raise ValueError(f"empty input: {path} has no header line")
     separator = "\t" if "\t" in first else ","
     header = next(csv.reader(_io.StringIO(first), delimiter=separator))
+    if second.strip() and len(next(csv.reader(_io.StringIO(second), delimiter=separator))) == len(header) + 1:
+        header = ["", *header]
     return separator, header
+
+
+def _no_rows(path: Path) -> bool:
+    """A text file with a header and no data rows (pandas refuses to parse it at all)."""
+    with _open_text(path) as handle:
+        handle.readline()
+        return not any(line.strip() for line in handle)
 
 
 def _require(path: str | Path) -> Path:
@@ -177,6 +188,8 @@ def read_sample_ids(path: str | Path, *, orientation: Orientation = "samples_by_
     path = _require(path)
     if file_format(path) == "text" and orientation == "samples_by_genes":
         separator, _ = _text_header(path)
+        if _no_rows(path):
+            return []
         return _labels(pd.read_csv(path, sep=separator, header=None, skiprows=1, usecols=[0]).iloc[:, 0])
     return list(_open_file(path, orientation, layer).sample_ids)
 
@@ -230,19 +243,31 @@ def _text_source(path: Path, orientation: str) -> _Source:
     columns = header[1:]
     if orientation == "samples_by_genes":
         def stream(size: int) -> Iterator[ExpressionMatrix]:
+            if _no_rows(path):  # no samples: the caller's empty-input check says so
+                return
             # one streaming pass; header=None keeps repeated gene IDs (pandas would rename them)
             for frame in pd.read_csv(path, sep=separator, header=None, skiprows=1, index_col=0, chunksize=size):
-                yield ExpressionMatrix(_frame_values(frame), columns, _labels(frame.index))
+                yield ExpressionMatrix(_frame_values(_named(frame, columns)), columns, _labels(frame.index))
         return _Source(columns, None, None, stream)
 
-    gene_ids = pd.read_csv(path, sep=separator, usecols=[0], dtype=str, keep_default_na=False).iloc[:, 0].tolist()
+    gene_ids = pd.read_csv(path, sep=separator, header=None, skiprows=1, usecols=[0], dtype=str,
+                           keep_default_na=False).iloc[:, 0].tolist() if not _no_rows(path) else []
 
     def reader(start: int, stop: int) -> ExpressionMatrix:
         # samples are columns: each chunk re-reads the file for its columns (chosen by
-        # position, since pandas renames repeated headers)
-        frame = pd.read_csv(path, sep=separator, header=0, index_col=0, usecols=[0, *range(1 + start, 1 + stop)])
-        return ExpressionMatrix(np.ascontiguousarray(_frame_values(frame).T), gene_ids, columns[start:stop])
+        # position, since pandas renames repeated headers and misreads R's short ones)
+        frame = pd.read_csv(path, sep=separator, header=None, skiprows=1, index_col=0,
+                            usecols=[0, *range(1 + start, 1 + stop)])
+        values = _frame_values(_named(frame, columns[start:stop]))
+        return ExpressionMatrix(np.ascontiguousarray(values.T), gene_ids, columns[start:stop])
     return _Source(gene_ids, columns, reader)
+
+
+def _named(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """A frame read by position labelled with the header, so that errors name its columns."""
+    if frame.shape[1] == len(columns):
+        frame.columns = columns
+    return frame
 
 
 def _parquet_source(path: Path, orientation: str) -> _Source:

@@ -33,8 +33,8 @@ class UserError(Exception):
     """An error caused by the user's input: printed without a traceback."""
 
 
-# name='value' or name=number, as the library's messages spell their advice
-_PYTHON_ARGUMENT = re.compile(r"\b([a-z][a-z0-9_]*)=(?:'([^']*)'|(-?[0-9][0-9.e+-]*))")
+# name='value', name=number or name=True, as the library's messages spell their advice
+_PYTHON_ARGUMENT = re.compile(r"\b([a-z][a-z0-9_]*)=(?:'([^']*)'|(-?[0-9][0-9.e+-]*)|(True)\b)")
 # a bare argument name with an underscore (n_splits, mask_fraction): never an English word
 _PYTHON_NAME = re.compile(r"(?<![\w.-])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?![\w(])")
 
@@ -97,7 +97,9 @@ def as_cli_advice(message: str, command: Sequence[str] | None = None) -> str:
 
     def flag(match: re.Match) -> str:
         name, value = match.group(1), match.group(2) if match.group(2) is not None else match.group(3)
-        return f"{flags[name]} {value}" if name in flags else match.group(0)
+        if name not in flags:
+            return match.group(0)
+        return flags[name] if match.group(4) else f"{flags[name]} {value}"  # resume=True -> --resume
 
     def bare(match: re.Match) -> str:
         return flags.get(match.group(1), match.group(0))

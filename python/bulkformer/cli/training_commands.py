@@ -36,16 +36,19 @@ def pretrain(
     data: List[Path] = typer.Argument(..., help="Shard files or a directory of shards (h5ad, parquet, zarr, csv, tsv)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints/, log.jsonl, model/."),
     model: str = typer.Option("37M", "--model", help="Preset for a new model (37M, 50M, 93M, 127M, 147M, v1) or a bundle directory to continue."),
-    input: str = typer.Option("counts", "--input", help="counts, tpm or logtpm (natural log1p TPM)."),
+    input: str = typer.Option("counts", "--input", help="counts, tpm, logtpm (natural log1p TPM), or aligned (log1p TPM already in the vocabulary's gene order, -10 = unmeasured)."),
+    layer: Optional[str] = typer.Option(None, "--layer", help="h5ad layer holding the values (default X), e.g. counts."),
+    orientation: str = typer.Option("samples_by_genes", "--orientation", help="samples_by_genes (rows are samples) or genes_by_samples (as in R), for every shard."),
     lengths: Optional[Path] = typer.Option(None, "--lengths", help="TSV gene ID -> length in bp (default: the shipped annotation)."),
+    min_matched_fraction: float = typer.Option(0.5, "--min-matched-fraction", help="Refuse a shard that measures fewer than this share of the vocabulary."),
     vocabulary: Optional[Path] = typer.Option(None, "--vocabulary", help="Gene table (ensembl_id, symbol, length) for a new model; default: shipped."),
-    n_genes: Optional[int] = typer.Option(None, "--n-genes", help="Use only the first N vocabulary genes (small models)."),
+    n_genes: Optional[int] = typer.Option(None, "--n-genes", help="New models: use only the first N vocabulary genes (small models)."),
     dim: Optional[int] = typer.Option(None, "--dim", help="Hidden size for a new model (overrides the preset)."),
     p_repeat: Optional[int] = typer.Option(None, "--layers", help="Performer layers for a new model."),
     heads: Optional[int] = typer.Option(None, "--heads", help="Attention heads for a new model."),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Attention and feed-forward dropout."),
     gene_init: str = typer.Option("pca", "--gene-init", help="New v2 models: gene embeddings from the data's principal axes (pca) or random (the published init)."),
-    val_data: Optional[List[Path]] = typer.Option(None, "--val-data", help="Held-out shards for validation."),
+    val_data: Optional[List[Path]] = typer.Option(None, "--val-data", help="Held-out shards for validation (no sample may also be in the training data)."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share held out for validation when --val-data is not given: rows of one file, whole files (the last ones, rounded up) of a shard folder."),
     epochs: int = typer.Option(1, "--epochs"),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
@@ -59,12 +62,12 @@ def pretrain(
         None, "--mask-fraction-max",
         help="Draw each sample's masking rate from [--mask-fraction, this]: the model then copes with cohorts lacking more genes."),
     observed_weight: float = typer.Option(0.0, "--observed-weight", help="Weight of a denoising MSE at unmasked genes (0 = paper)."),
-    clip_norm: float = typer.Option(1.0, "--clip-norm", help="Gradient clipping (0 = off)."),
+    clip_norm: float = typer.Option(1.0, "--clip-norm", help="Gradient clipping: max gradient norm (0 = off)."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on GPU), fp32 or bf16."),
     activation_checkpointing: bool = typer.Option(False, "--activation-checkpointing", help="Recompute activations (large presets)."),
-    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Write a checkpoint every N steps."),
-    keep_checkpoints: int = typer.Option(2, "--keep-checkpoints"),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's latest checkpoint."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Write a checkpoint every N steps (0 = none)."),
+    keep_checkpoints: int = typer.Option(2, "--keep-checkpoints", help="Newest checkpoints kept (0 = all)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's latest checkpoint (or start, if it has none yet), with the settings the run was started with."),
     seed: int = typer.Option(0, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda (default: cuda when available)."),
     shards_in_memory: int = typer.Option(2, "--shards-in-memory", help="Shards pooled and shuffled together."),
@@ -72,12 +75,15 @@ def pretrain(
 ) -> None:
     """Pretrain a BulkFormer by masked-expression modelling (one process, or many under torchrun).
 
-    The run directory gets checkpoints/, log.jsonl and the trained bundle in model/.
+    The run directory (new, empty, or an earlier run's) gets checkpoints/, log.jsonl and the trained bundle in model/.
 
     Examples:
       bulkformer simulate -o sim --n-samples 2000 --n-genes 2000 --shards 8
-      bulkformer pretrain sim/shards -o runs/sim --n-genes 2000 --dim 64 --heads 4 --layers 1 --epochs 5 --lr 1e-3
-      bulkformer pretrain sim/shards -o runs/sim --n-genes 2000 --dim 64 --heads 4 --layers 1 --epochs 5 --resume
+      bulkformer pretrain sim/shards -o runs/sim --n-genes 2000 --dim 64 --heads 4 --layers 1 --epochs 5 --lr 1e-3 \\
+          --checkpoint-every 100
+      bulkformer pretrain sim/shards -o runs/sim --n-genes 2000 --dim 64 --heads 4 --layers 1 --epochs 5 --lr 1e-3 \\
+          --checkpoint-every 100 --resume      # after an interruption: the same options, plus --resume
+      bulkformer pretrain cohort.h5ad -o runs/cohort --model runs/sim/model --layer counts   # continue a model
       torchrun --nproc-per-node 4 $(which bulkformer) pretrain shards/ -o runs/big --model 147M \\
           --batch-size 64 --grad-accum 4 --activation-checkpointing --checkpoint-every 1000
     """
@@ -85,14 +91,19 @@ def pretrain(
 
     source = [str(p) for p in data]
     model_arg = model if not Path(model).is_dir() else Path(model)
-    run(source if len(source) > 1 else source[0], out, model=model_arg, vocabulary=_vocabulary(vocabulary, n_genes) if not isinstance(model_arg, Path) else None,
-        input=input, lengths=read_lengths(lengths), val_data=[str(p) for p in val_data] if val_data else None,
+    if isinstance(model_arg, Path) and (vocabulary is not None or n_genes is not None):
+        raise ValueError(f"--vocabulary and --n-genes choose a new model's genes; the bundle {model} keeps its own")
+    run(source if len(source) > 1 else source[0], out, model=model_arg,
+        vocabulary=None if vocabulary is None and n_genes is None else _vocabulary(vocabulary, n_genes),
+        input=input, layer=layer, orientation=orientation, min_matched_fraction=min_matched_fraction,
+        lengths=read_lengths(lengths), val_data=[str(p) for p in val_data] if val_data else None,
         val_fraction=val_fraction, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
         lr=lr, weight_decay=weight_decay, warmup_fraction=warmup_fraction, mask_fraction=mask_fraction,
-        mask_fraction_max=mask_fraction_max, observed_weight=observed_weight, clip_norm=clip_norm or None, precision=precision, activation_checkpointing=activation_checkpointing,
-        checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, resume=resume, seed=seed, device=device,
-        shards_in_memory=shards_in_memory, dim=dim, p_repeat=p_repeat, heads=heads, dropout=dropout, gene_init=gene_init,
-        progress=not quiet)
+        mask_fraction_max=mask_fraction_max, observed_weight=observed_weight, clip_norm=clip_norm or None,
+        precision=precision, activation_checkpointing=activation_checkpointing, checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints, resume=resume, seed=seed, device=device,
+        shards_in_memory=shards_in_memory, dim=dim, p_repeat=p_repeat, heads=heads, dropout=dropout,
+        gene_init=gene_init, progress=not quiet)
 
 
 def finetune(

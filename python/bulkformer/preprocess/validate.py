@@ -60,7 +60,8 @@ def check_values(matrix: np.ndarray, sample_ids: Sequence[str], gene_ids: Sequen
             if negative.any() and np.all(block[negative] == -10):
                 _raise_on(negative, "values of exactly -10 (the mask token for unmeasured genes)",
                           ("This looks like already prepared model input: pass the PreparedInput itself to "
-                           "impute/embed, or drop the -10 (unmeasured) genes before preparing again."),
+                           "impute/embed (to pretrain on it: input='aligned'), or drop the -10 (unmeasured) genes before "
+                           "preparing again."),
                           sample_ids, gene_ids, start)
             _raise_on(negative, "negative values",
                       ("Counts, TPM and log1p TPM cannot be negative. If these are log2 ratios or z-scores, "

@@ -9,6 +9,7 @@ every rank sees the same global batches (each keeps its own slice).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -23,25 +24,77 @@ SHARD_SUFFIXES = (".h5ad", ".parquet", ".pq", ".zarr", ".csv", ".tsv", ".csv.gz"
 
 @dataclass
 class Shard:
-    """One unit of data: its size, and how to read it as aligned log1p TPM values."""
+    """One unit of data: its size, and how to read it as aligned log1p TPM values.
+    ``sample_ids`` (None where unknown) let repeats across shards be caught before training."""
 
     name: str
     n_samples: int
     read: Callable[[], np.ndarray]
+    sample_ids: Sequence[str] | None = None
 
 
 def prepare_values(data: Any, vocabulary: pd.DataFrame, *, input: str = "counts", layer: str | None = None,
-                   lengths: Any = None) -> np.ndarray:
+                   lengths: Any = None, orientation: str = "samples_by_genes",
+                   min_matched_fraction: float = 0.5) -> np.ndarray:
     """samples x vocabulary float32 log1p TPM (-10 where unmeasured) via the data-preparation
-    module; ``input="aligned"`` takes an array already in that form."""
+    module; ``input="aligned"`` takes values already in that form."""
+    return _prepared(data, vocabulary, input=input, layer=layer, lengths=lengths, orientation=orientation,
+                     min_matched_fraction=min_matched_fraction)[0]
+
+
+def _prepared(data: Any, vocabulary: pd.DataFrame, *, input: str, layer: str | None, lengths: Any, orientation: str,
+              min_matched_fraction: float) -> tuple[np.ndarray, list[str] | None]:
+    """(prepare_values' array, the sample IDs or None where the data carry none)."""
     if input == "aligned":
-        values = np.asarray(data, dtype=np.float32)
-        if values.ndim != 2 or values.shape[1] != len(vocabulary):
-            raise ValueError(f"aligned input must be samples x {len(vocabulary)} (vocabulary order), got {values.shape}")
-        return values
+        return _aligned(data, vocabulary, layer=layer, orientation=orientation)
+    if isinstance(data, np.ndarray):
+        raise ValueError("a NumPy array carries no gene IDs: pass a DataFrame with the genes as columns "
+                         "(pd.DataFrame(values, columns=gene_ids)), or input='aligned' for log1p TPM values "
+                         "already in the vocabulary's order")
     from ..preprocess import prepare
 
-    return np.asarray(prepare(data, vocabulary, input=input, layer=layer, lengths=lengths).values, dtype=np.float32)
+    prepared = prepare(data, vocabulary, input=input, layer=layer, lengths=lengths, orientation=orientation,
+                       min_matched_fraction=min_matched_fraction)
+    return np.asarray(prepared.values, dtype=np.float32), list(prepared.sample_ids)
+
+
+def _aligned(data: Any, vocabulary: pd.DataFrame, *, layer: str | None, orientation: str) -> tuple[np.ndarray, list[str] | None]:
+    """Values already in vocabulary order. Labelled data (files, DataFrames, AnnData) must
+    name the vocabulary's genes in that order: a reordered table would otherwise be
+    trained on with every gene in the wrong place."""
+    from ..io import _is_anndata, as_matrix, read_expression
+
+    sample_ids = None
+    if isinstance(data, (str, Path)) or isinstance(data, pd.DataFrame) or _is_anndata(data):
+        matrix = (read_expression(data, orientation=orientation, layer=layer) if isinstance(data, (str, Path))
+                  else as_matrix(data, orientation=orientation, layer=layer))
+        expected = vocabulary["ensembl_id"].astype(str).tolist()
+        if matrix.gene_ids != expected and not _positional(matrix.gene_ids):
+            where = next((i for i, (a, b) in enumerate(zip(matrix.gene_ids, expected)) if a != b),
+                         min(len(matrix.gene_ids), len(expected)))
+            got = matrix.gene_ids[where] if where < len(matrix.gene_ids) else "(none)"
+            want = expected[where] if where < len(expected) else "(none)"
+            raise ValueError(
+                f"input='aligned' takes values already in the vocabulary's gene order, but the data's "
+                f"{len(matrix.gene_ids)} genes are not the vocabulary's {len(expected)} in order (gene {where + 1}: "
+                f"{got!r}, vocabulary: {want!r}). Pass input='counts', 'tpm' or 'logtpm' to have them aligned, "
+                "or reorder the columns to the vocabulary's ensembl_id first.")
+        values, sample_ids = matrix.values, matrix.sample_ids
+    else:
+        values = np.asarray(data)
+        values = values.T if orientation == "genes_by_samples" and values.ndim == 2 else values
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim != 2 or values.shape[1] != len(vocabulary):
+        raise ValueError(f"aligned input must be samples x {len(vocabulary)} (vocabulary order), got {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"aligned input has {int((~np.isfinite(values)).sum()):,} NaN or infinite values; "
+                         f"unmeasured genes are {MASK_VALUE:g}, not NaN")
+    return values, sample_ids
+
+
+def _positional(labels: Sequence[str]) -> bool:
+    """Labels that are only positions (0, 1, ...: pandas' and AnnData's defaults) name nothing."""
+    return all(label == str(i) for i, label in enumerate(labels))
 
 
 class Corpus:
@@ -102,92 +155,159 @@ class Corpus:
         return pooled[np.sort(keep)]
 
 
-def in_memory_corpus(values: np.ndarray, rows_per_shard: int = 4096, shards_in_memory: int = 2) -> Corpus:
+def in_memory_corpus(values: np.ndarray, rows_per_shard: int = 4096, shards_in_memory: int = 2,
+                     sample_ids: Sequence[str] | None = None) -> Corpus:
     """Aligned values already in memory, cut into virtual shards."""
     shards = []
     for start in range(0, len(values), rows_per_shard):
         part = values[start:start + rows_per_shard]
-        shards.append(Shard(name=f"rows {start}-{start + len(part)}", n_samples=len(part), read=lambda part=part: part))
+        shards.append(Shard(name=f"rows {start}-{start + len(part)}", n_samples=len(part), read=lambda part=part: part,
+                            sample_ids=None if sample_ids is None else sample_ids[start:start + len(part)]))
     return Corpus(shards, shards_in_memory=shards_in_memory)
 
 
 def shard_paths(data: str | Path | Sequence[str | Path]) -> list[Path]:
-    """A directory (its shard files, sorted), a single file, or a list of files."""
+    """A directory (its shard files, sorted), a single file, or a list of files. Suffixes
+    match in any case (A.CSV); hidden files (.DS_Store, macOS ._copies) are skipped, and
+    other files that are not shards are named in a warning rather than dropped unseen."""
     if isinstance(data, (str, Path)):
         path = Path(data)
-        if path.is_dir() and not path.name.endswith(".zarr"):
-            found = sorted(p for p in path.iterdir() if p.name.endswith(SHARD_SUFFIXES))
+        if path.is_dir() and not _is_shard_name(path.name, (".zarr",)):
+            visible = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+            found = [p for p in visible if _is_shard_name(p.name)]
             if not found:
                 raise FileNotFoundError(f"no shard files ({', '.join(SHARD_SUFFIXES)}) in {path}")
+            skipped = [p.name for p in visible if not _is_shard_name(p.name)]
+            if skipped:
+                shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+                warnings.warn(f"{path}: not shard files, not used: {shown} (shards end in "
+                              f"{', '.join(SHARD_SUFFIXES)})", UserWarning, stacklevel=3)
             return found
         paths = [path]
     else:
         paths = [Path(p) for p in data]
+        if not paths:
+            raise ValueError("no training data: the list of shard files is empty")
     for path in paths:
         if not path.exists():
             raise FileNotFoundError(f"no such shard: {path}")
-        if not path.name.endswith(SHARD_SUFFIXES):
+        if not _is_shard_name(path.name):
             raise ValueError(f"unsupported shard format {path.name}; use one of {', '.join(SHARD_SUFFIXES)}")
     return paths
 
 
+def _is_shard_name(name: str, suffixes: Sequence[str] = SHARD_SUFFIXES) -> bool:
+    return name.lower().endswith(tuple(suffixes))
+
+
 def file_shard(path: Path, vocabulary: pd.DataFrame, *, input: str, layer: str | None = None,
-               lengths: Any = None, orientation: str = "samples_by_genes") -> Shard:
-    """A shard on disk: its sample count is read from metadata, its values on demand."""
-    name = path.name
-    if name.endswith(".parquet") or name.endswith(".pq"):
-        import pyarrow.parquet as pq
+               lengths: Any = None, orientation: str = "samples_by_genes", min_matched_fraction: float = 0.5) -> Shard:
+    """A shard on disk: its samples are read from metadata (the first column of a text
+    file), its values on demand through the same readers as ``prepare(path)`` (a leading
+    ID column in parquet, repeated gene IDs and ``orientation`` in every format). Errors
+    name the file: a bad shard among hundreds must be findable."""
+    path = Path(path)
+    try:
+        if _is_shard_name(path.name, (".zarr",)):
+            import anndata
+            import zarr
 
-        n = pq.ParquetFile(path).metadata.num_rows
-        reader: Callable[[], Any] = lambda: pd.read_parquet(path)
-    elif name.endswith(".h5ad"):
-        import anndata
-
-        backed = anndata.read_h5ad(path, backed="r")
-        n = backed.n_obs
-        backed.file.close()
-        reader = lambda: anndata.read_h5ad(path)
-    elif name.endswith(".zarr"):
-        import anndata
-        import zarr
-
-        group = zarr.open_group(str(path), mode="r")
-        x = group["X"]
-        n = int(x.shape[0]) if hasattr(x, "shape") else int(x.attrs["shape"][0])
-        reader = lambda: anndata.read_zarr(str(path))
-    else:  # csv / tsv: genes are columns in the default orientation
-        sep = "\t" if ".tsv" in name else ","
-        frame = pd.read_csv(path, sep=sep, index_col=0, usecols=[0])
-        n = len(frame) if orientation == "samples_by_genes" else len(pd.read_csv(path, sep=sep, index_col=0, nrows=0).columns)
-        reader = lambda: pd.read_csv(path, sep=sep, index_col=0)
-    if orientation != "samples_by_genes" and not name.endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz")):
-        raise ValueError("orientation='genes_by_samples' is supported for csv/tsv shards only")
+            group = zarr.open_group(str(path), mode="r")
+            x = group["X"]
+            n = int(x.shape[0]) if hasattr(x, "shape") else int(x.attrs["shape"][0])
+            sample_ids = None
+            source: Callable[[], Any] = lambda: anndata.read_zarr(str(path))
+        else:
+            sample_ids = _file_sample_ids(path, orientation, layer)
+            n = len(sample_ids)
+            source = lambda: path
+    except (OSError, ValueError) as err:  # zero-byte or truncated files, a wrong layer
+        raise ValueError(f"cannot read shard {path}: {err}") from err
 
     def read() -> np.ndarray:
-        data = reader()
-        if orientation != "samples_by_genes":
-            data = data.T
-        values = prepare_values(data, vocabulary, input=input, layer=layer, lengths=lengths)
+        try:
+            values = prepare_values(source(), vocabulary, input=input, layer=layer, lengths=lengths,
+                                    orientation=orientation, min_matched_fraction=min_matched_fraction)
+        except ValueError as err:
+            raise ValueError(f"shard {path}: {err}") from err
         if len(values) != n:
             raise ValueError(f"shard {path} has {len(values)} samples, its metadata said {n}")
         return values
 
-    return Shard(name=name, n_samples=int(n), read=read)
+    return Shard(name=path.name, n_samples=int(n), read=read, sample_ids=sample_ids)
+
+
+def _file_sample_ids(path: Path, orientation: str, layer: str | None) -> list[str]:
+    from ..io import _check_orientation, _labels, _layer_name, read_sample_ids
+
+    _check_orientation(orientation)
+    if not path.name.lower().endswith(".h5ad"):
+        return read_sample_ids(path, orientation=orientation)
+    import anndata
+
+    backed = anndata.read_h5ad(path, backed="r")  # names only; closed at once (many shards, few handles)
+    try:
+        if layer is not None:
+            _layer_name(backed, layer)
+        return _labels(backed.obs_names if orientation == "samples_by_genes" else backed.var_names)
+    finally:
+        backed.file.close()
+
+
+def check_distinct_samples(training: Sequence[Shard], validation: Sequence[Shard] = ()) -> None:
+    """No sample may be in two training shards (it would be trained on twice per epoch,
+    and scored after training if one of them is held out) nor in training and validation
+    data. Shards whose samples have no names (positions 0, 1, ...) are not compared."""
+    owner: dict[str, str] = {}
+    for shard in training:
+        ids = shard.sample_ids
+        if ids is None or _positional(ids):
+            continue
+        repeated = [s for s in ids if s in owner]
+        if repeated:
+            raise ValueError(
+                f"{len(repeated)} samples of shard {shard.name} are also in {owner[repeated[0]]} (e.g. "
+                f"{', '.join(map(repr, repeated[:3]))}): each would be trained on twice per epoch, or scored after "
+                "being trained on when one file is held out for validation. Remove the repeats from one file "
+                "(rename them if they are different samples).")
+        owner.update(dict.fromkeys(ids, shard.name))
+    for shard in validation:
+        ids = shard.sample_ids
+        repeated = [] if ids is None or _positional(ids) else [s for s in ids if s in owner]
+        if repeated:
+            raise ValueError(
+                f"{len(repeated)} validation samples are also training samples (e.g. {repeated[0]!r} in "
+                f"{owner[repeated[0]]}): validation would score samples the model trained on. Remove them from the "
+                "training data or from val_data.")
 
 
 def build_corpus(data: Any, vocabulary: pd.DataFrame, *, input: str = "counts", layer: str | None = None,
-                 lengths: Any = None, shards_in_memory: int = 2) -> Corpus:
+                 lengths: Any = None, shards_in_memory: int = 2, orientation: str = "samples_by_genes",
+                 min_matched_fraction: float = 0.5) -> Corpus:
     """Any supported data description -> Corpus (see :func:`bulkformer.pretrain`)."""
     if isinstance(data, Corpus):
         return data
-    if isinstance(data, (str, Path)) or (isinstance(data, (list, tuple)) and data and isinstance(data[0], (str, Path))):
-        paths = shard_paths(data)
-        return Corpus([file_shard(p, vocabulary, input=input, layer=layer, lengths=lengths) for p in paths], shards_in_memory)
+    if isinstance(data, (list, tuple)) and not data:
+        raise ValueError("no training data: the list of shard files is empty")
+    if isinstance(data, (str, Path)) or (isinstance(data, (list, tuple)) and isinstance(data[0], (str, Path))):
+        shards = [file_shard(p, vocabulary, input=input, layer=layer, lengths=lengths, orientation=orientation,
+                             min_matched_fraction=min_matched_fraction) for p in shard_paths(data)]
+        empty = [s.name for s in shards if not s.n_samples]
+        if len(empty) == len(shards):
+            raise ValueError(f"no training data: the shard files ({', '.join(empty[:5])}) hold no samples")
+        if empty:  # known from metadata: skipping them changes nothing else
+            warnings.warn(f"shard files without samples, skipped: {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}",
+                          UserWarning, stacklevel=2)
+        shards = [s for s in shards if s.n_samples]
+        check_distinct_samples(shards)
+        return Corpus(shards, shards_in_memory)
     if hasattr(data, "counts") and hasattr(data, "lengths") and hasattr(data, "measured"):  # SimulatedCohort
         values = prepare_values(data.counts, vocabulary, input="counts", lengths=data.lengths)
-        return in_memory_corpus(apply_measured(values, data, vocabulary), shards_in_memory=shards_in_memory)
-    return in_memory_corpus(prepare_values(data, vocabulary, input=input, layer=layer, lengths=lengths),
-                            shards_in_memory=shards_in_memory)
+        return in_memory_corpus(apply_measured(values, data, vocabulary), shards_in_memory=shards_in_memory,
+                                sample_ids=[str(s) for s in data.counts.index])
+    values, sample_ids = _prepared(data, vocabulary, input=input, layer=layer, lengths=lengths, orientation=orientation,
+                                   min_matched_fraction=min_matched_fraction)
+    return in_memory_corpus(values, shards_in_memory=shards_in_memory, sample_ids=sample_ids)
 
 
 def apply_measured(values: np.ndarray, cohort: Any, vocabulary: pd.DataFrame) -> np.ndarray:

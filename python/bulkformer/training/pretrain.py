@@ -13,6 +13,7 @@ resumed run reproduces the uninterrupted one.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -26,13 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_model
 
 from ..atomic import atomic_file
 from ..bundle import Bundle
 from ..model import MASK_VALUE, PRESETS, BulkFormer, ModelConfig
 from . import checkpoint as ckpt
-from .data import Corpus, build_corpus, in_memory_corpus
+from .data import Corpus, build_corpus, check_distinct_samples, in_memory_corpus
 from .distributed import DistContext, all_reduce_sum, barrier, init_distributed, shutdown
 from .evaluation import evaluation_mask, masked_pearson, model_predictions
 from .masking import check_mask_rates, mask_measured, masked_sse, missing_share, step_generator
@@ -62,7 +62,9 @@ def pretrain(
     vocabulary: Any = None,
     input: str = "counts",
     layer: str | None = None,
+    orientation: str = "samples_by_genes",
     lengths: Any = None,
+    min_matched_fraction: float = 0.5,
     val_data: Any = None,
     val_fraction: float = 0.1,
     max_val_samples: int = 512,
@@ -102,13 +104,16 @@ def pretrain(
     streamed, ``shards_in_memory`` at a time), a DataFrame / AnnData / array (samples x
     genes; ``input`` says counts / tpm / logtpm, "aligned" for arrays already in
     vocabulary order), or a ``SimulatedCohort``. Raw data go through
-    ``bulkformer.preprocess.prepare``.
+    ``bulkformer.preprocess.prepare`` (``layer``, ``orientation``, ``lengths`` and
+    ``min_matched_fraction`` as there), each shard on its own, so shards may hold different
+    genes and ID kinds. Shard files without samples are skipped with a warning; a sample
+    in two shard files, or in both the training and the validation data, is an error.
 
     ``model``: a preset name ("37M", ...) or ModelConfig for a new model over
     ``vocabulary`` (default: the shipped vocabulary), sized down with ``dim`` /
     ``p_repeat`` / ``heads``; its gene graph is built from the data (top ``graph_top_k``
-    partners by |Pearson r| >= ``graph_min_abs_r``). Or a Bundle / bundle path to
-    continue pretraining it.
+    partners by |Pearson r| >= ``graph_min_abs_r``). Or a Bundle (copied, never changed) /
+    bundle path to continue pretraining it.
 
     ``gene_init`` (new v2 models): "pca" starts each gene's identity embedding at its
     loadings on the top ``dim`` principal axes of the training data (entries rescaled to
@@ -134,7 +139,14 @@ def pretrain(
 
     ``batch_size`` is the global micro-batch (split over torchrun ranks); one optimizer
     step sees ``batch_size * grad_accum`` samples. ``checkpoint_every`` steps a
-    checkpoint goes to ``out/checkpoints``; ``resume=True`` continues from the latest.
+    checkpoint goes to ``out/checkpoints`` (the newest ``keep_checkpoints`` are kept; 0:
+    all); ``resume=True`` continues from the latest (or starts, if there is none yet),
+    with the settings the run was started with: a changed setting is an error, not a
+    silently different run.
+
+    ``out`` must be new, empty or a run directory of this function (checkpoints/,
+    model/, logs): anything else in it is refused, not mixed with the run. Without
+    ``resume``, one that holds checkpoints is refused too (resume it, or delete them).
 
     Example::
 
@@ -144,7 +156,8 @@ def pretrain(
     """
     arguments = dict(locals())
     _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, mask_fraction_max, observed_weight, val_fraction,
-                     precision, gene_init, gene_init_scale)
+                     precision, gene_init, gene_init_scale, max_steps=max_steps, checkpoint_every=checkpoint_every,
+                     keep_checkpoints=keep_checkpoints, clip_norm=clip_norm)
     ctx = init_distributed(device)
     owns_group = ctx.distributed
     try:
@@ -154,7 +167,8 @@ def pretrain(
             shutdown(ctx)
 
 
-def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, lengths, val_data, val_fraction,
+def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, orientation, lengths, min_matched_fraction,
+              val_data, val_fraction,
               max_val_samples, epochs, max_steps, batch_size, grad_accum, lr, weight_decay, warmup_fraction,
               mask_fraction, mask_fraction_max, observed_weight, clip_norm, precision, activation_checkpointing, checkpoint_every, keep_checkpoints,
               resume, seed, device, shards_in_memory, dim, p_repeat, heads, dropout, graph_top_k, graph_min_abs_r,
@@ -165,14 +179,41 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, l
     if checkpoint_every and run_dir is None:
         raise ValueError("checkpoint_every needs a run directory (out=...) to write checkpoints to")
     say = _printer(ctx, progress)
+    check_run_dir(run_dir, resume)  # before any data is read
+    start_from = ckpt.resolve_checkpoint(resume, run_dir)
+    if resume is True and start_from is None:
+        say(f"no checkpoint in {ckpt.checkpoint_root(run_dir)} yet: starting from step 0")
 
     torch.manual_seed(seed)  # same on every rank: identical initial weights and Performer redraws
     genes, base_bundle, config = _resolve_model(model, vocabulary, dim=dim, p_repeat=p_repeat, heads=heads, dropout=dropout)
-    corpus = build_corpus(data, genes, input=input, layer=layer, lengths=lengths, shards_in_memory=shards_in_memory)
+    corpus = build_corpus(data, genes, input=input, layer=layer, lengths=lengths, shards_in_memory=shards_in_memory,
+                          orientation=orientation, min_matched_fraction=min_matched_fraction)
     corpus, val_values, held_out = _validation_split(corpus, val_data, val_fraction, max_val_samples, genes, input, layer,
-                                                     lengths, seed)
+                                                     lengths, seed, orientation=orientation,
+                                                     min_matched_fraction=min_matched_fraction)
     say(f"validation: {held_out}")
-    if base_bundle is None:
+    settings = {  # what a resumed run must repeat to continue the same run
+        "seed": seed, "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "grad_accum": grad_accum,
+        "lr": lr, "weight_decay": weight_decay, "warmup_fraction": warmup_fraction, "mask_fraction": mask_fraction,
+        "mask_fraction_max": mask_fraction_max, "observed_weight": observed_weight, "clip_norm": clip_norm,
+        "dropout": dropout, "shards_in_memory": shards_in_memory, "input": input, "layer": layer,
+        "orientation": orientation, "min_matched_fraction": min_matched_fraction, "val_fraction": val_fraction,
+        "max_val_samples": max_val_samples, "validation_samples": 0 if val_values is None else len(val_values),
+        "training_shards": [[s.name, s.n_samples] for s in corpus.shards],
+    }
+    step_samples = batch_size * grad_accum
+    if start_from is not None:
+        state = ckpt.load_trainer_state(start_from)
+        _check_resumed_settings(state.get("settings"), settings, start_from)
+        if int(state["step_samples"]) != step_samples:
+            raise ValueError(f"the checkpoint was trained with {state['step_samples']} samples per step; "
+                             f"resume with the same batch_size x grad_accum (now {step_samples})")
+        # the checkpoint's own model: its weights and its gene graph (a new model's graph
+        # is not in the weights, and rebuilt from changed data it would differ)
+        bundle = _checkpoint_bundle(start_from, config, genes)
+        if dropout is not None:
+            _set_dropout(bundle.model, dropout)
+    elif base_bundle is None:
         from ..datasets.tiny import correlation_graph
 
         profile = _training_profile(corpus, seed)
@@ -197,7 +238,6 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, l
         wrapped = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
 
-    step_samples = batch_size * grad_accum
     steps_per_epoch = corpus.n_samples // step_samples
     if steps_per_epoch < 1:
         raise ValueError(f"{corpus.n_samples} training samples are fewer than one step's {step_samples} "
@@ -210,10 +250,7 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, l
     step, epoch, position = 0, 0, 0
     history: list[dict[str, Any]] = []
     validation: list[dict[str, Any]] = []
-    start_from = ckpt.resolve_checkpoint(resume, run_dir)
     if start_from is not None:
-        state = ckpt.load_trainer_state(start_from)
-        load_model(net, str(start_from / "bundle" / "model.safetensors"), strict=True, device=str(ctx.device))
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
@@ -221,9 +258,6 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, l
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         step, epoch, position = int(state["step"]), int(state["epoch"]), int(state["position"])
         history, validation = list(state["history"]), list(state["validation"])
-        if int(state["step_samples"]) != step_samples:
-            raise ValueError(f"the checkpoint was trained with {state['step_samples']} samples per step; "
-                             f"resume with the same batch_size x grad_accum (now {step_samples})")
         say(f"resumed from {start_from} at step {step} (epoch {epoch}, sample {position})")
     if ctx.is_main and run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -250,7 +284,7 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, l
                     f"({time.time() - started:.0f}s)")
             if checkpoint_every and step % checkpoint_every == 0 and step < total_steps:
                 _checkpoint(ctx, run_dir, bundle, optimizer, scheduler, step, epoch, position, history, validation,
-                            step_samples, keep_checkpoints)
+                            step_samples, keep_checkpoints, settings)
             if kill_after and step == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
             if step >= total_steps:
@@ -336,9 +370,11 @@ def _validate(net: BulkFormer, val_values: np.ndarray | None, epoch: int, step: 
     return {"epoch": epoch, "step": step, "masked_pcc": pcc, "masked_mse": mse, "n_masked": int(mask.sum())}
 
 
-def _checkpoint(ctx, run_dir, bundle, optimizer, scheduler, step, epoch, position, history, validation, step_samples, keep):
+def _checkpoint(ctx, run_dir, bundle, optimizer, scheduler, step, epoch, position, history, validation, step_samples, keep,
+                settings):
     if ctx.is_main:
         state = {
+            "settings": settings,
             "step": step, "epoch": epoch, "position": position, "step_samples": step_samples,
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
@@ -350,17 +386,112 @@ def _checkpoint(ctx, run_dir, bundle, optimizer, scheduler, step, epoch, positio
 
 
 # ---------------------------------------------------------------------------- setup
+# What pretraining writes into its run directory, and nothing else.
+RUN_ENTRIES = ("checkpoints", "log.jsonl", "model", "history.csv", "validation.csv")
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """A directory that holds only what pretraining writes (at least one of it)."""
+    path = Path(path)
+    names = {p.name for p in path.iterdir() if not p.name.startswith(".")} if path.is_dir() else set()
+    return bool(names) and names <= set(RUN_ENTRIES)
+
+
+def check_run_dir(run_dir: Path | None, resume: bool | str | Path) -> None:
+    """Refuse, before any data is read, an ``out`` the run would mix with or silently
+    replace: a file; a directory holding anything but an earlier run's files (user data;
+    a shard folder would even read history.csv as a shard next time); an earlier run's
+    checkpoints without ``resume`` (the old ones would outlive the new ones when pruning,
+    and a later resume would continue the old run); with ``resume=True``, a finished run
+    without checkpoints (nothing to resume: it would start over and replace the model)."""
+    if run_dir is None:
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"out={str(run_dir)!r} is a file; a run is written as a directory: give a new directory path")
+    if not run_dir.is_dir():
+        return
+    foreign = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".") and p.name not in RUN_ENTRIES)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ValueError(f"{run_dir} already holds files of its own ({shown}): a run writes "
+                         f"{', '.join(RUN_ENTRIES)} into out and would mix them with these. Give a new or empty "
+                         f"directory, e.g. out='{run_dir.with_name(run_dir.name + '-pretrain')}'")
+    latest = ckpt.latest_checkpoint(run_dir)
+    if not resume and latest is not None:
+        raise ValueError(f"{run_dir} holds checkpoints of an earlier run (latest: {latest.name}): continue it with "
+                         f"resume=True, or delete {ckpt.checkpoint_root(run_dir)} (or give a new directory) to start over")
+    if resume is True and latest is None and (run_dir / "model").is_dir():
+        raise ValueError(f"{run_dir} holds a finished run (model/) and no checkpoint: there is nothing to resume. To "
+                         f"train its model further, give model='{run_dir / 'model'}' and a new out directory")
+
+
+def _checkpoint_bundle(checkpoint: Path, config: ModelConfig, genes: pd.DataFrame) -> Bundle:
+    """The checkpoint's bundle, refused if it is not the model these settings describe
+    (a size mismatch would otherwise surface as a state-dict traceback)."""
+    from ..bundle import load
+
+    bundle = load(checkpoint / "bundle")
+    saved, now = bundle.config.to_dict(), config.to_dict()
+    changed = [f"{key}={saved.get(key)} (now {value})" for key, value in now.items() if saved.get(key) != value]
+    if not changed and bundle.genes["ensembl_id"].astype(str).tolist() != genes["ensembl_id"].astype(str).tolist():
+        changed = [f"its {len(bundle.genes)} vocabulary genes (now other genes)"]
+    if changed:
+        raise ValueError(f"the checkpoint {checkpoint} holds another model than these settings describe: "
+                         f"{', '.join(changed)}. Resume with the run's model settings, or start a new run directory")
+    return bundle
+
+
+def _check_resumed_settings(saved: dict[str, Any] | None, now: dict[str, Any], checkpoint: Path) -> None:
+    """A resumed run continues one schedule and one data order; a changed setting would
+    make it another run without saying so (a new lr is even overwritten by the
+    optimizer's saved state). Checkpoints written before settings were saved: unchecked."""
+    if saved is None:
+        return
+    changed = []
+    for key, value in now.items():
+        before = saved.get(key)
+        if key == "training_shards":
+            if [list(s) for s in before or []] != [list(s) for s in value]:
+                changed.append(f"the training data ({_shard_summary(before or [])}; now {_shard_summary(value)})")
+        elif before != value:
+            changed.append(f"{key}={before!r} (now {value!r})")
+    if changed:
+        raise ValueError(
+            f"the checkpoint {checkpoint} was written with other settings: {', '.join(changed)}. A resumed run repeats "
+            "the settings it was started with (same learning-rate schedule and data order): restore them, or start a "
+            f"new run directory (to train the checkpoint's model on with new settings: model='{checkpoint / 'bundle'}')")
+
+
+def _shard_summary(shards: list) -> str:
+    shown = ", ".join(f"{name} ({n})" for name, n in shards[:3])
+    return f"{len(shards)} shards, {sum(n for _, n in shards)} samples: {shown}{' ...' if len(shards) > 3 else ''}"
+
+
 def _resolve_model(model, vocabulary, *, dim, p_repeat, heads, dropout) -> tuple[pd.DataFrame, Bundle | None, ModelConfig]:
     from ..bundle import load
 
     if isinstance(model, Bundle) or (isinstance(model, (str, Path)) and Path(model).is_dir()):
-        bundle = model if isinstance(model, Bundle) else load(model)
-        if any(v is not None for v in (dim, p_repeat, heads)):
-            raise ValueError("dim / p_repeat / heads shape a new model; they cannot change an existing bundle")
+        if not isinstance(model, Bundle) and is_run_dir(model) and (Path(model) / "model").is_dir():
+            raise ValueError(f"{model} is a pretraining run directory, not a bundle: continue from its model with "
+                             f"model='{Path(model) / 'model'}' (or resume the run itself with out='{model}', resume=True)")
+        # a Bundle passed in is copied: the caller's model stays the one they passed
+        bundle = copy.deepcopy(model) if isinstance(model, Bundle) else load(model)
+        given = {k: v for k, v in (("dim", dim), ("p_repeat", p_repeat), ("heads", heads)) if v is not None}
+        if given:
+            raise ValueError(f"{', '.join(f'{k}={v}' for k, v in given.items())}: these shape a new model and cannot "
+                             f"change an existing bundle (d={bundle.config.dim}, {bundle.config.p_repeat} Performer "
+                             f"layers, {bundle.config.full_head} heads); leave them unset to continue it")
+        if vocabulary is not None:
+            raise ValueError(f"a vocabulary chooses a new model's genes; the bundle keeps its own {len(bundle.genes)} "
+                             "genes: leave vocabulary unset to continue it")
         return bundle.genes, bundle, bundle.config
-    if isinstance(model, str):
-        if model not in PRESETS:
+    if isinstance(model, (str, Path)):
+        if str(model) not in PRESETS:
+            if isinstance(model, Path) or os.sep in model or "/" in model:  # a path, not a preset name
+                raise FileNotFoundError(f"no model bundle at {model}: expected a bundle directory (or a preset: "
+                                        f"{', '.join(PRESETS)})")
             raise ValueError(f"model must be a preset ({', '.join(PRESETS)}), a ModelConfig, or a bundle directory; got {model!r}")
+        model = str(model)
         config = PRESETS[model]
     elif isinstance(model, ModelConfig):
         config = model
@@ -382,12 +513,16 @@ def _resolve_model(model, vocabulary, *, dim, p_repeat, heads, dropout) -> tuple
 
 
 def _validation_split(corpus: Corpus, val_data, val_fraction: float, max_val_samples: int, genes, input, layer,
-                      lengths, seed: int) -> tuple[Corpus, np.ndarray | None, str]:
+                      lengths, seed: int, *, orientation: str = "samples_by_genes",
+                      min_matched_fraction: float = 0.5) -> tuple[Corpus, np.ndarray | None, str]:
     """(training corpus, validation rows or None, what was held out, for the log).
     Data in memory and a single file are split by rows; several shard files by whole
     shards (the last ``ceil(val_fraction * n)``), so that no file is read twice."""
     if val_data is not None:
-        values = build_corpus(val_data, genes, input=input, layer=layer, lengths=lengths).sample(max_val_samples, seed)
+        held = build_corpus(val_data, genes, input=input, layer=layer, lengths=lengths, orientation=orientation,
+                            min_matched_fraction=min_matched_fraction)
+        check_distinct_samples(corpus.shards, held.shards)
+        values = held.sample(max_val_samples, seed)
         return corpus, values, f"{len(values)} samples of the validation data"
     if val_fraction <= 0:
         return corpus, None, "none (val_fraction=0)"
@@ -531,9 +666,19 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
 
 
 def _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, mask_fraction_max, observed_weight, val_fraction,
-                     precision, gene_init, gene_init_scale) -> None:
+                     precision, gene_init, gene_init_scale, *, max_steps=None, checkpoint_every=None, keep_checkpoints=2,
+                     clip_norm=None) -> None:
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1 (or None: all epochs), got {max_steps}")
+    if checkpoint_every is not None and checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be >= 1 (or 0 / None: no checkpoints), got {checkpoint_every}")
+    if keep_checkpoints < 0:
+        raise ValueError(f"keep_checkpoints must be >= 1 (or 0: keep all), got {keep_checkpoints}")
+    if clip_norm is not None and clip_norm < 0:
+        # a negative norm makes torch's clip coefficient negative: every step would climb the loss
+        raise ValueError(f"clip_norm must be > 0 (or 0 / None: no clipping), got {clip_norm}")
     if batch_size < 1 or grad_accum < 1:
         raise ValueError(f"batch_size and grad_accum must be >= 1, got {batch_size} and {grad_accum}")
     if lr <= 0:
