@@ -191,6 +191,16 @@ def read_sample_ids(path: str | Path, *, orientation: Orientation = "samples_by_
         if _no_rows(path):
             return []
         return _labels(pd.read_csv(path, sep=separator, header=None, skiprows=1, usecols=[0]).iloc[:, 0])
+    if file_format(path) == "h5ad":
+        import anndata
+
+        backed = anndata.read_h5ad(path, backed="r")  # names only, closed at once: callers may list many files
+        try:
+            if layer is not None:
+                _layer_name(backed, layer)
+            return _labels(backed.obs_names if orientation == "samples_by_genes" else backed.var_names)
+        finally:
+            backed.file.close()
     return list(_open_file(path, orientation, layer).sample_ids)
 
 

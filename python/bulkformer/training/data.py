@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from ..io import read_sample_ids
 from ..model import MASK_VALUE
 
 SHARD_SUFFIXES = (".h5ad", ".parquet", ".pq", ".zarr", ".csv", ".tsv", ".csv.gz", ".tsv.gz")
@@ -218,7 +219,7 @@ def file_shard(path: Path, vocabulary: pd.DataFrame, *, input: str, layer: str |
             sample_ids = None
             source: Callable[[], Any] = lambda: anndata.read_zarr(str(path))
         else:
-            sample_ids = _file_sample_ids(path, orientation, layer)
+            sample_ids = read_sample_ids(path, orientation=orientation, layer=layer)
             n = len(sample_ids)
             source = lambda: path
     except (OSError, ValueError) as err:  # zero-byte or truncated files, a wrong layer
@@ -235,23 +236,6 @@ def file_shard(path: Path, vocabulary: pd.DataFrame, *, input: str, layer: str |
         return values
 
     return Shard(name=path.name, n_samples=int(n), read=read, sample_ids=sample_ids)
-
-
-def _file_sample_ids(path: Path, orientation: str, layer: str | None) -> list[str]:
-    from ..io import _check_orientation, _labels, _layer_name, read_sample_ids
-
-    _check_orientation(orientation)
-    if not path.name.lower().endswith(".h5ad"):
-        return read_sample_ids(path, orientation=orientation)
-    import anndata
-
-    backed = anndata.read_h5ad(path, backed="r")  # names only; closed at once (many shards, few handles)
-    try:
-        if layer is not None:
-            _layer_name(backed, layer)
-        return _labels(backed.obs_names if orientation == "samples_by_genes" else backed.var_names)
-    finally:
-        backed.file.close()
 
 
 def check_distinct_samples(training: Sequence[Shard], validation: Sequence[Shard] = ()) -> None:

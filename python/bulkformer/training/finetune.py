@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..arguments import check_at_least
-from ..atomic import atomic_directory
+from ..atomic import atomic_directory, check_replaceable
 from ..bundle import FINETUNED_MARKER, Bundle, is_finetuned, load
 from ..json_safe import json_safe
 from ..labels import as_label_series, class_labels, match_samples, numeric_column
@@ -90,14 +90,7 @@ class FinetunedModel(nn.Module):
 def check_output_dir(out: str | Path) -> Path:
     """Saving replaces the whole directory: refuse one that holds anything but an earlier
     fine-tuning output (user data, a base model), before any training is done."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} is a file; a fine-tuned model is saved as a directory: give a new directory path")
-    if out.is_dir() and any(out.iterdir()) and not is_finetuned(out):
-        suggestion = out.with_name(f"{out.name}-finetuned")
-        raise ValueError(f"{out} already exists and is not a fine-tuning output (it has no finetune.json): saving there "
-                         f"would replace everything in it. Give a new or empty directory, e.g. {suggestion}")
-    return out
+    return check_replaceable(out, FINETUNED_MARKER, "a fine-tuning output")
 
 
 def load_finetuned(path: str | Path, device: str = "cpu") -> FinetunedModel:
