@@ -35,17 +35,12 @@ def _quiet():
         yield
 
 
-def responses_long(cohort) -> pd.DataFrame:
-    return (cohort.drug_response.stack().rename("response").reset_index()
-            .rename(columns={"sample_id": "cell_line"}))
-
-
 def test_drug_response_mean_pcc_near_the_ceiling(cohort, complete_logtpm):
     truth = cohort.module_activity @ cohort.drug_weights.T
     # Ceiling: per-drug r between the noiseless response and the observed one.
     ceiling = np.mean([pearson(truth[d], cohort.drug_response[d]) for d in cohort.drug_response])
     result = drug_response.evaluate({"raw_logtpm": complete_logtpm, "truth": cohort.module_activity},
-                                    cohort.drug_weights, responses_long(cohort), **FAST)
+                                    cohort.drug_weights, cohort.drug_response_long(), **FAST)
     assert result.metric("mean_pcc", "truth") > 0.85 * ceiling
     assert result.metric("mean_pcc", "raw_logtpm") > 0.6 * ceiling
     # Cell lines never straddle folds.
@@ -55,14 +50,14 @@ def test_drug_response_mean_pcc_near_the_ceiling(cohort, complete_logtpm):
 
 
 def test_drug_response_shuffled_is_chance(cohort):
-    long = responses_long(cohort)
+    long = cohort.drug_response_long()
     long["response"] = long.groupby("drug")["response"].transform(lambda v: v.sample(frac=1.0, random_state=0).to_numpy())
     result = drug_response.evaluate(cohort.module_activity, cohort.drug_weights, long, **FAST)
     assert abs(result.metric("mean_pcc")) < 0.2
 
 
 def test_drug_response_input_errors(cohort):
-    long = responses_long(cohort)
+    long = cohort.drug_response_long()
     with pytest.raises(ValueError, match="lacks column"):
         drug_response.evaluate(cohort.module_activity, cohort.drug_weights, long.rename(columns={"drug": "compound"}))
     with pytest.raises(ValueError, match="no response row"):
@@ -100,7 +95,7 @@ def test_essentiality_needs_gene_level_index(cohort, complete_logtpm):
 
 
 def test_drug_response_values_are_checked_and_drops_counted(cohort):
-    long = responses_long(cohort)
+    long = cohort.drug_response_long()
     text = long.astype({"response": object})
     text.loc[0, "response"] = ">10"
     with pytest.raises(ValueError, match=r"response column 'response': 1 values are not numbers \(e.g. '>10'\)"):
