@@ -101,7 +101,7 @@ def is_finetuned(path: str | Path) -> bool:
 def check_bundle_dir(path: str | Path) -> Path:
     """``path`` as a bundle directory with all its files, without reading them: callers
     check it before expensive work; errors say what the path is instead (a .pt
-    checkpoint, a fine-tuning output) and what to do."""
+    checkpoint, a fine-tuning output, a pretraining run) and what to do."""
     path = Path(path)
     if not path.is_dir():
         hint = " (an official .pt checkpoint? convert it with `bulkformer import-checkpoint`)" if path.suffix in (".pt", ".pth") else ""
@@ -110,6 +110,10 @@ def check_bundle_dir(path: str | Path) -> Path:
         raise ValueError(f"{path} is a fine-tuned model (it has {FINETUNED_MARKER}), not a model bundle: load it with "
                          f"bulkformer.training.load_finetuned('{path}') and call .predict(data), or use its encoder "
                          f"as the model: {path / 'encoder'}")
+    if not (path / "config.json").exists() and (path / "model" / "config.json").is_file():
+        # `pretrain -o runs/x` and `demo -o out` write the trained bundle to their model/
+        raise FileNotFoundError(f"{path} is an output directory (a pretraining run or the demo), not a model bundle: "
+                                f"the model in it is {path / 'model'}")
     for required in ("config.json", "model.safetensors", "genes.tsv", "graph.safetensors"):
         if not (path / required).is_file():
             raise FileNotFoundError(f"incomplete model bundle {path}: {required} is missing")

@@ -9,6 +9,7 @@ matrix never exists. For 20,000 genes x 100,000 samples: Z is 8 GB, one block of
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .arguments import check_at_least
 from .atomic import atomic_file
 
 TOP_K = 20
@@ -59,11 +61,47 @@ def _cohort_matrix(cohort: Any, genes: Sequence[str] | None, vocabulary: Any, in
         return values, list(prepared.gene_ids)
     from . import io
 
+    if input != "logtpm":  # was ignored: a graph of raw counts, silently
+        raise ValueError(f"input={input!r} needs vocabulary= (a model bundle or gene table): counts and TPM become "
+                         "log1p TPM over its genes. Without one the values are correlated as they are: give log1p TPM")
     if isinstance(cohort, (str, Path)):
+        if genes is not None:  # as_matrix's relabelling has no file counterpart: it was ignored
+            raise ValueError("genes= gives the gene IDs of an in-memory matrix (a NumPy array); a file carries its "
+                             "own gene IDs: leave genes= out")
         matrix = io.read_expression(cohort, orientation=orientation)
     else:
         matrix = io.as_matrix(cohort, genes=genes, orientation=orientation)
+    _check_unaligned(matrix, orientation)
     return matrix.values, list(matrix.gene_ids)
+
+
+def _check_unaligned(matrix: Any, orientation: str) -> None:
+    """Values taken as they are (no vocabulary): nothing else checks them on the way, so a
+    table the wrong way round (a graph over samples) or of raw counts is caught here."""
+    from .preprocess import map_genes
+    from .preprocess.validate import LOG1P_TPM_MAX
+
+    def matched(ids: Sequence[str]) -> list[str]:
+        found = map_genes([str(i) for i in ids[:2000]])
+        return found["input_id"][found["vocabulary_id"].notna()].tolist()
+
+    if [str(s) for s in matrix.sample_ids] == [str(i) for i in range(len(matrix.sample_ids))]:
+        samples = []  # an unlabelled array's row numbers, not Entrez IDs
+    else:
+        samples = matched(matrix.sample_ids)
+    genes = matched(matrix.gene_ids)
+    sample_rate = len(samples) / max(min(len(matrix.sample_ids), 2000), 1)
+    gene_rate = len(genes) / max(min(len(matrix.gene_ids), 2000), 1)
+    if len(samples) >= 3 and sample_rate > max(2 * gene_rate, 0.05):
+        flip = ("Rows are samples: leave out orientation='genes_by_samples'." if orientation == "genes_by_samples"
+                else "Pass orientation='genes_by_samples': rows are genes.")
+        raise ValueError(f"the sample names look like gene IDs (e.g. {', '.join(samples[:3])}): genes are on the "
+                         f"other axis. {flip}")
+    largest = float(np.nanmax(matrix.values)) if matrix.values.size else 0.0
+    if largest > LOG1P_TPM_MAX + 0.5:
+        warnings.warn(f"values reach {largest:.3g}, above log1p(1e6) = {LOG1P_TPM_MAX:.2f}: these look like counts or "
+                      "TPM, and without vocabulary= they are correlated as they are. Give log1p TPM, or pass a "
+                      "vocabulary with input='counts' (or 'tpm')", UserWarning, stacklevel=4)
 
 
 def standardise(values: np.ndarray, block: int = 4096) -> np.ndarray:
@@ -116,6 +154,7 @@ def build_graph(
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     if not 0 <= min_abs_r <= 1:
         raise ValueError(f"min_abs_r must be within [0, 1], got {min_abs_r}")
+    block_size = check_at_least(block_size, 1, "block_size")  # before the cohort is read
     values, gene_ids = _cohort_matrix(cohort, genes, vocabulary, input, orientation)
     z = torch.from_numpy(standardise(values))
     del values

@@ -1,7 +1,9 @@
 """End to end: a small simulated cohort through `bulkformer impute | embed | build-graph`."""
 from __future__ import annotations
 
+import contextlib
 import sys
+import warnings
 from dataclasses import dataclass
 
 import anndata
@@ -145,3 +147,124 @@ def test_cli_help_has_examples(cli):
         heading = next(i for i, line in enumerate(lines) if line.strip() == "Examples:")
         indent = lambda line: len(line) - len(line.lstrip())  # noqa: E731
         assert indent(lines[heading + 1]) > indent(lines[heading]), lines[heading:heading + 2]
+
+
+@contextlib.contextmanager
+def _no_warnings():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    assert not [w for w in caught if issubclass(w.category, UserWarning)], [str(w.message) for w in caught]
+
+
+def test_cli_help_gives_flags_no_value_type(cli):
+    # typer's rich help printed `--help <bool>` and `--progress --no-progress <bool>`
+    for args in (["--help"], ["impute", "--help"], ["embed", "--help"]):
+        done = cli(*args)
+        assert done.returncode == 0 and "--help" in done.stdout
+        assert "<bool>" not in done.stdout, done.stdout
+    assert "<path>" in cli("impute", "--help").stdout  # options that take a value keep their type
+
+
+def test_cli_orientation_advice_names_the_other_orientation(cli, cohort):
+    root, _, _ = cohort
+    # samples x genes given as genes_by_samples: the advice was to pass genes_by_samples
+    done = cli("impute", root / "counts.csv", "-m", root / "model", "-o", root / "x.csv", "--orientation", "genes_by_samples")
+    assert done.returncode == 2
+    assert "Rows are samples: leave out --orientation genes_by_samples" in done.stderr, done.stderr
+    assert "Pass --orientation genes_by_samples" not in done.stderr
+
+
+def test_cli_warns_about_tpm_given_as_counts(cli, cohort, tmp_path):
+    root, bundle, counts = cohort
+    per_kb = counts / (bundle.genes.set_index("ensembl_id")["length"].reindex(counts.columns).to_numpy() / 1e3)
+    (per_kb.div(per_kb.sum(axis=1), axis=0) * 1e6).to_csv(tmp_path / "tpm.csv")
+    with pytest.warns(UserWarning, match=r"sums to 1e6, as TPM do: pass input='tpm'"):
+        done = cli("impute", tmp_path / "tpm.csv", "-m", root / "model", "-o", tmp_path / "x.csv", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    with _no_warnings():
+        done = cli("impute", tmp_path / "tpm.csv", "-m", root / "model", "-o", tmp_path / "x.csv", "--no-progress",
+                   "--input", "tpm")
+    assert done.returncode == 0, done.stderr
+
+
+def test_cli_build_graph_without_a_model_checks_the_table(cli, cohort, tmp_path):
+    root, _, counts = cohort
+    out = tmp_path / "graph.safetensors"
+    # --input was ignored without --model: a graph of raw counts, silently
+    done = cli("build-graph", root / "counts.csv", "--input", "counts", "-o", out)
+    assert done.returncode == 2 and "--input counts needs --model (a model bundle" in done.stderr, done.stderr
+    with pytest.warns(UserWarning, match="look like counts"):
+        done = cli("build-graph", root / "counts.csv", "-o", out)
+    assert done.returncode == 0, done.stderr
+    # genes x samples read as samples x genes gave a graph over the samples
+    np.log1p(counts.div(counts.sum(axis=1), axis=0) * 1e6).T.to_csv(tmp_path / "genes_by_samples.csv")
+    done = cli("build-graph", tmp_path / "genes_by_samples.csv", "-o", out)
+    assert done.returncode == 2 and "Pass --orientation genes_by_samples" in done.stderr, done.stderr
+    with _no_warnings():
+        done = cli("build-graph", tmp_path / "genes_by_samples.csv", "--orientation", "genes_by_samples", "-o", out)
+    assert done.returncode == 0, done.stderr
+    from bulkformer.graph import read_graph
+
+    assert read_graph(out).gene_ids == [str(g) for g in counts.columns]
+
+
+def test_cli_run_directory_as_model_names_its_model(cli, cohort, tmp_path):
+    import shutil
+
+    root, _, _ = cohort
+    shutil.copytree(root / "model", tmp_path / "run" / "model")  # as `pretrain -o run` and `demo -o run` leave it
+    for args in (["info", tmp_path / "run"],
+                 ["impute", root / "counts.csv", "-m", tmp_path / "run", "-o", tmp_path / "x.csv"],
+                 ["build-graph", root / "counts.csv", "-m", tmp_path / "run", "-o", tmp_path / "g.safetensors"]):
+        done = cli(*args)
+        assert done.returncode == 2 and f"the model in it is {tmp_path / 'run' / 'model'}" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("name,args,message", [
+    ("data_dir", [], "is a directory: give one expression file"),
+    ("counts.xlsx", [], "save a spreadsheet as CSV"),
+    ("counts.csv", ["--layer", "counts"], "leave --layer out"),
+])
+def test_cli_input_errors_speak_command_line(cli, cohort, tmp_path, name, args, message):
+    root, _, _ = cohort
+    path = tmp_path / name
+    path.mkdir() if name == "data_dir" else path.write_bytes((root / "counts.csv").read_bytes())
+    done = cli("impute", path, "-m", root / "model", "-o", tmp_path / "x.csv", *args)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert "DataFrame" not in done.stderr
+
+
+def test_cli_writes_compressed_tables(cli, cohort, tmp_path):
+    root, _, _ = cohort
+    done = cli("impute", root / "counts.csv", "-m", root / "model", "-o", tmp_path / "imputed.tsv.gz", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    written = pd.read_csv(tmp_path / "imputed.tsv.gz", sep="\t", index_col=0)  # gzip, inferred from the name
+    assert written.shape == (7, 5)
+
+
+def test_cli_impute_says_when_no_gene_is_missing(cli, cohort, tmp_path):
+    root, bundle, _ = cohort
+    full = bulkformer.simulate_cohort(n_samples=4, vocabulary=bundle.genes, n_genes=None, seed=1, missing_fraction=0.0)
+    full.counts.to_csv(tmp_path / "full.csv")
+    done = cli("impute", tmp_path / "full.csv", "-m", root / "model", "-o", tmp_path / "x.csv", "--no-progress")
+    assert done.returncode == 0 and "4 samples x 0 genes" in done.stdout
+    assert "none is missing: --which all" in done.stderr, done.stderr
+
+
+def test_cli_lengths_files(cli, cohort, tmp_path):
+    root, bundle, counts = cohort
+    lengths = pd.read_csv(root / "lengths.tsv", sep="\t")
+    lengths.to_csv(tmp_path / "no_header.tsv", sep="\t", header=False, index=False)
+    with_header = cli("impute", root / "counts.csv", "-m", root / "model", "--which", "all", "--lengths",
+                      root / "lengths.tsv", "-o", tmp_path / "a.csv", "--no-progress")
+    # the first gene was taken as a header: its length was silently the vocabulary's
+    with _no_warnings():  # "1 of the matched genes have no length in lengths="
+        without = cli("impute", root / "counts.csv", "-m", root / "model", "--which", "all", "--lengths",
+                      tmp_path / "no_header.tsv", "-o", tmp_path / "b.csv", "--no-progress")
+    assert with_header.returncode == without.returncode == 0, without.stderr
+    assert pd.read_csv(tmp_path / "a.csv", index_col=0).equals(pd.read_csv(tmp_path / "b.csv", index_col=0))
+    lengths.to_parquet(tmp_path / "lengths.parquet")
+    done = cli("impute", root / "counts.csv", "-m", root / "model", "--lengths", tmp_path / "lengths.parquet",
+               "-o", tmp_path / "c.csv", "--no-progress")
+    assert done.returncode == 2 and "is not a text table" in done.stderr, done.stderr

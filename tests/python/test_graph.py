@@ -67,3 +67,12 @@ def test_graph_errors_are_actionable():
         build_graph(np.zeros((2, 4)), genes=list("abcd"))
     with pytest.raises(ValueError, match="genes="):
         build_graph(np.zeros((5, 4)))
+
+
+def test_graph_argument_mistakes_are_not_ignored(tmp_path):
+    path = tmp_path / "cohort.csv"
+    pd.DataFrame(_cohort(n_genes=6), columns=[f"g{i}" for i in range(6)]).to_csv(path)
+    with pytest.raises(ValueError, match="a file carries its own gene IDs"):  # genes= was silently ignored
+        build_graph(path, genes=[f"x{i}" for i in range(6)])
+    with pytest.raises(ValueError, match="block_size=0: must be a whole number"):  # was range()'s message
+        build_graph(path, block_size=0)

@@ -86,3 +86,21 @@ def test_ranks_take_whole_batches_covering_every_sample(monkeypatch):
             assert shard.rows.start % batch_size == 0
             rows.extend(shard.rows)
         assert rows == list(range(n_samples))
+
+
+def test_bare_cuda_under_torchrun_means_this_ranks_gpu(monkeypatch):
+    """device="cuda" (the CLI's --device cuda) put every rank on GPU 0; NCCL then fails."""
+    from bulkformer.inference import distributed
+
+    chosen = []
+    monkeypatch.setattr(distributed, "launched_by_torchrun", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    for device in (None, "cuda", torch.device("cuda")):
+        assert distributed.local_device(device) == torch.device("cuda", 1)
+    assert chosen == [1, 1, 1]
+    for device in ("cuda:0", "cpu", torch.device("cuda", 0), "gpu"):  # explicit choices stay; choose_device checks them
+        assert distributed.local_device(device) == device
+    monkeypatch.setattr(distributed, "launched_by_torchrun", lambda: False)
+    assert distributed.local_device("cuda") == "cuda"

@@ -54,3 +54,10 @@ def test_bad_arguments(setup):
         run_imputation(counts, bundle, batch_size=0, progress=False)
     with pytest.raises(ValueError, match="Bundle or the path"):
         run_imputation(counts, 42, progress=False)
+
+
+def test_batch_size_must_be_a_whole_number(setup):
+    bundle, counts = setup
+    for bad in (2.5, "4", True):  # were run as batches of 2, 4 and 1
+        with pytest.raises(ValueError, match="batch_size=.*whole number >= 1"):
+            run_imputation(counts, bundle, batch_size=bad, progress=False)

@@ -1,6 +1,8 @@
 """Gene-embedding stores: atomic, chunked per sample, float16, subsets, fusion, clear errors."""
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -121,3 +123,80 @@ def test_sample_level_anndata_gets_obsm(setup):
     imputed = bulkformer.impute(adata, bundle, progress=False)
     assert list(imputed.var_names) == bundle.gene_ids[:4]
     assert np.allclose(imputed.layers["bulkformer_imputed"], bulkformer.impute(counts, bundle, progress=False).to_numpy())
+
+
+def test_bad_store_arguments_fail_before_the_cohort_is_read(setup, tmp_path, monkeypatch):
+    """A wrong out= or genes= is reported before prepare() reads and aligns the cohort."""
+    embed_module = importlib.import_module("bulkformer.inference.embed")  # the package's `embed` is the function
+    bundle, counts = setup
+    (tmp_path / "mine.zarr").mkdir()
+    (tmp_path / "mine.zarr" / "notes.txt").write_text("keep me")
+
+    def no_prepare(*args, **kwargs):
+        raise AssertionError("the cohort was prepared before the arguments were checked")
+
+    monkeypatch.setattr(embed_module, "prepare_for", no_prepare)
+    with pytest.raises(ValueError, match=r"zarr store.*name the output \*\.zarr, e\.g\. genes\.zarr"):
+        embed(counts, bundle, level="gene", out=tmp_path / "genes.h5", progress=False)  # was a zarr dir named .h5
+    with pytest.raises(ValueError, match="is not a gene-embedding store"):
+        embed(counts, bundle, level="gene", out=tmp_path / "mine.zarr", progress=False)
+    with pytest.raises(ValueError, match="not in the model's vocabulary"):
+        embed(counts, bundle, genes=["ENSG_NOPE"], progress=False)
+    with pytest.raises(ValueError, match="out= applies to level='gene'"):  # was ignored: no file, no warning
+        embed(counts, bundle, out=tmp_path / "emb.parquet", progress=False)
+    assert (tmp_path / "mine.zarr" / "notes.txt").read_text() == "keep me"
+    assert not (tmp_path / "genes.h5").exists()
+
+
+def test_float16_overflow_is_an_error_not_inf(tmp_path):
+    bundle = bulkformer.tiny_bundle(n_genes=50)
+    with torch.no_grad():
+        bundle.model.layernorm.weight.mul_(1e5)  # gene states far beyond float16's 65504
+    counts = bulkformer.simulate_cohort(n_samples=3, vocabulary=bundle.genes, n_genes=None, seed=2,
+                                        missing_fraction=0.0).counts
+    out = tmp_path / "gene-embeddings"  # no suffix is fine (the R package's tests name it so)
+    assert np.isfinite(read_gene_embeddings(embed(counts, bundle, level="gene", out=out, progress=False)).values).all()
+    with pytest.raises(ValueError, match="exceed the float16 range.*dtype='float32'"):
+        embed(counts, bundle, level="gene", out=out, dtype="float16", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gene-embeddings"]  # no partial store; float32 one stays
+    assert read_gene_embeddings(out).values.dtype == np.float32
+    with pytest.raises(ValueError, match="exceed the float16 range"):
+        embed(counts, bundle, dtype="float16", progress=False)
+
+
+def test_reading_something_else_says_so(tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "table.zarr").write_text("not a store")
+    for path in (tmp_path / "folder", tmp_path / "table.zarr"):  # zarr raised GroupNotFoundError
+        with pytest.raises(ValueError, match="is not a complete bulkformer gene-embedding store"):
+            read_gene_embeddings(path)
+
+
+def test_genes_by_samples_anndata_keeps_its_sample_annotations(setup):
+    """An R-style genes x samples AnnData: samples are its var, so results go there."""
+    import anndata
+
+    bundle, counts = setup
+    adata = anndata.AnnData(counts.T.to_numpy(dtype=np.float32))
+    adata.obs_names = list(counts.columns)
+    adata.var_names = [str(s) for s in counts.index]
+    adata.var["group"] = [f"g{i}" for i in range(counts.shape[0])]
+    out = embed(adata, bundle, aggregate="mean", orientation="genes_by_samples", progress=False)
+    assert np.allclose(out.varm["X_bulkformer"], embed(counts, bundle, aggregate="mean", progress=False).to_numpy(),
+                       atol=1e-6)  # was an AnnData shape error after the whole run
+    imputed = bulkformer.impute(adata, bundle, orientation="genes_by_samples", progress=False)
+    assert list(imputed.obs_names) == list(adata.var_names)
+    assert list(imputed.obs["group"]) == list(adata.var["group"])  # was an empty obs
+
+
+def test_renamed_samples_keep_anndata_obs(setup):
+    import anndata
+
+    bundle, counts = setup
+    adata = anndata.AnnData(counts.to_numpy(dtype=np.float32))
+    adata.obs_names = [str(s) for s in counts.index]
+    adata.var_names = list(counts.columns)
+    adata.obs["group"] = [f"g{i}" for i in range(counts.shape[0])]
+    names = [f"patient{i}" for i in range(counts.shape[0])]
+    imputed = bulkformer.impute(adata, bundle, samples=names, progress=False)
+    assert list(imputed.obs_names) == names and list(imputed.obs["group"]) == list(adata.obs["group"])

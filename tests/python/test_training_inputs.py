@@ -117,6 +117,9 @@ def test_errors_in_a_shard_name_the_file(tmp_path, counts):
     corpus.shards[0].read()
     with pytest.raises(ValueError, match=r"^shard .*b\.parquet: NaN \(missing\) values"):
         corpus.shards[1].read()
+    np.log1p(counts.iloc[:24]).to_parquet(tmp_path / "c.parquet")  # log values in a counts corpus
+    with pytest.warns(UserWarning, match=r"^shard .*c\.parquet: .*log-transformed"):  # named no shard
+        build_corpus(tmp_path / "c.parquet", VOCABULARY).shards[0].read()
 
 
 def test_repeated_samples_across_shards_or_in_validation_are_refused(tmp_path, counts):
@@ -209,6 +212,11 @@ def test_resume_refuses_other_settings_and_keeps_the_checkpoints_graph(tmp_path,
     with pytest.raises(ValueError, match=r"other settings: epochs=2 \(now 3\), seed=0 \(now 1\)|"
                                          r"other settings: seed=0 \(now 1\), epochs=2 \(now 3\)"):
         bulkformer.pretrain(counts, run, epochs=3, seed=1, checkpoint_every=3, val_fraction=0, resume=True, **SMALL)
+    # other gene lengths change every TPM value of a counts corpus: resuming with them was not noticed
+    lengths = pd.Series(2000.0, index=VOCABULARY["ensembl_id"])
+    with pytest.raises(ValueError, match=r"other settings: lengths=None \(now '60 gene lengths \(sha256 [0-9a-f]{12}\)'\)"):
+        bulkformer.pretrain(counts, run, epochs=2, checkpoint_every=3, val_fraction=0, lengths=lengths, resume=True,
+                            **SMALL)
     with pytest.raises(ValueError, match=r"holds another model .*dim=16 \(now 32\)"):  # was a state-dict traceback
         bulkformer.pretrain(counts, run, epochs=2, checkpoint_every=3, val_fraction=0, resume=True,
                             **{**SMALL, "dim": 32})

@@ -9,9 +9,11 @@ import typer
 
 from bulkformer.atomic import atomic_file
 
-from .inputs import read_lengths
+from .inputs import check_model_dir, load_model, read_lengths
 
-_TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet", ".h5ad": "h5ad"}
+# a .gz text table is compressed by pandas, which infers it from the (staging) name's .gz
+_TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".csv.gz": "csv", ".tsv.gz": "tsv", ".txt.gz": "tsv",
+                   ".parquet": "parquet", ".h5ad": "h5ad"}
 _INPUT_HELP = "What the values are: counts, tpm or logtpm (natural log1p TPM)."
 _ORIENTATION_HELP = "samples_by_genes (rows are samples) or genes_by_samples."
 
@@ -50,9 +52,21 @@ def _write_table(frame, path: Path) -> None:
             adata.write_h5ad(staging)
 
 
-def _check_input(path: Path) -> None:
+def _check_input(path: Path, layer: Optional[str] = None) -> None:
+    """The expression file, checked before the model is loaded, in command-line terms."""
+    from bulkformer.io import file_format
+
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory: give one expression file (CSV/TSV(.gz), parquet or h5ad)")
     if not path.exists():
         raise FileNotFoundError(f"input file {path} does not exist")
+    try:
+        kind = file_format(path)
+    except ValueError:
+        raise ValueError(f"cannot read {path.name}: give a CSV/TSV (optionally .gz), parquet or h5ad file "
+                         "(save a spreadsheet as CSV)") from None
+    if layer is not None and kind != "h5ad":
+        raise ValueError(f"--layer names a layer of an h5ad file, and {path.name} is not one: leave --layer out")
 
 
 def _gene_list(genes: Optional[str]) -> Optional[list[str]]:
@@ -78,7 +92,7 @@ def _report(frame_or_dict) -> None:
 def impute(
     data: Path = typer.Argument(..., metavar="DATA", help="Expression table: CSV/TSV(.gz), parquet or h5ad."),
     model: Path = typer.Option(..., "--model", "-m", help="Model bundle directory."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output table: .csv, .tsv, .parquet or .h5ad."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output table: .csv or .tsv (optionally .gz), .parquet or .h5ad."),
     which: str = typer.Option("missing", help="missing: genes the data lacks; all: denoised values for every gene."),
     input: str = typer.Option("counts", "--input", help=_INPUT_HELP),
     orientation: str = typer.Option("samples_by_genes", help=_ORIENTATION_HELP),
@@ -103,8 +117,9 @@ def impute(
     """
     from bulkformer.inference import impute as run
 
-    _check_input(data)
+    _check_input(data, layer)
     _output_format(out, _TABLE_SUFFIXES)
+    check_model_dir(model)
     frame = run(str(data), str(model), which=which, input=input, orientation=orientation, layer=layer,
                 lengths=read_lengths(lengths), min_matched_fraction=min_matched_fraction,
                 batch_size=batch_size, device=device, precision=precision, progress=progress)
@@ -112,12 +127,15 @@ def impute(
     if _is_main_process():
         _write_table(frame, out)
         typer.echo(f"wrote {out}: {frame.shape[0]} samples x {frame.shape[1]} genes")
+        if which == "missing" and frame.shape[1] == 0:
+            typer.echo("the data measure every vocabulary gene, so none is missing: --which all gives denoised "
+                       "values for all of them", err=True)
 
 
 def embed(
     data: Path = typer.Argument(..., metavar="DATA", help="Expression table: CSV/TSV(.gz), parquet or h5ad."),
     model: Path = typer.Option(..., "--model", "-m", help="Model bundle directory."),
-    out: Path = typer.Option(..., "--out", "-o", help="Sample level: .csv/.tsv/.parquet/.h5ad; gene level: a .zarr store."),
+    out: Path = typer.Option(..., "--out", "-o", help="Sample level: .csv/.tsv(.gz), .parquet or .h5ad; gene level: a .zarr store."),
     level: str = typer.Option("sample", help="sample (one vector per sample) or gene (one per sample and gene)."),
     aggregate: str = typer.Option("max", help="Sample level: max, mean, median or all (their sum)."),
     genes: Optional[str] = typer.Option(None, help="Gene subset: comma-separated Ensembl IDs or symbols, or @file (one per line)."),
@@ -146,12 +164,13 @@ def embed(
     """
     from bulkformer.inference import embed as run
 
-    _check_input(data)
+    _check_input(data, layer)
     if level == "gene":
         if out.suffix != ".zarr":
             raise ValueError(f"gene-level embeddings go to a zarr store: name the output *.zarr, got {out}")
     else:
         _output_format(out, _TABLE_SUFFIXES)
+    check_model_dir(model)
     result = run(str(data), str(model), level=level, aggregate=aggregate, genes=_gene_list(genes),
                  out=out if level == "gene" else None, dtype=dtype, fuse_gene_features=fuse_gene_features,
                  input=input, orientation=orientation, layer=layer, lengths=read_lengths(lengths),
@@ -171,7 +190,7 @@ def build_graph(
     data: Path = typer.Argument(..., metavar="DATA", help="Cohort expression table: CSV/TSV(.gz), parquet or h5ad (samples x genes)."),
     out: Path = typer.Option(..., "--out", "-o", help="graph.safetensors to write (bundle format)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Align to this bundle's vocabulary first."),
-    input: str = typer.Option("logtpm", "--input", help=_INPUT_HELP + " Used with --model."),
+    input: str = typer.Option("logtpm", "--input", help=_INPUT_HELP + " Other than logtpm, only with --model."),
     orientation: str = typer.Option("samples_by_genes", help=_ORIENTATION_HELP),
     top_k: int = typer.Option(20, help="Partners kept per gene."),
     min_abs_r: float = typer.Option(0.4, help="Drop edges with |Pearson r| below this."),
@@ -190,13 +209,8 @@ def build_graph(
     _check_input(data)
     if out.suffix != ".safetensors":
         raise ValueError(f"the graph is written as safetensors: name the output *.safetensors, got {out}")
-    vocabulary = None
-    if model is not None:
-        import bulkformer
-
-        vocabulary = bulkformer.load(model)
-    graph = run(str(data), vocabulary=vocabulary, input=input, orientation=orientation, top_k=top_k,
-                min_abs_r=min_abs_r, out=out)
+    graph = run(str(data), vocabulary=None if model is None else load_model(model), input=input,
+                orientation=orientation, top_k=top_k, min_abs_r=min_abs_r, out=out)
     typer.echo(f"wrote {out}: {len(graph.gene_ids)} genes, {graph.n_edges} edges")
 
 

@@ -33,7 +33,13 @@ def read_lengths(path: Optional[Path]):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"lengths file {path} does not exist")
-    table = pd.read_csv(path, sep=None, engine="python")
+    try:
+        table = pd.read_csv(path, sep=None, engine="python")
+        if table.shape[1] >= 2 and _is_number(table.columns[1]):
+            table = pd.read_csv(path, sep=None, engine="python", header=None)  # no header: the first row is a gene
+    except UnicodeDecodeError:  # parquet, h5ad, a spreadsheet
+        raise ValueError(f"lengths file {path} is not a text table: give a CSV/TSV(.gz) with gene ID and "
+                         "length (bp) columns") from None
     if table.shape[1] < 2:
         raise ValueError(f"{path} needs two columns: gene ID and length (bp)")
     lengths = pd.to_numeric(table.iloc[:, 1], errors="coerce")
@@ -42,6 +48,14 @@ def read_lengths(path: Optional[Path]):
         raise ValueError(f"{path}: {int(bad.sum())} lengths are not numbers (e.g. {table.iloc[:, 1][bad].tolist()[:3]}); "
                          "the second column must be the length in bp")
     return pd.Series(lengths.to_numpy(), index=table.iloc[:, 0].astype(str).to_numpy())
+
+
+def _is_number(text: Any) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def column(table, name: Optional[str], what: str, flag: str = "--column"):
@@ -57,15 +71,15 @@ def column(table, name: Optional[str], what: str, flag: str = "--column"):
 
 def check_model_dir(path: Path) -> Path:
     """A complete bundle directory (checked before any expensive work; a fine-tuning
-    output is named as such, with how to use it)."""
+    output or a run directory is named as such, with how to use it)."""
     from bulkformer.bundle import check_bundle_dir
 
     return check_bundle_dir(path)
 
 
 def load_model(path: Path) -> Any:
-    """The bundle at ``path`` (loaded once per command and shared by every step); a
-    fine-tuning output gets bundle.load's error that says how to use it instead."""
+    """The bundle at ``path`` (loaded once per command and shared by every step), after
+    :func:`check_model_dir`'s checks and advice."""
     from bulkformer.bundle import load
 
-    return load(path)
+    return load(check_model_dir(path))

@@ -28,6 +28,11 @@ COMMAND_MODULES = [
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
+# typer's rich help shows a value type for every option, flags too (`--help <bool>`,
+# `--progress --no-progress <bool>`), which reads as if they took a value: they take none
+_option_type = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _option_type(self, ctx)
+
 
 class UserError(Exception):
     """An error caused by the user's input: printed without a traceback."""
@@ -37,12 +42,14 @@ class UserError(Exception):
 _PYTHON_ARGUMENT = re.compile(r"\b([a-z][a-z0-9_]*)=(?:'([^']*)'|(-?[0-9][0-9.e+-]*)|(True)\b)")
 # a bare argument name with an underscore (n_splits, mask_fraction): never an English word
 _PYTHON_NAME = re.compile(r"(?<![\w.-])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?![\w(])")
+# an argument named with no value (omit layer=, out of lengths=, (orientation=))
+_PYTHON_KEYWORD = re.compile(r"\b([a-z][a-z0-9_]*)=(?=[\s,.;:)]|$)")
 
 # library arguments whose option has another name in the commands that have that option
 _ALIASES = {
     "n_splits": "folds", "n_estimators": "trees", "n_repeats": "repeats",
     "time_col": "time_column", "event_col": "event_column", "cell_col": "cell_column", "drug_col": "drug_column",
-    "value_col": "value_column",
+    "value_col": "value_column", "vocabulary": "model",
 }
 
 # the command being run (set by main): its own options name the advice, aliases included
@@ -84,7 +91,7 @@ def _flags(path: Sequence[str]) -> dict[str, str]:
             return flags
     own = long_options(command)
     flags.update(own)
-    flags.update({library: own[target] for library, target in _ALIASES.items() if target in own})
+    flags.update({library: own[target] for library, target in _ALIASES.items() if target in own and library not in own})
     return flags
 
 
@@ -104,7 +111,7 @@ def as_cli_advice(message: str, command: Sequence[str] | None = None) -> str:
     def bare(match: re.Match) -> str:
         return flags.get(match.group(1), match.group(0))
 
-    return _PYTHON_NAME.sub(bare, _PYTHON_ARGUMENT.sub(flag, message))
+    return _PYTHON_NAME.sub(bare, _PYTHON_KEYWORD.sub(bare, _PYTHON_ARGUMENT.sub(flag, message)))
 
 
 def _plain_warning(message, category, filename, lineno, line=None) -> str:

@@ -37,7 +37,9 @@ def info(
         typer.echo(f"torch {torch.__version__}; cuda available: {torch.cuda.is_available()}")
         typer.echo("presets: " + ", ".join(f"{k} ({v:,} parameters)" for k, v in PARAMETER_COUNTS.items()))
         return
-    bundle = bulkformer.load(model)
+    from .inputs import load_model
+
+    bundle = load_model(model)
     summary = {
         "path": str(model),
         "config": bundle.config.to_dict(),

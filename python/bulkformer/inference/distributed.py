@@ -46,13 +46,16 @@ def ensure_process_group(device: torch.device | None = None) -> None:
     dist.init_process_group(backend=backend)
 
 
-def local_device() -> torch.device | None:
-    """cuda:LOCAL_RANK under torchrun on a GPU machine, else None (default choice)."""
-    if launched_by_torchrun() and torch.cuda.is_available():
+def local_device(device: str | torch.device | None = None) -> str | torch.device | None:
+    """``device`` as this rank should use it: under torchrun on a GPU machine, no device
+    or a bare "cuda" means cuda:LOCAL_RANK (a bare "cuda" would put every rank on GPU 0);
+    anything else is returned unchanged for ``choose_device`` to check."""
+    bare_cuda = device is None or (isinstance(device, (str, torch.device)) and str(device) == "cuda")
+    if launched_by_torchrun() and torch.cuda.is_available() and bare_cuda:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
-    return None
+    return device
 
 
 def shard_rows(n_samples: int, batch_size: int = 1) -> Shard:

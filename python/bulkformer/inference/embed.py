@@ -7,13 +7,14 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from ..atomic import check_replaceable
 from ..bundle import Bundle
 from ..preprocess import vocabulary_positions
 from . import distributed
 from .execution import Engine
 from .impute import _report_dict, _without_none
 from .inputs import is_anndata, prepare_for
-from .stores import GeneEmbeddingWriter, check_dtype
+from .stores import STORE_MARKERS, GeneEmbeddingWriter, cast_checked, check_dtype, check_store_path
 
 _AGGREGATES = ("max", "mean", "median", "all")
 _LEVELS = ("sample", "gene")
@@ -68,7 +69,8 @@ def embed(
     ``level="sample"``: samples x feature_dim (d+3 for v2), aggregated over ``genes``
     (default: all vocabulary genes) by ``aggregate`` (max / mean / median / all =
     their sum); a DataFrame (``attrs["mapping_report"]``, ``attrs["model"]``), or for
-    AnnData input a copy with ``obsm["X_bulkformer"]`` and ``uns["bulkformer"]``.
+    AnnData input a copy with ``obsm["X_bulkformer"]`` (``varm`` for a genes x samples
+    AnnData, ``orientation="genes_by_samples"``) and ``uns["bulkformer"]``.
 
     ``level="gene"``: the B x genes x feature_dim tensor (optionally concatenated
     with the bundle's per-gene table, ``fuse_gene_features=True``) is streamed batch by
@@ -86,11 +88,17 @@ def embed(
         raise ValueError(f"aggregate must be one of {', '.join(_AGGREGATES)}, got {aggregate!r}")
     if level == "gene" and out is None:
         raise ValueError("level='gene' writes an on-disk store: pass out='embeddings.zarr'")
+    if level == "sample" and out is not None:  # was ignored: nothing written, no warning
+        raise ValueError("out= applies to level='gene' (an on-disk store); sample embeddings are returned: save the "
+                         "DataFrame yourself (e.g. emb.to_parquet(...)), or use `bulkformer embed -o FILE`")
     if level == "sample" and fuse_gene_features:
         raise ValueError("fuse_gene_features applies to level='gene' (the per-gene table is the same for every "
                          "sample, so it adds nothing to a sample embedding)")
     dtype = check_dtype(dtype)
-    engine = Engine.create(model, device=device or distributed.local_device(), precision=precision,
+    if level == "gene":
+        # before the cohort is read and aligned, which can take minutes
+        out = check_replaceable(check_store_path(out), STORE_MARKERS, "a gene-embedding store")
+    engine = Engine.create(model, device=distributed.local_device(device), precision=precision,
                            batch_size=batch_size, progress=progress)
     distributed.ensure_process_group(engine.device)
     bundle = engine.bundle
@@ -100,10 +108,10 @@ def embed(
             raise ValueError("this bundle has no per-gene feature table (gene_features.safetensors) to fuse; "
                              "import the release with --gene-features, or use fuse_gene_features=False")
         table = bundle.gene_features.float().cpu().numpy()
+    positions = gene_positions(genes, bundle.gene_ids)
     prepared = prepare_for(data, bundle, input=input, gene_names=gene_names, samples=samples,
                            orientation=orientation, lengths=lengths, layer=layer,
                            min_matched_fraction=min_matched_fraction)
-    positions = gene_positions(genes, bundle.gene_ids)
     values = np.asarray(prepared.values, dtype=np.float32)
     shard = distributed.shard_rows(values.shape[0], engine.batch_size)
     report = _report_dict(prepared.report)
@@ -116,20 +124,21 @@ def embed(
                                    rows=shard.rows, description="embedding"):
             part[batch.start - shard.rows.start:batch.stop - shard.rows.start] = aggregate_genes(batch.features, aggregate)
         matrix = distributed.gather_rows(shard, part)
-        frame = pd.DataFrame(matrix.astype(dtype, copy=False), index=pd.Index(sample_ids, name="sample"),
+        frame = pd.DataFrame(cast_checked(matrix, dtype), index=pd.Index(sample_ids, name="sample"),
                              columns=[f"bf_{i}" for i in range(width)])
         frame.attrs["mapping_report"] = report
         frame.attrs["model"] = bundle.describe()
         if not is_anndata(data):
             return frame
         adata = data.copy()
-        adata.obsm["X_bulkformer"] = frame.to_numpy()
+        # genes x samples AnnData (R-style): the samples are its variables
+        slot = adata.varm if orientation == "genes_by_samples" else adata.obsm
+        slot["X_bulkformer"] = frame.to_numpy()
         adata.uns.setdefault("bulkformer", {}).update(mapping_report=report, model=_without_none(bundle.describe()))
         return adata
 
     width = bundle.config.feature_dim + (0 if table is None else table.shape[1])
     fused = None if table is None else table[positions]
-    out = Path(out)
     if shard.is_main:
         writer = GeneEmbeddingWriter(out, n_samples=values.shape[0], n_genes=len(positions), feature_dim=width, dtype=dtype)
     distributed.barrier(shard)

@@ -14,6 +14,7 @@ from typing import Iterator, Literal
 import numpy as np
 import torch
 
+from ..arguments import check_at_least
 from ..bundle import Bundle, load
 from .fast import FastBulkFormer
 
@@ -124,8 +125,7 @@ class Engine:
         progress: bool = True,
         gene_chunk: int | None = None,
     ) -> "Engine":
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = check_at_least(batch_size, 1, "batch_size")  # 2.5 or "4" are mistakes, not 2 or 4
         chosen = choose_device(device)
         chosen_precision = choose_precision(precision, chosen)
         bundle = resolve_bundle(model, chosen)
@@ -133,7 +133,7 @@ class Engine:
             torch.backends.cudnn.benchmark = False  # reproducible kernel choice
         with torch.inference_mode(), autocast(chosen, chosen_precision):
             forward = FastBulkFormer(bundle.model, gene_chunk=gene_chunk)
-        return cls(bundle, chosen, chosen_precision, int(batch_size), bool(progress), forward)
+        return cls(bundle, chosen, chosen_precision, batch_size, bool(progress), forward)
 
     def stream(
         self,

@@ -86,7 +86,7 @@ def run_imputation(
     the result (see :class:`ImputationResult`). Under torchrun, samples are sharded
     across ranks and every rank returns the whole result."""
     _check_which(which)
-    engine = Engine.create(model, device=device or distributed.local_device(), precision=precision,
+    engine = Engine.create(model, device=distributed.local_device(device), precision=precision,
                            batch_size=batch_size, progress=progress)
     distributed.ensure_process_group(engine.device)
     prepared = prepare_for(data, engine.bundle, input=input, gene_names=gene_names, samples=samples,
@@ -132,8 +132,9 @@ def impute(
     ``"all"`` returns denoised predictions for every vocabulary gene. A DataFrame
     (samples x genes, ``attrs["mapping_report"]`` and ``attrs["model"]``, see
     ``Bundle.describe``) is returned, or, for AnnData input, an AnnData over the returned
-    genes (``X`` and ``layers["bulkformer_imputed"]``, the input's ``obs``,
-    ``uns["bulkformer"]["mapping_report"]`` and ``["model"]``).
+    genes (``X`` and ``layers["bulkformer_imputed"]``, the input's ``obs``, or its ``var``
+    for ``orientation="genes_by_samples"``, ``uns["bulkformer"]["mapping_report"]`` and
+    ``["model"]``).
 
     Example::
 
@@ -148,14 +149,17 @@ def impute(
     frame = result.to_frame(which)
     if not is_anndata(data):
         return frame
-    return _as_anndata(frame, data, which)
+    return _as_anndata(frame, data, which, orientation)
 
 
-def _as_anndata(frame: pd.DataFrame, source, which: str):
+def _as_anndata(frame: pd.DataFrame, source, which: str, orientation: str = "samples_by_genes"):
     import anndata
 
-    obs = source.obs.copy() if list(source.obs_names) == list(frame.index) else pd.DataFrame(index=frame.index)
-    obs.index = obs.index.astype(str)
+    # the sample annotations: var of a genes x samples AnnData; rows keep the input's order
+    # (samples= may have renamed them), so they are carried over by position
+    annotations = source.var if orientation == "genes_by_samples" else source.obs
+    obs = annotations.copy() if len(annotations) == len(frame.index) else pd.DataFrame(index=frame.index)
+    obs.index = pd.Index([str(s) for s in frame.index])
     var = pd.DataFrame(index=pd.Index([str(c) for c in frame.columns], name="gene"))
     values = frame.to_numpy(dtype=np.float32)
     adata = anndata.AnnData(X=values, obs=obs, var=var, layers={"bulkformer_imputed": values.copy()})

@@ -26,6 +26,7 @@ STORE_FORMAT = "bulkformer-gene-embeddings"
 STORE_FORMAT_VERSION = 1
 ARRAY_NAME = "embeddings"
 _DTYPES = {"float32": "float32", "float16": "float16"}
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 def check_dtype(dtype: str) -> str:
@@ -33,6 +34,30 @@ def check_dtype(dtype: str) -> str:
     if key not in _DTYPES:
         raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
     return _DTYPES[key]
+
+
+# file formats a store path must not pretend to be (a store is a zarr directory)
+_FILE_SUFFIXES = frozenset({".h5", ".hdf5", ".hdf", ".he5", ".h5ad", ".loom", ".npy", ".npz", ".csv", ".tsv", ".txt",
+                            ".gz", ".parquet", ".pt", ".pth", ".safetensors", ".pkl", ".pickle", ".json", ".nc", ".rds"})
+
+
+def check_store_path(out: str | Path) -> Path:
+    """A store is a zarr directory: refuse names of other formats (genes.h5 silently became
+    a zarr directory that HDF5 readers cannot open); *.zarr or no suffix are fine."""
+    out = Path(out)
+    if out.suffix.lower() in _FILE_SUFFIXES:
+        raise ValueError(f"gene-level embeddings are written as a zarr store (a directory), not {out.suffix}: "
+                         f"name the output *.zarr, e.g. {out.with_suffix('.zarr').name}, got {out}")
+    return out
+
+
+def cast_checked(values: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
+    """``values`` as ``dtype``; float16 overflow (|x| > 65504 becomes inf) is an error, not silent."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float16 and values.size and float(np.nanmax(np.abs(values))) > _FLOAT16_MAX:
+        raise ValueError(f"embedding values up to {float(np.nanmax(np.abs(values))):.4g} exceed the float16 range "
+                         f"(+-{_FLOAT16_MAX:.0f}) and would be stored as inf: use dtype='float32'")
+    return values.astype(dtype, copy=False)
 
 
 def staging_path(out: Path) -> Path:
@@ -69,7 +94,7 @@ class GeneEmbeddingWriter:
 
     def write(self, start: int, values: np.ndarray) -> None:
         """Rows ``start:start+len(values)`` (samples x genes x features)."""
-        self.array[start:start + values.shape[0]] = values.astype(self.array.dtype, copy=False)
+        self.array[start:start + values.shape[0]] = cast_checked(values, self.array.dtype)
 
     def complete(self, *, sample_ids: Sequence[str], gene_ids: Sequence[str], metadata: dict[str, Any]) -> Path:
         """Write the index and metadata, then move the store into place (replacing an old one)."""
@@ -131,9 +156,13 @@ def open_store(path: str | Path):
         partial = staging_path(path)
         hint = f" (an unfinished write exists at {partial}; rerun the embedding)" if partial.exists() else ""
         raise FileNotFoundError(f"no gene-embedding store at {path}{hint}")
-    group = zarr.open_group(str(path), mode="r")
-    if group.attrs.get("format") != STORE_FORMAT or not group.attrs.get("complete"):
-        raise ValueError(f"{path} is not a complete bulkformer gene-embedding store")
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except (OSError, ValueError):  # zarr's GroupNotFoundError: a plain file or folder
+        group = None
+    if group is None or group.attrs.get("format") != STORE_FORMAT or not group.attrs.get("complete"):
+        raise ValueError(f"{path} is not a complete bulkformer gene-embedding store; give the path that "
+                         "embed(..., level='gene', out=...) returned")
     return group
 
 

@@ -223,7 +223,7 @@ def _prepare_blocks(source: _Source, vocabulary: Any, *, input: str, orientation
     for block in source.blocks:
         if report is None:
             check_not_empty(block.values.shape[0], len(gene_ids))
-            report = _report(plan, index, input, min_matched_fraction, block)
+            report = _report(plan, index, input, min_matched_fraction, block, orientation)
             if sample_lengths is not None:
                 report.length_sources = {"per_sample": len(gene_ids)}
             report.warnings.extend(plausibility_warnings(block.values, input))
@@ -298,7 +298,7 @@ def _sample_length_block(sample_lengths: Any, block: ExpressionMatrix, gene_ids:
 
 
 def _report(plan: AlignmentPlan, index: VocabularyIndex, input: str, min_matched_fraction: float,
-            first_block: ExpressionMatrix) -> MappingReport:
+            first_block: ExpressionMatrix, orientation: str = "samples_by_genes") -> MappingReport:
     mapping = plan.mapping
     n_measured = int(plan.measured.sum())
     n_vocabulary = index.n_genes
@@ -311,12 +311,12 @@ def _report(plan: AlignmentPlan, index: VocabularyIndex, input: str, min_matched
         match_routes=dict(mapping.routes), length_sources=dict(plan.length_sources), input=input,
     )
     if n_vocabulary and (n_measured == 0 or n_measured / n_vocabulary < min_matched_fraction):
-        raise ValueError(_too_few_matched(report, min_matched_fraction, first_block, index))
+        raise ValueError(_too_few_matched(report, min_matched_fraction, first_block, index, orientation))
     return report
 
 
 def _too_few_matched(report: MappingReport, min_fraction: float, block: ExpressionMatrix,
-                     index: VocabularyIndex) -> str:
+                     index: VocabularyIndex, orientation: str = "samples_by_genes") -> str:
     measured = report.n_vocabulary - report.n_missing
     message = (f"too few vocabulary genes matched: {measured:,} of {report.n_vocabulary:,} "
                f"({measured / max(report.n_vocabulary, 1):.1%}; min_matched_fraction={min_fraction}). ")
@@ -329,8 +329,12 @@ def _too_few_matched(report: MappingReport, min_fraction: float, block: Expressi
     if len(hits) >= 3 and other_rate > max(2 * this_rate, 0.05):
         return message + (
             f"The sample names look like gene IDs ({len(hits):,} of {len(labels):,} match, e.g. {', '.join(hits[:3])}): "
-            "genes are on the other axis. Pass orientation='genes_by_samples' if rows are genes "
-            "(or 'samples_by_genes' if rows are samples).")
+            "genes are on the other axis. " + (
+                # advice that repeated the orientation given would send the user round in circles
+                "Rows are samples: leave out orientation='genes_by_samples' (the default is 'samples_by_genes')."
+                if orientation == "genes_by_samples" else
+                "Pass orientation='genes_by_samples' if rows are genes "
+                "(or 'samples_by_genes' if rows are samples)."))
     if not report.n_unmatched:
         return message + (f"All {report.n_input_genes:,} input genes matched, but they are too few: for a targeted "
                           "panel, lower min_matched_fraction (the model sees the other genes as unmeasured).")

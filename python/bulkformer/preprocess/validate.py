@@ -120,6 +120,11 @@ def plausibility_warnings(matrix: np.ndarray, input: str, max_values: int = 1_00
             f"input={input!r} but the values look already log-transformed (largest {maximum:.3g}, "
             f"{fractional:.0%} non-integer): pass input='logtpm' if they are natural log1p TPM, "
             "or give untransformed values.")
+    if input == "counts" and fractional > 0.5 and np.all(np.abs(sample.sum(axis=1, dtype=np.float64) - 1e6) <= 1e4):
+        # counts are not normalised per sample; counts per million are, and are fine as counts
+        messages.append(
+            "input='counts' but every sample sums to 1e6, as TPM do: pass input='tpm' if these are TPM "
+            "(counted again as reads they would be divided by gene length twice).")
     if input == "tpm" and fractional == 0 and maximum > 2 * LOG1P_TPM_MAX:
         messages.append(
             "input='tpm' but every value is a whole number: these look like raw counts; pass input='counts' "

@@ -227,10 +227,15 @@ def file_shard(path: Path, vocabulary: pd.DataFrame, *, input: str, layer: str |
 
     def read() -> np.ndarray:
         try:
-            values = prepare_values(source(), vocabulary, input=input, layer=layer, lengths=lengths,
-                                    orientation=orientation, min_matched_fraction=min_matched_fraction)
+            # preparation's warnings (unmatched genes, log-looking counts) name the shard too
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                values = prepare_values(source(), vocabulary, input=input, layer=layer, lengths=lengths,
+                                        orientation=orientation, min_matched_fraction=min_matched_fraction)
         except ValueError as err:
             raise ValueError(f"shard {path}: {err}") from err
+        for caught_warning in caught:
+            warnings.warn(f"shard {path}: {caught_warning.message}", caught_warning.category, stacklevel=2)
         if len(values) != n:
             raise ValueError(f"shard {path} has {len(values)} samples, its metadata said {n}")
         return values

@@ -14,6 +14,7 @@ resumed run reproduces the uninterrupted one.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
@@ -22,7 +23,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -197,7 +198,8 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
         "lr": lr, "weight_decay": weight_decay, "warmup_fraction": warmup_fraction, "mask_fraction": mask_fraction,
         "mask_fraction_max": mask_fraction_max, "observed_weight": observed_weight, "clip_norm": clip_norm,
         "dropout": dropout, "shards_in_memory": shards_in_memory, "input": input, "layer": layer,
-        "orientation": orientation, "min_matched_fraction": min_matched_fraction, "val_fraction": val_fraction,
+        "orientation": orientation, "lengths": _lengths_fingerprint(lengths),
+        "min_matched_fraction": min_matched_fraction, "val_fraction": val_fraction,
         "max_val_samples": max_val_samples, "validation_samples": 0 if val_values is None else len(val_values),
         "training_shards": [[s.name, s.n_samples] for s in corpus.shards],
     }
@@ -449,7 +451,9 @@ def _check_resumed_settings(saved: dict[str, Any] | None, now: dict[str, Any], c
         return
     changed = []
     for key, value in now.items():
-        before = saved.get(key)
+        if key not in saved:  # a setting checkpoints of older versions did not record
+            continue
+        before = saved[key]
         if key == "training_shards":
             if [list(s) for s in before or []] != [list(s) for s in value]:
                 changed.append(f"the training data ({_shard_summary(before or [])}; now {_shard_summary(value)})")
@@ -460,6 +464,23 @@ def _check_resumed_settings(saved: dict[str, Any] | None, now: dict[str, Any], c
             f"the checkpoint {checkpoint} was written with other settings: {', '.join(changed)}. A resumed run repeats "
             "the settings it was started with (same learning-rate schedule and data order): restore them, or start a "
             f"new run directory (to train the checkpoint's model on with new settings: model='{checkpoint / 'bundle'}')")
+
+
+def _lengths_fingerprint(lengths: Any) -> str | None:
+    """A short, comparable description of user gene lengths (they change every TPM value
+    of a counts corpus): None for the shipped lengths."""
+    if lengths is None:
+        return None
+    if isinstance(lengths, (pd.Series, Mapping)):
+        series = pd.Series(lengths) if not isinstance(lengths, pd.Series) else lengths
+        table = pd.DataFrame({"gene": series.index.astype(str), "bp": pd.to_numeric(series, errors="coerce").to_numpy()})
+        table = table.sort_values("gene", kind="stable")
+        what = f"{len(table)} gene lengths"
+    else:  # a samples x genes matrix of effective lengths
+        table = pd.DataFrame(np.asarray(lengths, dtype=np.float64))
+        what = f"{table.shape[0]} x {table.shape[1]} length matrix"
+    digest = hashlib.sha256(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes()).hexdigest()[:12]
+    return f"{what} (sha256 {digest})"
 
 
 def _shard_summary(shards: list) -> str:
