@@ -30,8 +30,10 @@ for _name in COMMAND_MODULES:
 
 # typer's rich help shows a value type for every option, flags too (`--help <bool>`,
 # `--progress --no-progress <bool>`), which reads as if they took a value: they take none
-_option_type = typer.core.TyperOption.display_type_rich
-typer.core.TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _option_type(self, ctx)
+# (a typer internal: left alone where a typer version lacks it, the help only looks odd)
+_option_type = getattr(typer.core.TyperOption, "display_type_rich", None)
+if _option_type is not None:
+    typer.core.TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _option_type(self, ctx)
 
 
 class UserError(Exception):
