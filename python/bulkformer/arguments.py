@@ -12,5 +12,6 @@ def check_at_least(value: Any, minimum: int, name: str) -> int:
     """An integer setting (folds, components, trees, repeats) of at least ``minimum``;
     the message names the argument as ``name=value`` (the CLI turns that into its flag)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}={value}: must be a whole number >= {minimum}")
+        shown = repr(value) if isinstance(value, str) else value  # batch_size='4' is a string, not 4
+        raise ValueError(f"{name}={shown}: must be a whole number >= {minimum}")
     return int(value)

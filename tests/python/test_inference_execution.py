@@ -61,3 +61,5 @@ def test_batch_size_must_be_a_whole_number(setup):
     for bad in (2.5, "4", True):  # were run as batches of 2, 4 and 1
         with pytest.raises(ValueError, match="batch_size=.*whole number >= 1"):
             run_imputation(counts, bundle, batch_size=bad, progress=False)
+    with pytest.raises(ValueError, match=r"batch_size='4': must be"):  # shown as batch_size=4, which looked fine
+        run_imputation(counts, bundle, batch_size="4", progress=False)
