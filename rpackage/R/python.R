@@ -174,6 +174,9 @@ bulkformer_envname <- function() {
 .r_advice <- c(
     "Pass orientation='genes_by_samples' if rows are genes \\(or 'samples_by_genes' if rows are samples\\)\\." =
         "In R, genes must be the rows: transpose it with t(x).",
+    # the R package always passes orientation='genes_by_samples', so this is the usual one
+    "Rows are samples: leave out orientation='genes_by_samples' \\(the default is 'samples_by_genes'\\)\\." =
+        "In R, genes must be the rows: transpose it with t(x).",
     "\\(orientation=\\)" = "(rownames in R)",
     "^([[:alnum:]_.]+\\(\\) )?got an unexpected keyword argument '([^']+)'" =
         "unknown argument '\\2'; see the function's help page for its arguments"
