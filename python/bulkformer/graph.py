@@ -78,25 +78,18 @@ def _cohort_matrix(cohort: Any, genes: Sequence[str] | None, vocabulary: Any, in
 def _check_unaligned(matrix: Any, orientation: str) -> None:
     """Values taken as they are (no vocabulary): nothing else checks them on the way, so a
     table the wrong way round (a graph over samples) or of raw counts is caught here."""
-    from .preprocess import map_genes
+    from .preprocess import genes_on_other_axis, resolve_vocabulary
+    from .preprocess.ids import lookup_many, vocabulary_index
     from .preprocess.validate import LOG1P_TPM_MAX
 
-    def matched(ids: Sequence[str]) -> list[str]:
-        found = map_genes([str(i) for i in ids[:2000]])
-        return found["input_id"][found["vocabulary_id"].notna()].tolist()
-
-    if [str(s) for s in matrix.sample_ids] == [str(i) for i in range(len(matrix.sample_ids))]:
-        samples = []  # an unlabelled array's row numbers, not Entrez IDs
-    else:
-        samples = matched(matrix.sample_ids)
-    genes = matched(matrix.gene_ids)
-    sample_rate = len(samples) / max(min(len(matrix.sample_ids), 2000), 1)
-    gene_rate = len(genes) / max(min(len(matrix.gene_ids), 2000), 1)
-    if len(samples) >= 3 and sample_rate > max(2 * gene_rate, 0.05):
-        flip = ("Rows are samples: leave out orientation='genes_by_samples'." if orientation == "genes_by_samples"
-                else "Pass orientation='genes_by_samples': rows are genes.")
-        raise ValueError(f"the sample names look like gene IDs (e.g. {', '.join(samples[:3])}): genes are on the "
-                         f"other axis. {flip}")
+    # an unlabelled array's row numbers are not Entrez IDs
+    if [str(s) for s in matrix.sample_ids] != [str(i) for i in range(len(matrix.sample_ids))]:
+        index = vocabulary_index(resolve_vocabulary(None))
+        labels = [str(g) for g in matrix.gene_ids[:2000]]
+        gene_match_rate = float((lookup_many(labels, index).positions >= 0).mean()) if labels else 0.0
+        advice = genes_on_other_axis(matrix.sample_ids, gene_match_rate, index, orientation)
+        if advice:
+            raise ValueError(advice)
     largest = float(np.nanmax(matrix.values)) if matrix.values.size else 0.0
     if largest > LOG1P_TPM_MAX + 0.5:
         warnings.warn(f"values reach {largest:.3g}, above log1p(1e6) = {LOG1P_TPM_MAX:.2f}: these look like counts or "

@@ -315,26 +315,36 @@ def _report(plan: AlignmentPlan, index: VocabularyIndex, input: str, min_matched
     return report
 
 
+def genes_on_other_axis(sample_ids: Sequence[Any], gene_match_rate: float, index: VocabularyIndex,
+                        orientation: str) -> str | None:
+    """Advice when the sample names match the vocabulary clearly better than the genes do
+    (``gene_match_rate``: share of the gene labels matched), i.e. the table is the other
+    way round; None otherwise. A share, not a count: most genes of a full table are not in
+    the vocabulary."""
+    labels = [str(s) for s in sample_ids[:2000]]
+    found = lookup_many(labels, index)
+    hits = [s for s, p in zip(labels, found.positions) if p >= 0]
+    if len(hits) < 3 or len(hits) / max(len(labels), 1) <= max(2 * gene_match_rate, 0.05):
+        return None
+    return (
+        f"The sample names look like gene IDs ({len(hits):,} of {len(labels):,} match, e.g. {', '.join(hits[:3])}): "
+        "genes are on the other axis. " + (
+            # advice that repeated the orientation given would send the user round in circles
+            "Rows are samples: leave out orientation='genes_by_samples' (the default is 'samples_by_genes')."
+            if orientation == "genes_by_samples" else
+            "Pass orientation='genes_by_samples' if rows are genes "
+            "(or 'samples_by_genes' if rows are samples)."))
+
+
 def _too_few_matched(report: MappingReport, min_fraction: float, block: ExpressionMatrix,
                      index: VocabularyIndex, orientation: str = "samples_by_genes") -> str:
     measured = report.n_vocabulary - report.n_missing
     message = (f"too few vocabulary genes matched: {measured:,} of {report.n_vocabulary:,} "
                f"({measured / max(report.n_vocabulary, 1):.1%}; min_matched_fraction={min_fraction}). ")
-    labels = [str(s) for s in block.sample_ids[:2000]]
-    found = lookup_many(labels, index)
-    hits = [s for s, p in zip(labels, found.positions) if p >= 0]
-    # the other axis matches clearly better (a share: most genes of a full table are not in the vocabulary)
-    other_rate = len(hits) / max(len(labels), 1)
-    this_rate = report.n_matched / max(report.n_input_genes, 1)
-    if len(hits) >= 3 and other_rate > max(2 * this_rate, 0.05):
-        return message + (
-            f"The sample names look like gene IDs ({len(hits):,} of {len(labels):,} match, e.g. {', '.join(hits[:3])}): "
-            "genes are on the other axis. " + (
-                # advice that repeated the orientation given would send the user round in circles
-                "Rows are samples: leave out orientation='genes_by_samples' (the default is 'samples_by_genes')."
-                if orientation == "genes_by_samples" else
-                "Pass orientation='genes_by_samples' if rows are genes "
-                "(or 'samples_by_genes' if rows are samples)."))
+    other_axis = genes_on_other_axis(block.sample_ids, report.n_matched / max(report.n_input_genes, 1), index,
+                                     orientation)
+    if other_axis:
+        return message + other_axis
     if not report.n_unmatched:
         return message + (f"All {report.n_input_genes:,} input genes matched, but they are too few: for a targeted "
                           "panel, lower min_matched_fraction (the model sees the other genes as unmeasured).")
