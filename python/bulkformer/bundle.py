@@ -114,6 +114,11 @@ def check_bundle_dir(path: str | Path) -> Path:
         # `pretrain -o runs/x` and `demo -o out` write the trained bundle to their model/
         raise FileNotFoundError(f"{path} is an output directory (a pretraining run or the demo), not a model bundle: "
                                 f"the model in it is {path / 'model'}")
+    if not (path / "config.json").exists() and (any(path.glob("*.pt")) or any(path.glob("*.pth"))):
+        raise FileNotFoundError(f"{path} is not a model bundle but holds .pt files (an official release?): convert it "
+                                "once with `bulkformer import-checkpoint CHECKPOINT.pt --gene-info ... --graph G_*.pt "
+                                "--graph-weight G_*_weight.pt -o BUNDLE_DIR` (Python: bulkformer.convert.import_checkpoint) "
+                                "and load BUNDLE_DIR")
     for required in ("config.json", "model.safetensors", "genes.tsv", "graph.safetensors"):
         if not (path / required).is_file():
             raise FileNotFoundError(f"incomplete model bundle {path}: {required} is missing")

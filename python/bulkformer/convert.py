@@ -8,7 +8,9 @@ read off the tensor shapes.
 """
 from __future__ import annotations
 
+import gzip
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -72,17 +74,62 @@ def preset_name(config: ModelConfig) -> str | None:
 
 def read_gene_info(path: str | Path, n_genes: int) -> pd.DataFrame:
     """The release's gene-info CSV -> vocabulary table (ensembl_id, symbol, length)."""
-    info = pd.read_csv(path, sep=None, engine="python")
+    try:
+        info = pd.read_csv(path, sep=_delimiter(path), dtype={"ensg_id": str})
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a text table: gene_info= takes the release's gene-info CSV "
+                         "(bulkformer_gene_info.csv, column ensg_id), not a .pt file") from None
     if "ensg_id" not in info.columns:
         raise ValueError(f"{path} has no 'ensg_id' column (columns: {list(info.columns)}); pass the release's gene-info CSV")
     if len(info) != n_genes:
         raise ValueError(f"{path} lists {len(info)} genes but the checkpoint was trained on {n_genes}")
-    table = pd.DataFrame({"ensembl_id": info["ensg_id"].astype(str).str.split(".").str[0]})
+    blank = info["ensg_id"].isna() | (info["ensg_id"].astype(str).str.strip() == "")
+    if blank.any():
+        rows = (blank[blank].index + 2).tolist()  # file lines: header is line 1
+        raise ValueError(f"{path}: {int(blank.sum())} rows have no ensg_id (lines {rows[:5]}); every vocabulary "
+                         "gene needs its Ensembl ID, in model order: use the gene-info file of the release")
+    table = pd.DataFrame({"ensembl_id": info["ensg_id"].astype(str).str.strip().str.split(".").str[0]})
     symbol = next((c for c in _SYMBOL_COLUMNS if c in info.columns), None)
     table["symbol"] = info[symbol].astype("string") if symbol else pd.NA
     length = next((c for c in _LENGTH_COLUMNS if c in info.columns), None)
     table["length"] = pd.to_numeric(info[length], errors="coerce") if length else pd.NA
     return table
+
+
+def _delimiter(path: str | Path) -> str:
+    """The gene-info file's delimiter, read off its header line (tab, semicolon or comma).
+    Not pandas' sniffer: on a one-column file it picks a letter of the header."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        header = handle.readline().decode("utf-8")
+    return next((d for d in ("\t", ";", ",") if d in header), ",")
+
+
+def _read_graph(graph: str | Path, graph_weight: str | Path | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The edge index and weights files, with errors that name the file and the likely mix-up."""
+    edge_index = safe_torch_load(graph)
+    if not isinstance(edge_index, torch.Tensor):
+        raise ValueError(f"{graph} should hold a 2 x n_edges tensor, got {type(edge_index).__name__}; "
+                         "graph= takes the release's G_*.pt file")
+    if edge_index.dim() == 1:
+        raise ValueError(f"{graph} holds a vector of {edge_index.numel()} values, which looks like edge weights: "
+                         "graph= takes the edge index G_*.pt (2 x n_edges) and graph_weight= its weights G_*_weight.pt. "
+                         "Were the two swapped?")
+    if graph_weight is None:
+        warnings.warn("no graph_weight given: every graph edge gets weight 1, but the released models were trained "
+                      "with weighted graphs; pass the weights file G_*_weight.pt that comes with the graph as "
+                      "graph_weight", UserWarning, stacklevel=3)
+        return edge_index, None
+    edge_weight = safe_torch_load(graph_weight)
+    if not isinstance(edge_weight, torch.Tensor) or edge_weight.dim() != 1:
+        shape = tuple(edge_weight.shape) if isinstance(edge_weight, torch.Tensor) else type(edge_weight).__name__
+        raise ValueError(f"{graph_weight} should hold one weight per edge (a vector), got {shape}; graph_weight= "
+                         "takes the release's G_*_weight.pt file")
+    if edge_index.dim() == 2 and edge_index.shape[0] == 2 and edge_weight.numel() != edge_index.shape[1]:
+        raise ValueError(f"{graph_weight} has {edge_weight.numel()} edge weights but the graph {graph} has "
+                         f"{edge_index.shape[1]} edges: pass the weights file of the same graph (G_x.pt with "
+                         "G_x_weight.pt)")
+    return edge_index, edge_weight
 
 
 def import_checkpoint(
@@ -97,11 +144,11 @@ def import_checkpoint(
     """Build a :class:`Bundle` from official release files; write it to ``out`` if given."""
     state = unwrap_state_dict(safe_torch_load(checkpoint), checkpoint)
     config = infer_config(state)
-    edge_index = safe_torch_load(graph)
-    if not isinstance(edge_index, torch.Tensor):
-        raise ValueError(f"{graph} should hold a 2 x n_edges tensor, got {type(edge_index).__name__}")
-    edge_weight = safe_torch_load(graph_weight) if graph_weight is not None else None
-    model = BulkFormer(config, edge_index, edge_weight)
+    edge_index, edge_weight = _read_graph(graph, graph_weight)
+    try:
+        model = BulkFormer(config, edge_index, edge_weight)
+    except ValueError as err:  # the graph does not fit the checkpoint
+        raise ValueError(f"the graph {graph} does not fit the checkpoint {checkpoint}: {err}") from None
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shape mismatches

@@ -32,6 +32,14 @@ def safe_torch_load(path: str | Path) -> Any:
             "then pass the converted file (a dict of tensors) instead.\n"
             f"Details: {err}"
         ) from None
+    except (PermissionError, MemoryError):
+        raise
+    except Exception as err:  # torch's own errors for truncated, empty or non-torch files are cryptic
+        raise ValueError(
+            f"cannot read {path} as a PyTorch .pt file: it is empty, truncated or corrupt (download or copy it "
+            "again and compare its size with the original), or not a file written by torch.save (a CSV or "
+            f"a .safetensors file given in the wrong place?). Details: {type(err).__name__}: {err}"
+        ) from None
 
 
 def unwrap_state_dict(obj: Any, source: str | Path = "checkpoint") -> dict[str, torch.Tensor]:
@@ -43,5 +51,17 @@ def unwrap_state_dict(obj: Any, source: str | Path = "checkpoint") -> dict[str, 
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{source} is not a state dict (a mapping of parameter names to tensors)")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+        held = f"a dict with keys {list(obj)[:8]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+        raise ValueError(f"{source} is not a state dict (a mapping of parameter names to tensors): it holds {held}. "
+                         "Pass the model's state dict, or a dict holding it under 'state_dict', "
+                         "'model_state_dict' or 'model'")
+    state = {k.removeprefix("module."): v for k, v in obj.items()}
+    # wrappers can nest (DDP around torch.compile, DataParallel around DDP): strip a prefix
+    # that every key carries until none is left
+    while (prefix := next((p for p in _WRAPPER_PREFIXES if all(k.startswith(p) for k in state)), None)):
+        state = {k.removeprefix(prefix): v for k, v in state.items()}
+    return state
+
+
+# prefixes that DataParallel/DDP ("module.") and torch.compile ("_orig_mod.") put before every key
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")

@@ -95,3 +95,64 @@ def test_converter_names_what_does_not_fit(tmp_path):
     with pytest.raises(ValueError, match="ensg_id"):
         from bulkformer.convert import read_gene_info
         read_gene_info(files["gene_info"], 1)
+
+
+def test_converter_reads_corrupt_and_wrapped_checkpoints_with_named_errors(tmp_path):
+    files = write_official_release("v2_tiny", tmp_path / "release")
+    raw = files["checkpoint"].read_bytes()
+    state = torch.load(files["checkpoint"], weights_only=True)
+    plain = {k.removeprefix("module."): v for k, v in state.items()}
+    # truncated download, empty file, a CSV where the checkpoint goes: no raw torch traceback
+    for broken in (raw[: len(raw) // 2], b"", files["gene_info"].read_bytes()):
+        files["checkpoint"].write_bytes(broken)
+        with pytest.raises(ValueError, match=r"cannot read .*checkpoint.pt as a PyTorch .pt file: it is empty, truncated"):
+            import_checkpoint(**files)
+    # nested wrappers (DDP around DDP, DDP around torch.compile) are unwrapped like a single module. prefix
+    for prefix in ("module.module.", "module._orig_mod.", "_orig_mod."):
+        torch.save({"model": {prefix + k: v for k, v in plain.items()}, "epoch": 3}, files["checkpoint"])
+        assert import_checkpoint(**files).config.n_genes == 300
+    torch.save({"net": plain, "epoch": torch.tensor(3)}, files["checkpoint"])
+    with pytest.raises(ValueError, match=r"not a state dict .*keys \['net', 'epoch'\]"):
+        import_checkpoint(**files)
+
+
+def test_converter_names_graph_file_mixups(tmp_path):
+    files = write_official_release("v2_tiny", tmp_path / "release")
+    swapped = {**files, "graph": files["graph_weight"], "graph_weight": files["graph"]}
+    with pytest.raises(ValueError, match=r"G_tiny_weight.pt holds a vector .* Were the two swapped"):
+        import_checkpoint(**swapped)
+    with pytest.raises(ValueError, match=r"G_tiny.pt should hold one weight per edge"):
+        import_checkpoint(**{**files, "graph_weight": files["graph"]})
+    other = tmp_path / "G_other.pt"
+    torch.save(torch.load(files["graph"], weights_only=True)[:, :100].clone(), other)
+    with pytest.raises(ValueError, match=r"5983 edge weights but the graph .*G_other.pt has 100 edges"):
+        import_checkpoint(**{**files, "graph": other})
+    torch.save(torch.load(files["graph"], weights_only=True) * 2, other)
+    with pytest.raises(ValueError, match=r"the graph .*G_other.pt does not fit the checkpoint .*another vocabulary"):
+        import_checkpoint(**{**files, "graph": other})
+    with pytest.warns(UserWarning, match="no graph_weight given: every graph edge gets weight 1"):
+        import_checkpoint(**{**files, "graph_weight": None})
+
+
+def test_converter_reads_gene_info_variants(tmp_path):
+    files = write_official_release("v2_tiny", tmp_path / "release")
+    ids = pd.read_csv(files["gene_info"])["ensg_id"]
+    one_column = tmp_path / "ids.csv"  # pandas' sniffer split this header at a letter
+    ids.to_frame().to_csv(one_column, index=False)
+    bundle = import_checkpoint(**{**files, "gene_info": one_column})
+    assert bundle.gene_ids == ids.tolist()
+    ids.to_frame().to_csv(tmp_path / "ids.tsv.gz", index=False, sep="\t")
+    assert import_checkpoint(**{**files, "gene_info": tmp_path / "ids.tsv.gz"}).gene_ids == ids.tolist()
+    blank = ids.copy().astype(object)
+    blank[5] = None
+    blank.to_frame().to_csv(one_column, index=False)
+    with pytest.raises(ValueError, match=r"1 rows have no ensg_id \(lines \[7\]\)"):
+        import_checkpoint(**{**files, "gene_info": one_column})
+    with pytest.raises(ValueError, match=r"G_tiny.pt is not a text table: gene_info= takes"):
+        import_checkpoint(**{**files, "gene_info": files["graph"]})
+
+
+def test_loading_a_release_directory_says_to_convert_it(tmp_path):
+    files = write_official_release("v2_tiny", tmp_path / "release")
+    with pytest.raises(FileNotFoundError, match="not a model bundle but holds .pt files.*import-checkpoint"):
+        bulkformer.load(files["checkpoint"].parent)

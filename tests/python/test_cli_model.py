@@ -29,3 +29,37 @@ def test_import_checkpoint_then_info(tmp_path):
     described = runner.invoke(app, ["info", str(out)])
     summary = json.loads(described.output)
     assert summary["genes"] == 300 and summary["graph_edges"] == 5983
+
+
+def test_cli_reports_unreadable_and_unsafe_checkpoints_without_traceback(tmp_path, monkeypatch, capsys):
+    import pickle
+    import sys
+
+    import pytest
+
+    from bulkformer.cli.main import main
+
+    files = write_official_release("v2_tiny", tmp_path / "release")
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps(print))  # any global beyond tensors is refused
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    for checkpoint, expected in ((evil, "refused to load"), (empty, "cannot read")):
+        monkeypatch.setattr(sys, "argv", ["bulkformer", "import-checkpoint", str(checkpoint), "--gene-info",
+                                          str(files["gene_info"]), "--graph", str(files["graph"]), "-o", str(tmp_path / "out")])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        err = capsys.readouterr().err
+        assert exited.value.code == 2 and f"error: {expected}" in err and "Traceback" not in err, err
+        assert not (tmp_path / "out").exists()
+
+
+def test_cli_advice_keeps_file_names_and_names_off_switches():
+    from bulkformer.cli.main import as_cli_advice
+
+    message = ("this bundle has no per-gene feature table (gene_features.safetensors) to fuse; "
+               "import the release with --gene-features, or use fuse_gene_features=False")
+    assert as_cli_advice(message, ["embed"]) == (
+        "this bundle has no per-gene feature table (gene_features.safetensors) to fuse; "
+        "import the release with --gene-features, or use --no-fuse-gene-features")
+    assert as_cli_advice("pass progress=False", ["impute"]) == "pass --no-progress"

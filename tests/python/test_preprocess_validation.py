@@ -64,6 +64,14 @@ def test_duplicated_sample_names():
         prepare(counts, VOCABULARY)
 
 
+def test_duplicated_sample_names_advice_fits_either_orientation():
+    # from R (and with orientation='genes_by_samples') samples are columns: "drop the repeated rows" misled
+    counts = _counts().set_axis(["a", "b", "a", "c"], axis=0).T
+    with pytest.raises(ValueError, match=r"duplicated sample names: 'a'") as info:
+        prepare(counts, VOCABULARY, orientation="genes_by_samples")
+    assert "rows" not in str(info.value) and "drop the repeated samples" in str(info.value)
+
+
 def test_duplicated_sample_names_across_chunks():
     counts = _counts().set_axis(["a", "b", "c", "a"], axis=0)
     with pytest.raises(ValueError, match=r"duplicated sample names: 'a'"):

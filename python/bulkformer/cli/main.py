@@ -40,10 +40,11 @@ class UserError(Exception):
     """An error caused by the user's input: printed without a traceback."""
 
 
-# name='value', name=number or name=True, as the library's messages spell their advice
-_PYTHON_ARGUMENT = re.compile(r"\b([a-z][a-z0-9_]*)=(?:'([^']*)'|(-?[0-9][0-9.e+-]*)|(True)\b)")
-# a bare argument name with an underscore (n_splits, mask_fraction): never an English word
-_PYTHON_NAME = re.compile(r"(?<![\w.-])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?![\w(])")
+# name='value', name=number or name=True/False, as the library's messages spell their advice
+_PYTHON_ARGUMENT = re.compile(r"\b([a-z][a-z0-9_]*)=(?:'([^']*)'|(-?[0-9][0-9.e+-]*)|(True|False)\b)")
+# a bare argument name with an underscore (n_splits, mask_fraction): never an English word,
+# nor a file name (gene_features.safetensors)
+_PYTHON_NAME = re.compile(r"(?<![\w.-])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?![\w(]|\.\w)")
 # an argument named with no value (omit layer=, out of lengths=, (orientation=))
 _PYTHON_KEYWORD = re.compile(r"\b([a-z][a-z0-9_]*)=(?=[\s,.;:)]|$)")
 
@@ -76,8 +77,13 @@ def _flags(path: Sequence[str]) -> dict[str, str]:
     flags: dict[str, str] = {}
 
     def long_options(command) -> dict[str, str]:
-        return {param.name: long[0] for param in command.params
-                if (long := [opt for opt in param.opts if opt.startswith("--")])}
+        options = {param.name: long[0] for param in command.params
+                   if (long := [opt for opt in param.opts if opt.startswith("--")])}
+        # name=False of an on/off flag is its --no-... form (under the key "name=False")
+        options.update({f"{param.name}=False": off[0] for param in command.params
+                        if getattr(param, "is_flag", False)
+                        and (off := [opt for opt in param.secondary_opts if opt.startswith("--")])})
+        return options
 
     def collect(command) -> None:
         for sub in getattr(command, "commands", {}).values():
@@ -106,6 +112,8 @@ def as_cli_advice(message: str, command: Sequence[str] | None = None) -> str:
 
     def flag(match: re.Match) -> str:
         name, value = match.group(1), match.group(2) if match.group(2) is not None else match.group(3)
+        if match.group(4) == "False":  # progress=False -> --no-progress
+            return flags.get(f"{name}=False", match.group(0))
         if name not in flags:
             return match.group(0)
         return flags[name] if match.group(4) else f"{flags[name]} {value}"  # resume=True -> --resume
@@ -124,8 +132,10 @@ def _plain_warning(message, category, filename, lineno, line=None) -> str:
 def main() -> None:
     warnings.formatwarning = _plain_warning
     _invoked[:] = _command_path(sys.argv[1:])
+    from bulkformer.safe_load import UnsafeCheckpointError
+
     try:
         app()
-    except (ValueError, FileNotFoundError, UserError) as err:
+    except (ValueError, FileNotFoundError, UserError, UnsafeCheckpointError) as err:
         typer.secho(f"error: {as_cli_advice(str(err))}", err=True, fg=typer.colors.RED)
         sys.exit(2)

@@ -29,7 +29,7 @@ def check_unique_samples(sample_ids: Sequence[str], seen: set[str] | None = None
     if duplicated:
         raise ValueError(
             f"duplicated sample names: {_examples(sorted(set(duplicated)))} occur more than once. Give every "
-            "sample a unique name (e.g. append a replicate suffix) or drop the repeated rows.")
+            "sample a unique name (e.g. append a replicate suffix) or drop the repeated samples.")
 
 
 def check_lengths_1d(lengths_bp: np.ndarray, gene_ids: Sequence[str]) -> None:
