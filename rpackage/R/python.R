@@ -179,7 +179,14 @@ bulkformer_envname <- function() {
         "In R, genes must be the rows: transpose it with t(x).",
     "\\(orientation=\\)" = "(rownames in R)",
     "^([[:alnum:]_.]+\\(\\) )?got an unexpected keyword argument '([^']+)'" =
-        "unknown argument '\\2'; see the function's help page for its arguments"
+        "unknown argument '\\2'; see the function's help page for its arguments",
+    # what is left is argument syntax: input='counts' -> input = "counts", True -> TRUE;
+    # batch_size is batch.size in R (the other arguments keep their names)
+    "\\bbatch_size\\b" = "batch.size",
+    "\\b([[:alpha:]][[:alnum:]_.]*)='([^']*)'" = "\\1 = \"\\2\"",
+    "\\b([[:alpha:]][[:alnum:]_.]*)=True\\b" = "\\1 = TRUE",
+    "\\b([[:alpha:]][[:alnum:]_.]*)=False\\b" = "\\1 = FALSE",
+    "\\b([[:alpha:]][[:alnum:]_.]*)=None\\b" = "\\1 = NULL"
 )
 
 .as_r_advice <- function(message) {

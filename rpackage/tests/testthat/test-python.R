@@ -55,5 +55,9 @@ test_that("Python advice is told in R terms", {
                      "check that gene IDs are the row/column labels (rownames in R); or lower")
     expect_identical(advice("run_imputation() got an unexpected keyword argument 'aggregte'"),
                      "unknown argument 'aggregte'; see the function's help page for its arguments")
+    expect_identical(advice("values look like TPM: pass input='tpm' (or device='cpu', progress=False)"),
+                     "values look like TPM: pass input = \"tpm\" (or device = \"cpu\", progress = FALSE)")
+    expect_identical(advice("batch_size must be at least 1, got batch_size='4'; or lengths=None"),
+                     "batch.size must be at least 1, got batch.size = \"4\"; or lengths = NULL")
     expect_identical(advice("nothing to translate"), "nothing to translate")
 })
