@@ -24,6 +24,10 @@ BUNDLE_FORMAT_VERSION = 1
 GENE_COLUMNS = ["ensembl_id", "symbol", "length"]
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 @dataclass
 class Bundle:
     """A model with its vocabulary, graph and optional per-gene feature table."""
@@ -56,6 +60,21 @@ class Bundle:
     @property
     def edge_weight(self) -> torch.Tensor | None:
         return self.model.graph_edge_weight
+
+    def __repr__(self) -> str:
+        # the dataclass default would print every weight and the whole gene table
+        config = self.config
+        name = self.metadata.get("name")
+        parts = [f"{config.version}", f"{config.n_genes:,} genes", f"dim {config.dim}",
+                 _count(config.gb_repeat * config.p_repeat, "Performer layer"), f"feature dim {config.feature_dim}",
+                 f"{self.edge_index.shape[1]:,} graph edges"]
+        if self.gene_features is not None:
+            parts.append(f"gene features {self.gene_features.shape[1]}")
+        if self.metadata.get("trained") is False:
+            parts.append("random weights (demo)")
+        if name:
+            parts.append(f"name {name!r}")
+        return f"<bulkformer model: {', '.join(parts)}>"
 
     def describe(self) -> dict[str, Any]:
         """Which model produced a result, for its provenance record: the bundle's name,

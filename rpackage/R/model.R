@@ -76,10 +76,8 @@ bulkformerVocabulary <- function(model) {
 
 #' @export
 format.bulkformer_model <- function(x, ...) {
-    config <- reticulate::py_to_r(x$config$to_dict())
-    sprintf("<bulkformer model: %s, %d genes, dim %d, feature dim %d>", config$version,
-            as.integer(config$n_genes), as.integer(config$dim),
-            as.integer(reticulate::py_to_r(x$config$feature_dim)))
+    # the wording is the Python Bundle's
+    reticulate::py_to_r(reticulate::import_builtins(convert = FALSE)$repr(x))
 }
 
 #' @export

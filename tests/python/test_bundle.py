@@ -156,3 +156,12 @@ def test_loading_a_release_directory_says_to_convert_it(tmp_path):
     files = write_official_release("v2_tiny", tmp_path / "release")
     with pytest.raises(FileNotFoundError, match="not a model bundle but holds .pt files.*import-checkpoint"):
         bulkformer.load(files["checkpoint"].parent)
+
+
+def test_a_bundle_prints_as_one_line_summary():
+    # the dataclass default printed every weight tensor and the whole gene table (also via R's print(py$bundle))
+    bundle = bulkformer.tiny_bundle(n_genes=300)
+    text = repr(bundle)
+    assert text == str(bundle) and "\n" not in text and len(text) < 200
+    assert text.startswith("<bulkformer model: v2, 300 genes, dim 16, 1 Performer layer, feature dim 19, ")
+    assert f"{bundle.edge_index.shape[1]:,} graph edges" in text and "random weights" in text
