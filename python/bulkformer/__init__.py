@@ -4,6 +4,17 @@ Public API (imported lazily so ``import bulkformer`` stays quick)::
 
     bulkformer.load(path)                 -> Bundle
     bulkformer.import_checkpoint(...)     -> Bundle   (official release -> bundle)
+    bulkformer.prepare(data, vocabulary)  -> PreparedInput (aligned log1p TPM + mapping report)
+    bulkformer.impute(data, model)        -> DataFrame | AnnData
+    bulkformer.embed(data, model)         -> DataFrame | AnnData | gene-embedding store path
+    bulkformer.build_graph(cohort)        -> GeneGraph
+    bulkformer.simulate_cohort(...)       -> SimulatedCohort
+    bulkformer.tiny_bundle(...)           -> Bundle   (random weights, for examples)
+    bulkformer.pretrain(data, out)        -> PretrainResult
+    bulkformer.BulkFormer, ModelConfig, preset, TaskResult
+
+Fine-tuning is in :mod:`bulkformer.training` (``finetune``, ``load_finetuned``), the
+downstream tasks in :mod:`bulkformer.tasks`.
 """
 from __future__ import annotations
 

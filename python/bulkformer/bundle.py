@@ -145,7 +145,8 @@ def check_bundle_dir(path: str | Path) -> Path:
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
-    """Load a bundle directory written by :meth:`Bundle.save` (model in eval mode)."""
+    """Load a bundle directory written by :meth:`Bundle.save` (model in eval mode, on
+    ``device``, default CPU; ``impute`` / ``embed`` move it to their own device)."""
     path = check_bundle_dir(path)
     config_doc = json.loads((path / "config.json").read_text())
     if config_doc.get("format") != "bulkformer-bundle":

@@ -141,7 +141,16 @@ def import_checkpoint(
     out: str | Path | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Bundle:
-    """Build a :class:`Bundle` from official release files; write it to ``out`` if given."""
+    """Build a :class:`Bundle` from official release files; write it to ``out`` if given.
+
+    ``checkpoint``: the released weights (e.g. ``BulkFormer_147M.pt``; layout and size are
+    read from it); ``gene_info``: the gene table (``bulkformer_gene_info.csv``, column
+    ``ensg_id``); ``graph`` / ``graph_weight``: the graph's edge index and edge weights
+    (``G_gtex.pt``, ``G_gtex_weight.pt``; without weights every edge gets 1, with a
+    warning); ``gene_features``: the ESM2 gene table (v1 models); ``metadata``: entries
+    added to the bundle's metadata (name, source, ...). Pickles are read with
+    ``torch.load(weights_only=True)``.
+    """
     state = unwrap_state_dict(safe_torch_load(checkpoint), checkpoint)
     config = infer_config(state)
     edge_index, edge_weight = _read_graph(graph, graph_weight)

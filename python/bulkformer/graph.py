@@ -50,12 +50,12 @@ class GeneGraph:
 
 
 def _cohort_matrix(cohort: Any, genes: Sequence[str] | None, vocabulary: Any, input: str,
-                   orientation: str) -> tuple[np.ndarray, list[str]]:
+                   orientation: str, layer: str | None = None) -> tuple[np.ndarray, list[str]]:
     """samples x genes values and gene IDs (vocabulary order when a vocabulary is given)."""
     if vocabulary is not None:
         from .preprocess import prepare
 
-        prepared = prepare(cohort, vocabulary, input=input, genes=genes, orientation=orientation)
+        prepared = prepare(cohort, vocabulary, input=input, genes=genes, orientation=orientation, layer=layer)
         values = np.asarray(prepared.values, dtype=np.float32)
         values[:, ~np.asarray(prepared.measured, dtype=bool)] = np.nan  # unmeasured genes get no edges
         return values, list(prepared.gene_ids)
@@ -68,9 +68,9 @@ def _cohort_matrix(cohort: Any, genes: Sequence[str] | None, vocabulary: Any, in
         if genes is not None:  # as_matrix's relabelling has no file counterpart: it was ignored
             raise ValueError("genes= gives the gene IDs of an in-memory matrix (a NumPy array); a file carries its "
                              "own gene IDs: leave genes= out")
-        matrix = io.read_expression(cohort, orientation=orientation)
+        matrix = io.read_expression(cohort, orientation=orientation, layer=layer)
     else:
-        matrix = io.as_matrix(cohort, genes=genes, orientation=orientation)
+        matrix = io.as_matrix(cohort, genes=genes, orientation=orientation, layer=layer)
     _check_unaligned(matrix, orientation)
     return matrix.values, list(matrix.gene_ids)
 
@@ -128,6 +128,7 @@ def build_graph(
     min_abs_r: float = MIN_ABS_R,
     block_size: int = 2048,
     out: str | Path | None = None,
+    layer: str | None = None,
 ) -> GeneGraph:
     """Co-expression graph over a cohort (samples x genes, log1p TPM or similar).
 
@@ -135,8 +136,15 @@ def build_graph(
     keeping those with |r| >= ``min_abs_r``; weights are |r|. With ``vocabulary`` (a
     Bundle or gene table) the cohort is first aligned with ``bulkformer.preprocess.prepare``
     (``input``: counts / tpm / logtpm) and the graph covers the vocabulary, so it can
-    replace a bundle's graph; genes the cohort lacks get no edges. ``out`` writes
-    ``graph.safetensors`` (bundle format).
+    replace a bundle's graph; genes the cohort lacks get no edges. Without
+    ``vocabulary`` the values are correlated as they are (``input`` must stay "logtpm").
+    ``out`` writes ``graph.safetensors`` (bundle format).
+
+    ``cohort`` is anything ``prepare`` reads (DataFrame, NumPy array, AnnData or a
+    CSV/TSV/parquet/h5ad path); ``genes`` names the columns of an unlabelled array,
+    ``orientation`` is "samples_by_genes" (default) or "genes_by_samples"; ``layer``
+    names the AnnData (h5ad) layer holding the values (default ``X``);
+    ``block_size`` genes are correlated at a time (memory: block x genes floats).
 
     Example::
 
@@ -148,7 +156,7 @@ def build_graph(
     if not 0 <= min_abs_r <= 1:
         raise ValueError(f"min_abs_r must be within [0, 1], got {min_abs_r}")
     block_size = check_at_least(block_size, 1, "block_size")  # before the cohort is read
-    values, gene_ids = _cohort_matrix(cohort, genes, vocabulary, input, orientation)
+    values, gene_ids = _cohort_matrix(cohort, genes, vocabulary, input, orientation, layer)
     z = torch.from_numpy(standardise(values))
     del values
     n_genes = z.shape[1]

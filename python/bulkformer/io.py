@@ -45,6 +45,8 @@ def _labels(values: Sequence[Any]) -> list[str]:
 
 
 def _dense(values: Any) -> np.ndarray:
+    if hasattr(values, "to_memory") and not hasattr(values, "toarray"):  # sparse X of a backed AnnData
+        values = values.to_memory()
     if hasattr(values, "toarray"):  # scipy.sparse
         return values.toarray()
     return np.asarray(values)
@@ -65,18 +67,27 @@ def _frame_values(frame: pd.DataFrame) -> np.ndarray:
 
 def as_matrix(data: Any, *, genes: Sequence[Any] | None = None, samples: Sequence[Any] | None = None,
               orientation: Orientation = "samples_by_genes", layer: str | None = None) -> ExpressionMatrix:
-    """An in-memory input (DataFrame, NumPy array, scipy sparse, AnnData) as samples x genes."""
+    """An in-memory input (DataFrame, NumPy array, scipy sparse, AnnData) as samples x genes.
+
+    ``genes``: one ID per gene overriding the labels, or for AnnData the name of the
+    ``var`` column holding them (``obs`` for ``orientation="genes_by_samples"``)."""
     _check_orientation(orientation)
     transpose = orientation == "genes_by_samples"
+    if isinstance(genes, str) and not _is_anndata(data):
+        raise ValueError(f"genes={genes!r} is one name, not one ID per gene: a column name picks the gene IDs of an "
+                         "AnnData's var (obs for orientation='genes_by_samples'); otherwise give a list of IDs")
+    if layer is not None and not _is_anndata(data):
+        raise ValueError("layer= applies to AnnData inputs only: leave it out")
     if _is_anndata(data):
         matrix = data.layers[_layer_name(data, layer)] if layer is not None else data.X
         if matrix is None:
-            raise ValueError("the AnnData object has no X: pass layer= to name the layer holding the values")
+            raise ValueError(f"the AnnData object has no X (layers: {list(data.layers)}): pass layer= to name the "
+                             "layer holding the values")
         rows, cols = _labels(data.obs_names), _labels(data.var_names)
         values = _dense(matrix)
+        if isinstance(genes, str):  # the name of the var column that holds the gene IDs
+            genes = _annotation_column(data.obs if transpose else data.var, genes, "obs" if transpose else "var")
     elif isinstance(data, pd.DataFrame):
-        if layer is not None:
-            raise ValueError("layer= applies to AnnData inputs only")
         values = _frame_values(data)
         rows, cols = _labels(data.index), _labels(data.columns)
         # an explicit genes= / samples= overrides the labels
@@ -114,14 +125,24 @@ def as_matrix(data: Any, *, genes: Sequence[Any] | None = None, samples: Sequenc
     return ExpressionMatrix(values=values, gene_ids=cols, sample_ids=rows)
 
 
+def _annotation_column(annotations: pd.DataFrame, name: str, where: str) -> list[Any]:
+    if name not in annotations.columns:
+        raise ValueError(f"the gene ID column {name!r} is not a column of the AnnData's {where} (its columns: "
+                         f"{list(map(str, annotations.columns))[:10]}): name the {where} column that holds the gene "
+                         f"IDs, or leave it out to use the {where} names")
+    return annotations[name].tolist()
+
+
 def _is_anndata(data: Any) -> bool:
     return type(data).__name__ == "AnnData" and hasattr(data, "obs_names")
 
 
 def _layer_name(adata: Any, layer: str) -> str:
     if layer not in adata.layers:
+        raw = ("; the values of .raw are not a layer: pass adata.raw.to_adata() to read them"
+               if getattr(adata, "raw", None) is not None else "")
         raise ValueError(f"layer {layer!r} is not in the AnnData object (layers: {list(adata.layers)}); "
-                         "omit layer= to use X")
+                         f"omit layer= to use X{raw}")
     return layer
 
 
@@ -186,6 +207,7 @@ def read_sample_ids(path: str | Path, *, orientation: Orientation = "samples_by_
     the first column only, parsed as the chunked reader parses it so the IDs compare equal)."""
     _check_orientation(orientation)
     path = _require(path)
+    _check_layer(path, layer)
     if file_format(path) == "text" and orientation == "samples_by_genes":
         separator, _ = _text_header(path)
         if _no_rows(path):
@@ -198,6 +220,8 @@ def read_sample_ids(path: str | Path, *, orientation: Orientation = "samples_by_
         try:
             if layer is not None:
                 _layer_name(backed, layer)
+            else:
+                _backed_x(backed, path)
             return _labels(backed.obs_names if orientation == "samples_by_genes" else backed.var_names)
         finally:
             backed.file.close()
@@ -239,8 +263,14 @@ class _Source:
             yield self.reader(start, min(start + size, len(self.sample_ids)))
 
 
+def _check_layer(path: Path, layer: str | None) -> None:
+    if layer is not None and file_format(path) != "h5ad":  # text and parquet have no layers: it was ignored
+        raise ValueError(f"layer= names a layer of an h5ad file, and {path.name} is not one: leave layer= out")
+
+
 def _open_file(path: Path, orientation: str, layer: str | None) -> _Source:
     kind = file_format(path)
+    _check_layer(path, layer)
     if kind == "text":
         return _text_source(path, orientation)
     if kind == "parquet":
@@ -321,11 +351,20 @@ def _read_parquet_rows(parquet, columns: list[str], start: int, stop: int) -> np
     return _frame_values(table.to_pandas(ignore_metadata=True))
 
 
+def _backed_x(adata: Any, path: Path) -> Any:
+    """X of a backed AnnData; an h5ad written with X = None (values in a layer) has none."""
+    if "X" not in adata.file:
+        layers = list(adata.layers)
+        raise ValueError(f"{path.name} has no X (the values are elsewhere, layers: {layers}): pass "
+                         f"layer={layers[0] if len(layers) == 1 else 'NAME'!r} to name the layer holding the values")
+    return adata.X
+
+
 def _h5ad_source(path: Path, orientation: str, layer: str | None) -> _Source:
     import anndata
 
     adata = anndata.read_h5ad(path, backed="r")
-    matrix = adata.layers[_layer_name(adata, layer)] if layer is not None else adata.X
+    matrix = adata.layers[_layer_name(adata, layer)] if layer is not None else _backed_x(adata, path)
     rows, cols = _labels(adata.obs_names), _labels(adata.var_names)
     if orientation == "samples_by_genes":
         def reader(start: int, stop: int) -> ExpressionMatrix:

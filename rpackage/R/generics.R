@@ -37,7 +37,8 @@ NULL
 #' @param predicted Also return the `predicted` assay: the model output for every
 #'   vocabulary gene (denoised values for measured genes too).
 #' @param batch.size Samples per forward pass.
-#' @param device Torch device (`NULL`: the model's device).
+#' @param device Torch device, e.g. `"cpu"` or `"cuda"`; `NULL` picks the best
+#'   available (CUDA, then Apple MPS, then CPU) and moves the model there.
 #' @param progress Show a progress bar.
 #' @param ... For the generic, arguments of the methods. For the methods, further
 #'   arguments passed on to the Python function (e.g. `precision = "bf16"`, or

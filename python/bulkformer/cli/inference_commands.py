@@ -101,7 +101,7 @@ def impute(
     min_matched_fraction: float = typer.Option(0.5, help="Fail when fewer than this share of vocabulary genes is measured."),
     batch_size: int = typer.Option(16, help="Samples per batch."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: cuda > mps > cpu)."),
-    precision: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU)."),
+    precision: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16 (default: bf16 on CUDA, fp16 on MPS or where bf16 is unsupported, fp32 on CPU)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Impute log1p TPM for the vocabulary genes a cohort lacks (or denoise all genes).
@@ -148,14 +148,15 @@ def embed(
     min_matched_fraction: float = typer.Option(0.5, help="Fail when fewer than this share of vocabulary genes is measured."),
     batch_size: int = typer.Option(16, help="Samples per batch."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: cuda > mps > cpu)."),
-    precision: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU)."),
+    precision: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16 (default: bf16 on CUDA, fp16 on MPS or where bf16 is unsupported, fp32 on CPU)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Sample embeddings (samples x d+3) or gene-level embeddings streamed to a zarr store.
 
     Sample level: one row per sample, the gene states pooled over genes (--aggregate) plus
-    three per-sample statistics. Gene level: samples x genes x (d+3) in a zarr store written
-    batch by batch, so memory does not grow with the cohort; --genes keeps it small.
+    three per-sample statistics (v2 models; v1 models give d features). Gene level:
+    samples x genes x (d+3) in a zarr store written batch by batch, so memory does not
+    grow with the cohort; --genes keeps it small.
 
     Examples:
       bulkformer embed counts.csv -m models/bulkformer-147M -o sample_emb.parquet --aggregate mean
@@ -192,6 +193,7 @@ def build_graph(
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Align to this bundle's vocabulary first."),
     input: str = typer.Option("logtpm", "--input", help=_INPUT_HELP + " Other than logtpm, only with --model."),
     orientation: str = typer.Option("samples_by_genes", help=_ORIENTATION_HELP),
+    layer: Optional[str] = typer.Option(None, help="h5ad layer holding the values (default X)."),
     top_k: int = typer.Option(20, help="Partners kept per gene."),
     min_abs_r: float = typer.Option(0.4, help="Drop edges with |Pearson r| below this."),
 ) -> None:
@@ -206,11 +208,11 @@ def build_graph(
     """
     from bulkformer.graph import build_graph as run
 
-    _check_input(data)
+    _check_input(data, layer)
     if out.suffix != ".safetensors":
         raise ValueError(f"the graph is written as safetensors: name the output *.safetensors, got {out}")
     graph = run(str(data), vocabulary=None if model is None else load_model(model), input=input,
-                orientation=orientation, top_k=top_k, min_abs_r=min_abs_r, out=out)
+                orientation=orientation, top_k=top_k, min_abs_r=min_abs_r, out=out, layer=layer)
     typer.echo(f"wrote {out}: {len(graph.gene_ids)} genes, {graph.n_edges} edges")
 
 

@@ -7,18 +7,31 @@ from typing import Any, Optional
 
 
 def read_table(path: Path, what: str):
-    """A table indexed by its first column (csv, tsv(.gz), txt(.gz), parquet); IDs as text."""
+    """A table indexed by its first column (csv, tsv(.gz), txt(.gz), parquet), or the obs
+    of an h5ad file (indexed by its obs names); IDs as text."""
     import pandas as pd
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{what} file {path} does not exist")
     name = path.name.lower().removesuffix(".gz")
-    if name.endswith(".parquet"):
+    if name.endswith(".h5ad"):
+        import anndata
+
+        backed = anndata.read_h5ad(path, backed="r")  # obs only: X stays on disk
+        try:
+            table = backed.obs.copy()
+        finally:
+            backed.file.close()
+    elif name.endswith(".parquet"):
         table = pd.read_parquet(path)
         table = table.set_index(table.columns[0]) if isinstance(table.index, pd.RangeIndex) else table
     else:
-        table = pd.read_csv(path, sep="," if name.endswith(".csv") else "\t", index_col=0)
+        try:
+            table = pd.read_csv(path, sep="," if name.endswith(".csv") else "\t", index_col=0)
+        except UnicodeDecodeError:  # a spreadsheet, a binary file
+            raise ValueError(f"{what} file {path} is not a text table: give a CSV/TSV(.gz), parquet or h5ad (its "
+                             "obs) file with the sample IDs first") from None
     table.index = table.index.astype(str)
     return table
 

@@ -31,6 +31,7 @@ INPUT = typer.Option("counts", "--input", help="counts | tpm | logtpm (natural l
 LENGTHS = typer.Option(None, "--lengths", help="Gene lengths (bp) for counts: CSV/TSV with gene ID and length columns "
                        "(default: the shipped lengths).")
 ORIENTATION = typer.Option("samples_by_genes", "--orientation", help="samples_by_genes | genes_by_samples.")
+LAYER = typer.Option(None, "--layer", help="h5ad layer holding the values (default X).")
 OUT = typer.Option(None, "--out", "-o", help="Write the full result (metrics, folds, predictions) as JSON.")
 PLOT = typer.Option(None, "--plot", help="Write the task's figure (.png/.pdf/.svg).")
 FEATURES = typer.Option("embedding,raw_logtpm", "--features", help="Comma-separated feature sets: embedding, raw_logtpm.")
@@ -66,7 +67,7 @@ def _check_outputs(plot: Optional[Path]) -> None:
         check_plot_path(plot)
 
 
-def _samples(data: Path, orientation: str, id_length: Optional[int] = None):
+def _samples(data: Path, orientation: str, id_length: Optional[int] = None, layer: Optional[str] = None):
     """The data's sample IDs (read without the values), cut to ``id_length`` characters;
     samples whose cut ID repeats an earlier one are left out with a warning."""
     import warnings
@@ -77,7 +78,7 @@ def _samples(data: Path, orientation: str, id_length: Optional[int] = None):
 
     if id_length is not None and id_length < 1:
         raise ValueError(f"--id-length must be at least 1 (the characters of a sample ID to match on), got {id_length}")
-    ids = pd.Index(sample_ids(data, orientation=orientation))
+    ids = pd.Index(sample_ids(data, orientation=orientation, layer=layer))
     if id_length:
         cut = _match_prefix(ids, id_length)
         repeated = cut.duplicated()
@@ -98,9 +99,9 @@ def _cut_ids(frame, id_length: Optional[int], *, first: bool = True):
     return frame[~frame.index.duplicated()] if first else frame
 
 
-def _data_args(input: str, orientation: str, lengths: Optional[Path]) -> dict:
+def _data_args(input: str, orientation: str, lengths: Optional[Path], layer: Optional[str] = None) -> dict:
     """How to read the expression file, as bulkformer.preprocess.prepare takes it."""
-    return {"input": input, "orientation": orientation, "lengths": read_lengths(lengths)}
+    return {"input": input, "orientation": orientation, "lengths": read_lengths(lengths), "layer": layer}
 
 
 def _feature_sets(data: Path, model, include: list[str], data_args: dict, aggregate: str,
@@ -136,9 +137,9 @@ def _match_prefix(index, length: Optional[int]):
 @evaluate_app.command("classification")
 def classification(
     data: Path = DATA,
-    labels: Path = typer.Option(..., "--labels", help="Table: sample ID (first column) -> label."),
+    labels: Path = typer.Option(..., "--labels", help="Table: sample ID (first column) -> label; or an h5ad file (its obs)."),
     column_name: Optional[str] = typer.Option(None, "--column", help="Label column of --labels (if it has several)."),
-    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, features: str = FEATURES,
+    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER, features: str = FEATURES,
     aggregate: str = AGGREGATE, folds: int = FOLDS,
     n_components: int = typer.Option(64, "--pca", help="PCA components before the heads."),
     trees: int = typer.Option(500, "--trees", help="Random forest size."),
@@ -158,12 +159,12 @@ def classification(
 
     # everything that can fail on the inputs is checked before the embedding pass
     _check_outputs(plot)
-    data_args = _data_args(input, orientation, lengths)
+    data_args = _data_args(input, orientation, lengths, layer)
     task.check_settings(n_splits=folds, n_components=n_components, n_estimators=trees)
     include = _include(features)
     check_model_dir(model)
     target = column(read_table(labels, "labels"), column_name, "labels")
-    target = match_samples(target, _samples(data, orientation), what="labels")
+    target = match_samples(target, _samples(data, orientation, layer=layer), what="labels")
     task.check_labels(target, folds)
     sets = _feature_sets(data, model, include, data_args, aggregate, batch_size, device, samples=target.index)
     result = task.evaluate(sets, target, n_splits=folds, n_components=n_components, n_estimators=trees, seed=seed)
@@ -173,11 +174,11 @@ def classification(
 @evaluate_app.command("prognosis")
 def prognosis(
     data: Path = DATA,
-    survival: Path = typer.Option(..., "--survival", help="Table: sample ID (first column), time and event columns."),
+    survival: Path = typer.Option(..., "--survival", help="Table: sample ID (first column), time and event columns; or an h5ad file (its obs)."),
     time_column: str = typer.Option("OS.time", "--time-column"),
     event_column: str = typer.Option("OS", "--event-column", help="1 = event, 0 = censored."),
     id_length: Optional[int] = typer.Option(None, "--id-length", help="Match samples on the first N characters (TCGA: 15)."),
-    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, features: str = FEATURES,
+    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER, features: str = FEATURES,
     aggregate: str = AGGREGATE, folds: int = FOLDS,
     n_components: int = typer.Option(10, "--pca", help="PCA components of the Cox model."),
     trees: int = typer.Option(500, "--trees", help="Random forest size."),
@@ -195,12 +196,12 @@ def prognosis(
     from bulkformer.tasks import prognosis as task
 
     _check_outputs(plot)
-    data_args = _data_args(input, orientation, lengths)
+    data_args = _data_args(input, orientation, lengths, layer)
     task.check_settings(n_splits=folds, n_components=n_components, n_estimators=trees)
     include = _include(features)
     check_model_dir(model)
     table = _cut_ids(read_table(survival, "survival"), id_length, first=False)
-    checked = task.survival_for(table, _samples(data, orientation, id_length), time_col=time_column, event_col=event_column)
+    checked = task.survival_for(table, _samples(data, orientation, id_length, layer), time_col=time_column, event_col=event_column)
     task.check_events(checked["event"].to_numpy(), folds)
     sets = _feature_sets(data, model, include, data_args, aggregate, batch_size, device,
                          samples=checked.index, id_length=id_length)
@@ -217,7 +218,7 @@ def drug_response(
     cell_column: str = typer.Option("cell_line", "--cell-column"),
     drug_column: str = typer.Option("drug", "--drug-column"),
     value_column: str = typer.Option("response", "--value-column"),
-    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, features: str = FEATURES,
+    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER, features: str = FEATURES,
     aggregate: str = AGGREGATE, folds: int = FOLDS, hidden: str = HIDDEN, max_iter: int = MAX_ITER,
     seed: int = SEED, batch_size: int = BATCH,
     device: Optional[str] = DEVICE, out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
@@ -234,14 +235,14 @@ def drug_response(
     from bulkformer.tasks.common import check_folds
 
     _check_outputs(plot)
-    data_args = _data_args(input, orientation, lengths)
+    data_args = _data_args(input, orientation, lengths, layer)
     sizes = _sizes(hidden)
     task.check_settings(n_splits=folds, hidden=sizes, max_iter=max_iter)
     include = _include(features)
     check_model_dir(model)
     table = task.check_responses(read_table(responses, "responses").reset_index(), cell_column, drug_column, value_column)
     drug_table = task.check_drugs(read_table(drugs, "drug descriptors"))
-    table = task.match_responses(table, _samples(data, orientation), drug_table.index)
+    table = task.match_responses(table, _samples(data, orientation, layer=layer), drug_table.index)
     check_folds(folds, table["cell_line"].nunique(), "cell lines with responses")
     sets = _feature_sets(data, model, include, data_args, aggregate, batch_size, device,
                          samples=table["cell_line"].unique())
@@ -254,7 +255,7 @@ def drug_response(
 def essentiality(
     data: Path = DATA,
     effects: Path = typer.Option(..., "--effects", help="Gene effect table: cell line (first column) x genes (Ensembl IDs, symbols or DepMap's 'SYMBOL (ENTREZ)')."),
-    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION,
+    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER,
     features: str = FEATURES, folds: int = FOLDS, hidden: str = HIDDEN, max_iter: int = MAX_ITER,
     seed: int = SEED, batch_size: int = BATCH,
     device: Optional[str] = DEVICE, out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
@@ -275,13 +276,13 @@ def essentiality(
     from bulkformer.labels import match_samples
 
     _check_outputs(plot)
-    data_args = _data_args(input, orientation, lengths)
+    data_args = _data_args(input, orientation, lengths, layer)
     sizes = _sizes(hidden)
     task.check_settings(n_splits=folds, hidden=sizes, max_iter=max_iter)
     include = _include(features)
     bundle = load_model(model)
     table = task.effects_by_vocabulary(read_table(effects, "gene effects"), bundle)
-    table = match_samples(table, _samples(data, orientation), what="gene effects", complete=False)
+    table = match_samples(table, _samples(data, orientation, layer=layer), what="gene effects", complete=False)
     effect = task.long_effects(table)  # values checked before the embedding pass
     logtpm = build.raw_logtpm_features(data, bundle, **data_args)
     measured = set(logtpm.columns)
@@ -305,7 +306,7 @@ def essentiality(
 
 @evaluate_app.command("imputation")
 def imputation(
-    data: Path = DATA, model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION,
+    data: Path = DATA, model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER,
     mask_fraction: float = typer.Option(0.15, "--mask-fraction", help="Share of each sample's observed genes to hide."),
     baselines: str = typer.Option("gene_mean,knn", "--baselines", help="Comma-separated: gene_mean, knn (empty: none)."),
     repeats: int = typer.Option(1, "--repeats", help="Independent random masks."),
@@ -324,7 +325,7 @@ def imputation(
     from bulkformer.tasks.features import logtpm_matrix
 
     _check_outputs(plot)
-    data_args = _data_args(input, orientation, lengths)
+    data_args = _data_args(input, orientation, lengths, layer)
     chosen = [b.strip() for b in baselines.split(",") if b.strip()]
     task.check_settings(mask_fraction=mask_fraction, n_repeats=repeats, baselines=chosen)
     bundle = load_model(model)
@@ -337,12 +338,12 @@ def imputation(
 @evaluate_app.command("gene-survival")
 def gene_survival(
     data: Path = DATA,
-    survival: Path = typer.Option(..., "--survival", help="Table: sample ID (first column), time and event columns."),
+    survival: Path = typer.Option(..., "--survival", help="Table: sample ID (first column), time and event columns; or an h5ad file (its obs)."),
     genes: str = typer.Option(..., "--genes", help="Comma-separated genes (Ensembl IDs, symbols, Entrez IDs), or a file with one per line."),
     time_column: str = typer.Option("OS.time", "--time-column"),
     event_column: str = typer.Option("OS", "--event-column", help="1 = event, 0 = censored."),
     id_length: Optional[int] = typer.Option(None, "--id-length", help="Match samples on the first N characters (TCGA: 15)."),
-    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION,
+    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER,
     n_plot: int = typer.Option(4, "--n-plot", help="Kaplan-Meier panels (genes with the smallest log-rank p)."),
     out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
 ) -> None:
@@ -360,13 +361,13 @@ def gene_survival(
     from bulkformer.tasks.features import logtpm_matrix
 
     _check_outputs(plot)
-    data_args = _data_args(input, orientation, lengths)
+    data_args = _data_args(input, orientation, lengths, layer)
     check_at_least(n_plot, 1, "n_plot")
     bundle = load_model(model)
     gene_list = Path(genes).read_text().split() if Path(genes).is_file() else [g.strip() for g in genes.split(",") if g.strip()]
     wanted = [bundle.gene_ids[p] for p in vocabulary_positions(gene_list, bundle, what="--genes")]
     table = _cut_ids(read_table(survival, "survival"), id_length, first=False)
-    checked = task.survival_for(table, _samples(data, orientation, id_length), time_col=time_column, event_col=event_column)
+    checked = task.survival_for(table, _samples(data, orientation, id_length, layer), time_col=time_column, event_col=event_column)
     expression = logtpm_matrix(data, bundle, **data_args)
     unmeasured = [name for name, gene in zip(gene_list, wanted) if gene not in expression.columns]
     if unmeasured:

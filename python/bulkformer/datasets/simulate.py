@@ -189,6 +189,17 @@ def simulate_cohort(
     covers the first ``n_genes`` vocabulary genes (None: all of them). Deterministic
     given ``seed``.
 
+    The other arguments are the generative model's knobs (see the module docstring):
+    ``n_tissues``, ``n_diseases`` (including "healthy"), ``n_batches``; ``n_modules``
+    co-expression modules, ``background_fraction`` of the genes in none, loadings scaled by
+    ``module_strength``, ``tissue_marker_fraction`` of the genes markers of each tissue;
+    gene baselines ``log TPM ~ N(mean_log_expression, sd_log_expression)``, per-sample
+    noise ``noise_sd`` and batch offsets ``batch_effect_sd`` (log scale);
+    ``missing_fraction`` of the genes unmeasured per batch; library sizes log-normal around
+    ``library_size`` (``library_size_sd``); negative-binomial ``dispersion``; ``n_drugs``
+    drug responses, ``n_essential_genes`` essentiality targets; survival with baseline
+    median ``median_survival_days`` and about ``censoring_fraction`` censored.
+
     Example::
 
         cohort = bulkformer.simulate_cohort(n_samples=200, n_genes=1000, seed=1)

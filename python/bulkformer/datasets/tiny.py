@@ -26,13 +26,14 @@ def tiny_bundle(
     top_k: int = 10,
     min_abs_r: float = 0.4,
 ) -> Bundle:
-    """A small random-weight bundle (d = 16, 1 block, 1 Performer layer, 2 heads).
+    """A small random-weight bundle (d = 16, 1 block, 1 Performer layer, 2 heads);
+    ``version`` "v2" (default) or "v1" (with a random 8-wide stand-in for the ESM2 gene table).
 
     Covers the first ``n_genes`` genes of ``vocabulary`` (default: the shipped
     ``default_vocabulary()``). Its graph is co-expression style: for each gene the
     ``top_k`` partners by |Pearson r| (kept when |r| >= ``min_abs_r``) over a cohort
     simulated with the same ``seed``. The same arguments give bit-identical weights;
-    the global torch RNG is left untouched. Saved to ``path`` when given (~100 kB).
+    the global torch RNG is left untouched. Saved to ``path`` when given (~200 kB at 300 genes).
     The weights are untrained: outputs are meaningless, shapes and plumbing are real.
 
     Example::

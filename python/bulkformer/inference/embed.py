@@ -77,6 +77,17 @@ def embed(
     batch into a zarr store at ``out`` (``dtype`` float32 or float16); returns its path.
     Read it with :func:`bulkformer.inference.read_gene_embeddings`.
 
+    ``gene_names``: gene IDs replacing the data's own labels (one per gene), or for
+    AnnData the name of the ``var`` column that holds them (e.g. ``"gene_ids"``);
+    ``genes`` is something else: the subset of vocabulary genes to embed or pool.
+
+    Reading the data: ``input``, ``samples``, ``orientation``, ``lengths``, ``layer`` and
+    ``min_matched_fraction`` as in :func:`bulkformer.preprocess.prepare` (an already
+    prepared input is used as it is). Running: ``batch_size`` samples per forward pass;
+    ``device`` None picks cuda > mps > cpu; ``precision`` None is bf16 autocast on CUDA
+    (fp16 where bf16 is unsupported and on MPS) and fp32 on CPU, or "fp32" / "bf16" /
+    "fp16"; ``progress`` shows a progress bar.
+
     Example::
 
         emb = bulkformer.embed(counts, bundle, aggregate="mean")
@@ -130,7 +141,8 @@ def embed(
         frame.attrs["model"] = bundle.describe()
         if not is_anndata(data):
             return frame
-        adata = data.copy()
+        # a backed AnnData cannot be copied without a file name: the copy is made in memory
+        adata = data.to_memory() if getattr(data, "isbacked", False) else data.copy()
         # genes x samples AnnData (R-style): the samples are its variables
         slot = adata.varm if orientation == "genes_by_samples" else adata.obsm
         slot["X_bulkformer"] = frame.to_numpy()

@@ -136,10 +136,21 @@ def impute(
     for ``orientation="genes_by_samples"``, ``uns["bulkformer"]["mapping_report"]`` and
     ``["model"]``).
 
+    ``gene_names``: gene IDs replacing the data's own labels (one per gene), or for
+    AnnData the name of the ``var`` column that holds them (e.g. ``"gene_ids"`` when
+    ``var_names`` are not IDs).
+
+    Reading the data: ``input``, ``samples``, ``orientation``, ``lengths``, ``layer`` and
+    ``min_matched_fraction`` as in :func:`bulkformer.preprocess.prepare` (an already
+    prepared input is used as it is). Running: ``batch_size`` samples per forward pass;
+    ``device`` None picks cuda > mps > cpu; ``precision`` None is bf16 autocast on CUDA
+    (fp16 where bf16 is unsupported and on MPS) and fp32 on CPU, or "fp32" / "bf16" /
+    "fp16"; ``progress`` shows a progress bar.
+
     Example::
 
         frame = bulkformer.impute(counts, "models/bulkformer-147M")          # missing genes
-        denoised = bulkformer.impute(counts, bundle, which="all", input="tpm")
+        denoised = bulkformer.impute(tpm, bundle, which="all", input="tpm")   # TPM table
     """
     result = run_imputation(
         data, model, which=which, input=input, gene_names=gene_names, samples=samples, orientation=orientation,

@@ -102,7 +102,9 @@ def map_genes(gene_ids: Sequence[Any], vocabulary: Any = None, *,
     """Where each input gene goes, without any expression data: one row per input ID
     with its recognised kind, the vocabulary gene it maps to (None if unmatched), the
     route (ensembl, entrez, symbol, symbol_case, alias, ensembl_same_entrez, superseded,
-    unmatched) and the length (bp) TPM would use. The per-gene detail behind
+    unmatched) and the length (bp) TPM would use (``lengths``: a Series gene ID -> bp
+    overriding the vocabulary's, as in :func:`prepare`). ``vocabulary`` as in
+    :func:`prepare` (None: the shipped default). The per-gene detail behind
     :class:`MappingReport`."""
     index = vocabulary_index(resolve_vocabulary(vocabulary))
     plan = plan_alignment([str(g) for g in gene_ids], index, lengths=lengths)
@@ -141,12 +143,21 @@ def prepare(
         vocabulary: a Bundle, a DataFrame[ensembl_id, symbol, length], or None for
             :func:`bulkformer.annotation.default_vocabulary`.
         input: "counts" (-> TPM -> log1p), "tpm" (-> log1p) or "logtpm" (natural log1p TPM).
+        genes, samples: gene IDs / sample names for an in-memory matrix (required
+            ``genes`` for a NumPy array; for a DataFrame or AnnData they replace its labels).
+            For AnnData ``genes`` may also name the ``var`` column holding the gene IDs
+            (``obs`` for genes_by_samples), e.g. ``genes="gene_ids"``.
         orientation: rows x columns of ``data``: "samples_by_genes" or "genes_by_samples".
         lengths: None (vocabulary / shipped lengths, 1,000 bp when unknown), a Series
             gene ID -> bp overriding them, or a samples x genes matrix of per-sample
             lengths (tximport avgTxLength) in the same orientation as ``data``.
+        layer: AnnData layer to read instead of ``X`` (in memory or h5ad).
         min_matched_fraction: error when fewer than this share of vocabulary genes is measured.
         backend: "auto" uses the native kernel when built, else NumPy.
+        n_threads: threads of the native kernel (default: ``BULKFORMER_NUM_THREADS`` or
+            ``OMP_NUM_THREADS``, else the CPU count; small inputs run on one).
+        chunk_samples: samples per block (files: default ~1 GiB of values; in-memory
+            data: 4,096).
 
     Many-to-one matches are summed (counts, TPM) or averaged (log1p TPM) with a warning.
     TPM is computed over all input genes, matched or not.
@@ -192,6 +203,7 @@ class _Source:
     gene_ids: list[str]
     blocks: Iterator[ExpressionMatrix]
     n_samples: int | None  # None: a file streamed front to back
+    gene_columns: pd.DataFrame | None = None  # AnnData: its var (obs) columns, advice when its names match badly
 
     @classmethod
     def of(cls, data: Any, *, genes, samples, orientation: str, layer: str | None, chunk_samples: int | None) -> _Source:
@@ -201,7 +213,11 @@ class _Source:
             gene_ids, blocks = iter_file(data, orientation=orientation, layer=layer, chunk_samples=chunk_samples)
             return cls(gene_ids, blocks, None)
         matrix = as_matrix(data, genes=genes, samples=samples, orientation=orientation, layer=layer)
-        return cls(matrix.gene_ids, _blocks(matrix, chunk_samples or _BLOCK_SAMPLES), matrix.values.shape[0])
+        columns = None
+        if genes is None and hasattr(data, "var") and hasattr(data, "obs_names"):  # AnnData
+            columns = data.obs if orientation == "genes_by_samples" else data.var
+        return cls(matrix.gene_ids, _blocks(matrix, chunk_samples or _BLOCK_SAMPLES), matrix.values.shape[0],
+                   columns)
 
 
 def _prepare_blocks(source: _Source, vocabulary: Any, *, input: str, orientation: str, lengths: Any,
@@ -223,7 +239,7 @@ def _prepare_blocks(source: _Source, vocabulary: Any, *, input: str, orientation
     for block in source.blocks:
         if report is None:
             check_not_empty(block.values.shape[0], len(gene_ids))
-            report = _report(plan, index, input, min_matched_fraction, block, orientation)
+            report = _report(plan, index, input, min_matched_fraction, block, orientation, source.gene_columns)
             if sample_lengths is not None:
                 report.length_sources = {"per_sample": len(gene_ids)}
             report.warnings.extend(plausibility_warnings(block.values, input))
@@ -298,7 +314,8 @@ def _sample_length_block(sample_lengths: Any, block: ExpressionMatrix, gene_ids:
 
 
 def _report(plan: AlignmentPlan, index: VocabularyIndex, input: str, min_matched_fraction: float,
-            first_block: ExpressionMatrix, orientation: str = "samples_by_genes") -> MappingReport:
+            first_block: ExpressionMatrix, orientation: str = "samples_by_genes",
+            gene_columns: pd.DataFrame | None = None) -> MappingReport:
     mapping = plan.mapping
     n_measured = int(plan.measured.sum())
     n_vocabulary = index.n_genes
@@ -311,7 +328,8 @@ def _report(plan: AlignmentPlan, index: VocabularyIndex, input: str, min_matched
         match_routes=dict(mapping.routes), length_sources=dict(plan.length_sources), input=input,
     )
     if n_vocabulary and (n_measured == 0 or n_measured / n_vocabulary < min_matched_fraction):
-        raise ValueError(_too_few_matched(report, min_matched_fraction, first_block, index, orientation))
+        message = _too_few_matched(report, min_matched_fraction, first_block, index, orientation)
+        raise ValueError(message + _better_gene_column(gene_columns, n_measured, index, orientation))
     return report
 
 
@@ -352,6 +370,28 @@ def _too_few_matched(report: MappingReport, min_fraction: float, block: Expressi
         f"Unmatched input genes include {', '.join(report.unmatched_examples[:5])} (ID kinds: "
         f"{report.id_types}). Use human Ensembl gene IDs, HGNC symbols or Entrez IDs; check that gene IDs are "
         "the row/column labels (orientation=); or lower min_matched_fraction for a targeted panel.")
+
+
+def _better_gene_column(columns: pd.DataFrame | None, n_measured: int, index: VocabularyIndex,
+                        orientation: str) -> str:
+    """Advice naming the AnnData annotation column whose values match clearly more
+    vocabulary genes than its var (obs) names do; '' when there is none."""
+    if columns is None:
+        return ""
+    where = "obs" if orientation == "genes_by_samples" else "var"
+    hits = {}
+    for name in columns.columns:
+        column = columns[name]
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_integer_dtype(column):
+            continue  # lengths, means, dispersions: not IDs (integer columns may be Entrez IDs)
+        positions = lookup_many([str(v) for v in column.tolist()], index).positions
+        hits[name] = int(np.unique(positions[positions >= 0]).size)
+    best = max(hits, key=hits.get, default=None)
+    if best is None or hits[best] <= 2 * n_measured:
+        return ""
+    best_hits = hits[best]
+    return (f" The AnnData's {where} column {str(best)!r} matches {best_hits:,} vocabulary genes: pass "
+            f"genes={str(best)!r} (gene_names={str(best)!r} in impute/embed) to read the gene IDs from it.")
 
 
 def _collapsed_warnings(input: str, report: MappingReport) -> list[str]:

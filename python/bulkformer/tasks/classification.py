@@ -75,6 +75,9 @@ def evaluate(
         order), or a sequence in the features' row order. Samples without a label are left
         out with a warning (``bulkformer.labels.match_samples``).
     Classes with fewer members than ``n_splits`` are an error (stratification needs them).
+    heads: "random_forest" (``n_estimators`` trees) and/or "logistic_regression", each after
+        scaling and PCA to ``n_components`` (capped by the training samples and features).
+    n_splits: stratified folds; ``seed`` fixes folds, PCA and forest.
     """
     check_settings(n_splits=n_splits, n_components=n_components, n_estimators=n_estimators, heads=heads)
     sets = as_feature_sets(features)

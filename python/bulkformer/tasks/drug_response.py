@@ -91,7 +91,11 @@ def evaluate(
     seed: int = 0,
 ) -> TaskResult:
     """features: cell lines x features (one or a dict of sets); drugs: drugs x descriptors
-    (numeric, indexed by drug ID); responses: long table cell line, drug, value.
+    (numeric, indexed by drug ID); responses: long table with the columns ``cell_col``
+    (default "cell_line"), ``drug_col`` ("drug") and ``value_col`` ("response"). Each
+    (cell line features, drug descriptors) pair goes to an MLP (``hidden`` layer sizes, at
+    most ``max_iter`` epochs with early stopping, L2 ``alpha``), cross-validated over
+    ``n_splits`` folds grouped by cell line; ``seed`` fixes folds and networks.
 
     Rows with a missing value, an unknown cell line or a drug without descriptors are left
     out with a warning. Metrics: ``mean_pcc`` (Pearson r per drug over held-out cell lines,

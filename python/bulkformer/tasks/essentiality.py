@@ -96,7 +96,10 @@ def evaluate(
 ) -> TaskResult:
     """features: DataFrame indexed by (cell_line, gene) with one column per feature (see
     ``bulkformer.tasks.features.gene_embedding_features`` / ``gene_logtpm_features``), or a
-    dict of such; effects: cell lines x genes or a (cell_line, gene) Series.
+    dict of such; effects: cell lines x genes or a (cell_line, gene) Series. An MLP
+    (``hidden`` layer sizes, at most ``max_iter`` epochs with early stopping, L2 ``alpha``)
+    is cross-validated over ``n_splits`` folds grouped by cell line; ``seed`` fixes folds
+    and networks.
 
     Metrics: ``mean_pcc`` (Pearson r across genes per held-out cell line, averaged),
     ``pooled_pcc``; ``*_overall`` from the pooled held-out predictions. Pairs in the effects

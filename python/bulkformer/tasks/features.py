@@ -67,9 +67,15 @@ def embedding_features(data: Any, model: Any, *, aggregate: str = "max", genes: 
                        progress: bool = False, **data_args: Any) -> pd.DataFrame:
     """Samples x feature_dim BulkFormer sample embeddings (``bulkformer.embed``)."""
     from bulkformer.inference import embed
+    from bulkformer.inference.inputs import is_anndata, prepare_for
 
     _check_data_args(data_args)
-    frame = embed(data, _bundle(model), level="sample", aggregate=aggregate, genes=genes, gene_names=gene_names,
+    bundle = _bundle(model)
+    if is_anndata(data):
+        # embed() returns AnnData for AnnData; from the aligned input it returns a
+        # DataFrame, with the same sample IDs as raw_logtpm_features
+        data = prepare_for(data, bundle, gene_names=gene_names, **data_args)
+    frame = embed(data, bundle, level="sample", aggregate=aggregate, genes=genes, gene_names=gene_names,
                   batch_size=batch_size, device=device, progress=progress, **data_args)
     frame = pd.DataFrame(frame).astype(np.float64)
     frame.columns = [f"emb_{i}" for i in range(frame.shape[1])]
@@ -95,8 +101,8 @@ def sample_ids(data: Any, *, orientation: str = "samples_by_genes", layer: str |
     a file path or a DataFrame; AnnData gives its ``obs_names``."""
     if isinstance(data, pd.DataFrame):
         ids = data.index if orientation == "samples_by_genes" else data.columns
-    elif hasattr(data, "obs_names"):
-        ids = data.obs_names
+    elif hasattr(data, "obs_names"):  # AnnData: genes x samples (R-style) has the samples as its variables
+        ids = data.var_names if orientation == "genes_by_samples" else data.obs_names
     elif isinstance(data, (str, os.PathLike)):
         from bulkformer.io import read_sample_ids
 

@@ -126,8 +126,12 @@ def evaluate(
     model: a Bundle / bundle path, evaluated as ``"bulkformer"``; ``imputers`` adds any
         callables (masked DataFrame with NaN -> filled DataFrame); ``baselines`` picks
         from ``gene_mean`` and ``knn``. Every method sees the same hidden entries.
+    ``mask_fraction`` of each sample's observed entries are hidden per mask (drawn from
+    ``seed``); ``knn_neighbors`` for the KNN baseline; ``batch_size``, ``device`` and
+    ``precision`` for the model's forward passes.
     Metrics per method (means over ``n_repeats`` random masks): pearson, spearman, mae;
-    ``details["by_decile"]`` the same per decile of the true value of the hidden entries.
+    ``details["by_decile"]`` the same per decile (``n_deciles`` quantile bins) of the true
+    value of the hidden entries.
     ``predictions`` keeps a random ``max_predictions`` hidden entries per method (first mask).
     """
     if not isinstance(observed, pd.DataFrame):

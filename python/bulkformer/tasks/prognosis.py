@@ -102,6 +102,13 @@ def evaluate(
     random_forest: PCA (``max(n_components, 64)`` capped by samples) -> random forest
         classifying event vs no event (alive/dead): AUROC, AUPRC.
     cox: PCA (``n_components``) -> penalised Cox model: concordance index on held-out samples.
+
+    features: samples x features DataFrame, or a dict name -> DataFrame. survival: a
+    DataFrame indexed by sample ID with the ``time_col`` (default "OS.time") and
+    ``event_col`` (default "OS", 1 = event, 0 = censored) columns; samples without
+    either are left out with a warning. ``heads``: "random_forest" (``n_estimators``
+    trees) and/or "cox" (``penalizer``); ``n_splits`` folds stratified by event,
+    ``seed`` fixes folds, PCA and forest.
     """
     check_settings(n_splits=n_splits, n_components=n_components, n_estimators=n_estimators, heads=heads)
     sets = as_feature_sets(features)
@@ -176,9 +183,12 @@ def gene_hazard_ratios(
     model on the split (lifelines), with its 95% CI, Wald p and log-rank p.
 
     expression: samples x genes (e.g. log1p TPM, or imputed values; NaN = not measured:
-    each gene is tested on the samples that measure it). Genes whose values cannot be
-    split (constant, or fewer than 4 samples) are listed in ``details["skipped"]``. The result's plot
-    shows Kaplan-Meier curves for the ``n_plot`` genes with the smallest log-rank p.
+    each gene is tested on the samples that measure it); ``genes`` restricts it to some
+    of its columns (default: all). survival: indexed by sample ID, with ``time_col`` and
+    ``event_col`` as in :func:`evaluate`. ``features_name`` labels the result's rows.
+    Genes whose values cannot be split (constant, or fewer than 4 samples) are listed in
+    ``details["skipped"]``. The result's plot shows Kaplan-Meier curves for the ``n_plot``
+    genes with the smallest log-rank p.
     """
     check_at_least(n_plot, 1, "n_plot")
     if not isinstance(expression, pd.DataFrame):

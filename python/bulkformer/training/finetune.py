@@ -109,9 +109,11 @@ def load_finetuned(path: str | Path, device: str = "cpu") -> FinetunedModel:
 
 @dataclass
 class FinetuneResult:
-    """The fine-tuned model, per-epoch history (epoch, train_loss, val_loss, val_metric)
-    and the final validation metrics (accuracy for classification, Pearson r and MSE
-    for regression)."""
+    """The fine-tuned model, per-epoch history (epoch, train_loss and, with a validation
+    split, val_loss with val_accuracy, or val_pearson_r and val_mse) and the last epoch's
+    validation metrics without the ``val_`` prefix (``loss`` and ``accuracy`` for
+    classification; ``loss``, ``pearson_r`` and ``mse`` for regression; empty with
+    ``val_fraction=0``)."""
 
     model: FinetunedModel
     history: pd.DataFrame
@@ -150,6 +152,17 @@ def finetune(
     ``model`` is copied, never changed. ``out``: a new (or empty) directory, or an earlier
     fine-tuning output, to save the model and its metrics to (:func:`load_finetuned`
     reads it).
+
+    ``data``: anything ``bulkformer.preprocess.prepare`` reads (samples x genes), with
+    ``input`` counts / tpm / logtpm and ``lengths`` as there, or ``input="aligned"`` for an
+    array already in the model's vocabulary order. ``task``: "classification" or
+    "regression". ``mode``: "frozen" (head only), "partial" (also the last
+    ``trainable_layers`` Performer layers and the final layer norm) or "full"; the head
+    (``hidden`` units) sees the encoder features pooled over genes by ``aggregate`` ("mean"
+    or "max"). AdamW over ``epochs`` epochs of ``batch_size`` samples, encoder at ``lr``,
+    head at ``head_lr``, ``weight_decay``; ``seed`` fixes the split, the head's
+    initialisation and the batch order; ``device`` defaults to CUDA if available, else CPU;
+    ``progress`` prints one line per epoch.
 
     Example::
 

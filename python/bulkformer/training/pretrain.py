@@ -136,7 +136,19 @@ def pretrain(
 
     Validation: ``val_data``, else ``val_fraction`` of the samples held out (rows of
     in-memory data or of a single file; whole shards, the last ones, of several files,
-    so that none is read twice); the log says what was held out.
+    so that none is read twice), at most ``max_val_samples`` of them; the log says what
+    was held out.
+
+    Optimisation: ``epochs`` passes (or ``max_steps`` optimizer steps, if fewer), AdamW at
+    peak ``lr`` with ``weight_decay``, linear warmup over ``warmup_fraction`` of the steps
+    then cosine decay, gradients clipped to norm ``clip_norm`` (None or 0: no clipping);
+    ``dropout`` overrides the model's attention and feed-forward dropout. ``precision``
+    "auto" (bf16 autocast on a CUDA GPU that supports it, else fp32), "fp32" or "bf16";
+    ``activation_checkpointing`` recomputes each Performer layer in the backward pass
+    (memory for compute). ``seed`` fixes initial weights, data order and masks;
+    ``device``: default CUDA if available (under torchrun each rank's GPU), else CPU.
+    Progress is printed every ``log_every`` steps unless ``progress=False``; with ``out``
+    every step is also logged to ``out/log.jsonl``.
 
     ``batch_size`` is the global micro-batch (split over torchrun ranks); one optimizer
     step sees ``batch_size * grad_accum`` samples. ``checkpoint_every`` steps a
@@ -151,9 +163,10 @@ def pretrain(
 
     Example::
 
-        cohort = bulkformer.simulate_cohort(n_samples=400, n_genes=1000)
-        result = bulkformer.pretrain(cohort, "runs/sim", dim=32, heads=4, epochs=5, batch_size=16)
-        result.validation
+        vocabulary = bulkformer.annotation.default_vocabulary().iloc[:1000]   # a small model: 1,000 genes
+        cohort = bulkformer.simulate_cohort(n_samples=400, vocabulary=vocabulary, n_genes=None)
+        result = bulkformer.pretrain(cohort, "runs/sim", vocabulary=vocabulary, dim=32, heads=4, epochs=5)
+        result.validation   # masked_pcc per epoch
     """
     arguments = dict(locals())
     _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, mask_fraction_max, observed_weight, val_fraction,
