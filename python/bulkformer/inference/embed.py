@@ -81,12 +81,9 @@ def embed(
     AnnData the name of the ``var`` column that holds them (e.g. ``"gene_ids"``);
     ``genes`` is something else: the subset of vocabulary genes to embed or pool.
 
-    Reading the data: ``input``, ``samples``, ``orientation``, ``lengths``, ``layer`` and
-    ``min_matched_fraction`` as in :func:`bulkformer.preprocess.prepare` (an already
-    prepared input is used as it is). Running: ``batch_size`` samples per forward pass;
-    ``device`` None picks cuda > mps > cpu; ``precision`` None is bf16 autocast on CUDA
-    (fp16 where bf16 is unsupported and on MPS) and fp32 on CPU, or "fp32" / "bf16" /
-    "fp16"; ``progress`` shows a progress bar.
+    The data arguments (``input`` ... ``min_matched_fraction``) and the running ones
+    (``batch_size``, ``device``, ``precision``, ``progress``) are those of
+    :func:`bulkformer.impute`.
 
     Example::
 
