@@ -277,7 +277,8 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
     if ctx.is_main and run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_log(run_dir, history)
-    say(f"pretraining {config.version} d={config.dim} x {config.p_repeat} layers over {config.n_genes} genes: "
+    depth = (f"{config.gb_repeat} blocks of {config.p_repeat}" if config.gb_repeat > 1 else f"{config.p_repeat}")
+    say(f"pretraining {config.version} d={config.dim} x {depth} Performer layers over {config.n_genes} genes: "
         f"{corpus.n_samples} samples, {total_steps} steps of {step_samples}, {ctx.world_size} process(es) on {ctx.device}")
 
     kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0)
