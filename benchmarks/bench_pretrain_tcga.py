@@ -14,7 +14,7 @@ Scores: Pearson r over the hidden entries only, pooled (model, gene mean of the 
 samples, scikit-learn KNNImputer k = 10 fitted on the training samples), averaged over
 the folds.
 
-Default: all five folds, one thread, within the 30 CPU-minute budget (~5.3 CPU-minutes a
+Default: all five folds, one thread, within the 30 CPU-minute budget (~5.8 CPU-minutes a
 fold); ``--folds 1`` for a quick look. Last line:
 
     masked_pcc=<model> gene_mean_pcc=<a> knn_pcc=<b>
