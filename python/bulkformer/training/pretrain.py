@@ -277,8 +277,9 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
     if ctx.is_main and run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_log(run_dir, history)
-    depth = (f"{config.gb_repeat} blocks of {config.p_repeat}" if config.gb_repeat > 1 else f"{config.p_repeat}")
-    say(f"pretraining {config.version} d={config.dim} x {depth} Performer layers over {config.n_genes} genes: "
+    layers = f"{config.p_repeat} Performer layer{'s' if config.p_repeat > 1 else ''}"
+    depth = f"{config.gb_repeat} blocks of {layers}" if config.gb_repeat > 1 else layers
+    say(f"pretraining {config.version} d={config.dim} x {depth} over {config.n_genes} genes: "
         f"{corpus.n_samples} samples, {total_steps} steps of {step_samples}, {ctx.world_size} process(es) on {ctx.device}")
 
     kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0)
