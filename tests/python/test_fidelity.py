@@ -52,8 +52,9 @@ def test_fidelity_negative_control_reversed_graph(reference_bundles, name):
 
 @pytest.mark.parametrize("name", ["v1_tiny", "v2_tiny"])
 def test_sparse_graph_gradients_equal_message_passing(reference_bundles, name):
-    """Training differentiates through the CSR graph matmul: its gradients must be those
-    of the published message passing (within float rounding)."""
+    """Training differentiates through the CSR graph matmul (backward: the precomputed
+    transpose): its gradients must be those of the published message passing (within
+    float rounding)."""
     model = bulkformer.load(reference_bundles[name]).model.eval()  # eval: no dropout
     x = load_reference(name, "input")
     parameters = [p for p in model.parameters() if p.requires_grad]

@@ -6,7 +6,7 @@ import torch
 from performer_pytorch import Performer
 from torch import nn
 
-from .graph_conv import gene_graph_conv, sparse_graph_conv
+from .graph_conv import SparseGraph, gene_graph_conv, sparse_graph_conv
 
 
 def performer_layer(dim: int, heads: int, attn_dropout: float, ff_dropout: float) -> Performer:
@@ -49,7 +49,7 @@ class BulkFormerBlock(nn.Module):
         h: torch.Tensor,
         source_target: torch.Tensor,
         edge_weight: torch.Tensor | None,
-        adjacency: torch.Tensor | None = None,
+        adjacency: SparseGraph | None = None,
     ) -> torch.Tensor:
         """``adjacency``: the normalised CSR graph; given, the GCN runs as one sparse
         matmul, otherwise as torch-geometric message passing over ``source_target``."""

@@ -13,7 +13,7 @@ from torch import nn
 from .blocks import BulkFormerBlock
 from .config import ModelConfig
 from .embedding import MASK_VALUE, ExpressionEmbedding
-from .graph_conv import check_graph, normalised_adjacency, supports_sparse_matmul, to_source_target
+from .graph_conv import SparseGraph, check_graph, supports_sparse_matmul, to_source_target
 
 # Denominator guard of the published mean computations; kept for bit-compatibility.
 _EPS = 1e-8
@@ -100,18 +100,18 @@ class BulkFormer(nn.Module):
         self.register_buffer("graph_source_target", to_source_target(edge_index).to(device), persistent=False)
         weight = None if edge_weight is None else edge_weight.float().to(device)
         self.register_buffer("graph_edge_weight", weight, persistent=False)
-        self._adjacency: torch.Tensor | None = None
+        self._adjacency: SparseGraph | None = None
 
-    def graph_adjacency(self) -> torch.Tensor | None:
-        """The normalised G x G CSR adjacency on the model's device (built once, rebuilt
-        after a device move); None where sparse matmuls are unavailable."""
+    def graph_adjacency(self) -> SparseGraph | None:
+        """The normalised G x G CSR adjacency and its transpose on the model's device
+        (built once, rebuilt after a device move); None where sparse matmuls are unavailable."""
         device = self.graph_edge_index.device
         if not supports_sparse_matmul(device):
             return None
         if self._adjacency is None or self._adjacency.device != device:
             # built outside inference mode so that training can differentiate through it
             with torch.inference_mode(False), torch.no_grad():
-                self._adjacency = normalised_adjacency(self.graph_edge_index, self.graph_edge_weight, self.config.n_genes)
+                self._adjacency = SparseGraph.build(self.graph_edge_index, self.graph_edge_weight, self.config.n_genes)
         return self._adjacency
 
     def __getstate__(self) -> dict:

@@ -8,6 +8,7 @@ same output as one CSR matmul with the normalisation precomputed, forward and ba
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import torch
 from torch_geometric.nn.conv import GCNConv
@@ -53,12 +54,13 @@ def supports_sparse_matmul(device: torch.device) -> bool:
 
 
 def normalised_adjacency(
-    edge_index: torch.Tensor, edge_weight: torch.Tensor | None, n_genes: int
+    edge_index: torch.Tensor, edge_weight: torch.Tensor | None, n_genes: int, *, transposed: bool = False
 ) -> torch.Tensor:
     """G x G CSR matrix A with ``out = A @ h`` equal to GCNConv(normalize=True,
     add_self_loops=False) in the published direction: gene ``E[0, e]`` receives
     from ``E[1, e]`` with weight ``w[e] / sqrt(deg[E[0, e]] * deg[E[1, e]])``, where
-    deg is the weighted in-degree (torch-geometric ``gcn_norm``; inf -> 0)."""
+    deg is the weighted in-degree (torch-geometric ``gcn_norm``; inf -> 0).
+    ``transposed``: A^T instead (the same entries, rows and columns swapped)."""
     receiver, sender = edge_index[0].long(), edge_index[1].long()
     weight = (
         torch.ones(receiver.shape[0], dtype=torch.float32, device=receiver.device)
@@ -68,15 +70,49 @@ def normalised_adjacency(
     inv_sqrt = degree.pow(-0.5)
     inv_sqrt.masked_fill_(inv_sqrt == float("inf"), 0.0)
     values = inv_sqrt[receiver] * weight * inv_sqrt[sender]
+    rows, columns = (sender, receiver) if transposed else (receiver, sender)
     coo = torch.sparse_coo_tensor(
-        torch.stack([receiver, sender]), values, (n_genes, n_genes), check_invariants=False
+        torch.stack([rows, columns]), values, (n_genes, n_genes), check_invariants=False
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
         return coo.coalesce().to_sparse_csr()
 
 
-def sparse_graph_conv(conv: GCNConv, h: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+@dataclass(frozen=True)
+class SparseGraph:
+    """The normalised adjacency A (CSR) and its transpose. Training needs A^T in every
+    backward pass; torch's CSR matmul derives it anew each time (a sort of all edges,
+    as long as the product itself), so it is built once here."""
+
+    matrix: torch.Tensor
+    transpose: torch.Tensor
+
+    @classmethod
+    def build(cls, edge_index: torch.Tensor, edge_weight: torch.Tensor | None, n_genes: int) -> SparseGraph:
+        return cls(normalised_adjacency(edge_index, edge_weight, n_genes),
+                   normalised_adjacency(edge_index, edge_weight, n_genes, transposed=True))
+
+    @property
+    def device(self) -> torch.device:
+        return self.matrix.device
+
+
+class _Propagate(torch.autograd.Function):
+    """``A @ dense`` differentiable in ``dense`` only (the graph is fixed): the backward
+    multiplies by the precomputed A^T."""
+
+    @staticmethod
+    def forward(ctx, dense: torch.Tensor, graph: SparseGraph) -> torch.Tensor:  # type: ignore[override]
+        ctx.graph = graph
+        return torch.sparse.mm(graph.matrix, dense)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        return torch.sparse.mm(ctx.graph.transpose, grad.contiguous()), None
+
+
+def sparse_graph_conv(conv: GCNConv, h: torch.Tensor, graph: SparseGraph) -> torch.Tensor:
     """``conv(h)`` for B x G x d ``h`` as ``A @ (h W^T) + b`` over all samples at once
     (differentiable; the matmul runs in fp32 even under autocast)."""
     batch, n_genes, _ = h.shape
@@ -84,7 +120,7 @@ def sparse_graph_conv(conv: GCNConv, h: torch.Tensor, adjacency: torch.Tensor) -
     width = transformed.shape[-1]
     stacked = transformed.float().transpose(0, 1).reshape(n_genes, batch * width)
     with no_autocast(h.device):
-        mixed = torch.sparse.mm(adjacency, stacked)
+        mixed = _Propagate.apply(stacked, graph)
     mixed = mixed.reshape(n_genes, batch, width).transpose(0, 1)
     if conv.bias is not None:
         mixed = mixed + conv.bias

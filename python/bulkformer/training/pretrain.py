@@ -258,7 +258,9 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
         raise ValueError(f"{corpus.n_samples} training samples are fewer than one step's {step_samples} "
                          "(batch_size x grad_accum); lower batch_size or add data")
     total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
+    # the fused kernel (CPU, CUDA) updates all parameters in one pass: ~1.5% of a small model's step
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay,
+                                  fused=ctx.device.type in ("cpu", "cuda") or None)
     scheduler = warmup_cosine(optimizer, total_steps, warmup_fraction)
     use_bf16 = _use_bf16(precision, ctx.device)
 
