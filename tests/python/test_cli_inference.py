@@ -64,6 +64,18 @@ def test_cli_impute_matches_the_python_api(cli, cohort):
     assert "mapped 75 of 75" in done.stderr
 
 
+def test_cli_impute_h5ad_names_gene_symbols(cli, cohort):
+    """scanpy users label genes by symbol: the h5ad's var carries the vocabulary's."""
+    root, bundle, counts = cohort
+    done = cli("impute", root / "counts.csv", "-m", root / "model", "-o", root / "imputed.h5ad", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    adata = anndata.read_h5ad(root / "imputed.h5ad")
+    assert list(adata.var_names) == bundle.gene_ids[:5]
+    assert list(adata.var["symbol"]) == bundle.genes["symbol"].astype(str).tolist()[:5]
+    library = bulkformer.impute(anndata.AnnData(counts.astype(np.float32)), bundle, progress=False)
+    assert list(library.var["symbol"]) == list(adata.var["symbol"])
+
+
 def test_cli_impute_with_gene_lengths(cli, cohort):
     root, bundle, counts = cohort
     done = cli("impute", root / "counts.csv", "-m", root / "model", "--which", "all", "--lengths", root / "lengths.tsv",
@@ -92,6 +104,7 @@ def test_cli_embed_sample_and_gene_level(cli, cohort):
     stored = read_gene_embeddings(root / "genes.zarr")
     assert stored.values.dtype == np.float16 and stored.shape == (7, 4, bundle.config.feature_dim)
     assert stored.gene_ids == bundle.gene_ids[:4] and stored.sample_ids == [str(s) for s in counts.index]
+    assert "mapped 75 of 75" in done.stderr  # the mapping report, as at sample level
 
 
 def test_cli_build_graph(cli, cohort):

@@ -45,9 +45,12 @@ def _write_table(frame, path: Path) -> None:
             import numpy as np
             import pandas as pd
 
+            from bulkformer.inference.impute import gene_annotation
+
             adata = anndata.AnnData(X=frame.to_numpy(dtype=np.float32),
                                     obs=pd.DataFrame(index=frame.index.astype(str)),
-                                    var=pd.DataFrame(index=frame.columns.astype(str)))
+                                    var=gene_annotation(frame) if "gene_symbols" in frame.attrs  # imputed genes
+                                    else pd.DataFrame(index=frame.columns.astype(str)))  # embedding features
             adata.uns["bulkformer"] = {"mapping_report": frame.attrs.get("mapping_report", {})}
             adata.write_h5ad(staging)
 
@@ -179,6 +182,9 @@ def embed(
                  precision=precision, progress=progress)
     if level == "gene":
         if _is_main_process():
+            from bulkformer.inference.stores import open_store
+
+            _report(dict(open_store(result).attrs).get("mapping_report"))  # kept with the store
             typer.echo(f"wrote {result}")
         return
     _report(result)

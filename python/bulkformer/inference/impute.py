@@ -24,7 +24,8 @@ class ImputationResult:
 
     observed: the input, NaN where not measured; imputed: observed where measured,
     model prediction where missing; predicted: model output for every gene;
-    measured: (G,) which vocabulary genes the data set measures."""
+    measured: (G,) which vocabulary genes the data set measures; gene_symbols: the
+    vocabulary's symbol of each gene (None where it has none)."""
 
     observed: np.ndarray
     imputed: np.ndarray
@@ -34,6 +35,7 @@ class ImputationResult:
     gene_ids: list[str]
     report: Any  # bulkformer.preprocess.MappingReport
     model: dict[str, Any] | None = None  # Bundle.describe(): which model produced it
+    gene_symbols: list[str | None] | None = None
 
     def to_frame(self, which: str = "missing") -> pd.DataFrame:
         """``missing``: imputed values of the unmeasured genes; ``all``: predictions."""
@@ -47,7 +49,20 @@ class ImputationResult:
         frame = pd.DataFrame(values, index=pd.Index(self.sample_ids, name="sample"), columns=pd.Index(columns, name="gene"))
         frame.attrs["mapping_report"] = _report_dict(self.report)
         frame.attrs["model"] = self.model
+        if self.gene_symbols is not None:
+            symbol_of = dict(zip(self.gene_ids, self.gene_symbols))
+            frame.attrs["gene_symbols"] = [symbol_of[g] for g in columns]
         return frame
+
+
+def gene_annotation(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ``var`` table of an AnnData over an imputed frame's genes: the gene IDs as index
+    and, where the frame carries them, their symbols (scanpy users label plots with these)."""
+    var = pd.DataFrame(index=pd.Index([str(c) for c in frame.columns], name="gene"))
+    symbols = frame.attrs.get("gene_symbols")
+    if symbols is not None and len(symbols) == frame.shape[1]:
+        var["symbol"] = ["" if s is None else str(s) for s in symbols]  # h5ad strings: "" for none
+    return var
 
 
 def _check_which(which: str) -> None:
@@ -105,8 +120,14 @@ def run_imputation(
         observed=observed, imputed=imputed, predicted=predicted,
         measured=np.asarray(prepared.measured, dtype=bool),
         sample_ids=[str(s) for s in prepared.sample_ids], gene_ids=list(prepared.gene_ids),
-        report=prepared.report, model=engine.bundle.describe(),
+        report=prepared.report, model=engine.bundle.describe(), gene_symbols=_symbols(engine.bundle, prepared.gene_ids),
     )
+
+
+def _symbols(bundle: Bundle, gene_ids) -> list[str | None]:
+    table = bundle.genes
+    symbol_of = dict(zip(table["ensembl_id"].astype(str), table["symbol"]))
+    return [None if pd.isna(symbol_of.get(str(g))) else str(symbol_of[str(g)]) for g in gene_ids]
 
 
 def impute(
@@ -133,8 +154,8 @@ def impute(
     (samples x genes, ``attrs["mapping_report"]`` and ``attrs["model"]``, see
     ``Bundle.describe``) is returned, or, for AnnData input, an AnnData over the returned
     genes (``X`` and ``layers["bulkformer_imputed"]``, the input's ``obs``, or its ``var``
-    for ``orientation="genes_by_samples"``, ``uns["bulkformer"]["mapping_report"]`` and
-    ``["model"]``).
+    for ``orientation="genes_by_samples"``, ``var["symbol"]``, ``uns["bulkformer"]["mapping_report"]``
+    and ``["model"]``). The frame's ``attrs["gene_symbols"]`` holds the columns' symbols.
 
     ``gene_names``: gene IDs replacing the data's own labels (one per gene), or for
     AnnData the name of the ``var`` column that holds them (e.g. ``"gene_ids"`` when
@@ -171,7 +192,7 @@ def _as_anndata(frame: pd.DataFrame, source, which: str, orientation: str = "sam
     annotations = source.var if orientation == "genes_by_samples" else source.obs
     obs = annotations.copy() if len(annotations) == len(frame.index) else pd.DataFrame(index=frame.index)
     obs.index = pd.Index([str(s) for s in frame.index])
-    var = pd.DataFrame(index=pd.Index([str(c) for c in frame.columns], name="gene"))
+    var = gene_annotation(frame)
     values = frame.to_numpy(dtype=np.float32)
     adata = anndata.AnnData(X=values, obs=obs, var=var, layers={"bulkformer_imputed": values.copy()})
     adata.uns["bulkformer"] = {"mapping_report": frame.attrs["mapping_report"], "which": which,
