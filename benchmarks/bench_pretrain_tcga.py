@@ -55,7 +55,7 @@ def main() -> int:
     parser.add_argument("--dim", type=int, default=32)
     parser.add_argument("--heads", type=int, default=4,
                         help="attention heads (4 heads of 8 dimensions use fewer random features than 2 of 16: "
-                             "~5%% faster a step and no worse)")
+                             "~4%% faster a step and no worse)")
     parser.add_argument("--blocks", type=int, default=2,
                         help="blocks of graph convolution + Performer layers (gb_repeat; 2 blocks of 1 layer scored "
                              "0.0014 above 1 block of 2 layers at about the same cost)")
