@@ -207,7 +207,7 @@ def read_sample_ids(path: str | Path, *, orientation: Orientation = "samples_by_
     the first column only, parsed as the chunked reader parses it so the IDs compare equal)."""
     _check_orientation(orientation)
     path = _require(path)
-    _check_layer(path, layer)
+    check_layer(path, layer)
     if file_format(path) == "text" and orientation == "samples_by_genes":
         separator, _ = _text_header(path)
         if _no_rows(path):
@@ -263,14 +263,15 @@ class _Source:
             yield self.reader(start, min(start + size, len(self.sample_ids)))
 
 
-def _check_layer(path: Path, layer: str | None) -> None:
+def check_layer(path: Path, layer: str | None) -> None:
+    """``layer=`` only for h5ad files (text and parquet have no layers: it would be ignored)."""
     if layer is not None and file_format(path) != "h5ad":  # text and parquet have no layers: it was ignored
         raise ValueError(f"layer= names a layer of an h5ad file, and {path.name} is not one: leave layer= out")
 
 
 def _open_file(path: Path, orientation: str, layer: str | None) -> _Source:
     kind = file_format(path)
-    _check_layer(path, layer)
+    check_layer(path, layer)
     if kind == "text":
         return _text_source(path, orientation)
     if kind == "parquet":

@@ -57,19 +57,18 @@ def _write_table(frame, path: Path) -> None:
 
 def _check_input(path: Path, layer: Optional[str] = None) -> None:
     """The expression file, checked before the model is loaded, in command-line terms."""
-    from bulkformer.io import file_format
+    from bulkformer.io import check_layer, file_format
 
     if path.is_dir():
         raise ValueError(f"{path} is a directory: give one expression file (CSV/TSV(.gz), parquet or h5ad)")
     if not path.exists():
         raise FileNotFoundError(f"input file {path} does not exist")
     try:
-        kind = file_format(path)
+        file_format(path)
     except ValueError:
         raise ValueError(f"cannot read {path.name}: give a CSV/TSV (optionally .gz), parquet or h5ad file "
                          "(save a spreadsheet as CSV)") from None
-    if layer is not None and kind != "h5ad":
-        raise ValueError(f"--layer names a layer of an h5ad file, and {path.name} is not one: leave --layer out")
+    check_layer(path, layer)  # its advice names --layer once main translates it
 
 
 def _gene_list(genes: Optional[str]) -> Optional[list[str]]:
