@@ -65,10 +65,8 @@ def _cohort_matrix(cohort: Any, genes: Sequence[str] | None, vocabulary: Any, in
         raise ValueError(f"input={input!r} needs vocabulary= (a model bundle or gene table): counts and TPM become "
                          "log1p TPM over its genes. Without one the values are correlated as they are: give log1p TPM")
     if isinstance(cohort, (str, Path)):
-        if genes is not None:  # as_matrix's relabelling has no file counterpart: it was ignored
-            raise ValueError("genes= gives the gene IDs of an in-memory matrix (a NumPy array); a file carries its "
-                             "own gene IDs: leave genes= out")
-        matrix = io.read_expression(cohort, orientation=orientation, layer=layer)
+        # genes= may name an h5ad file's gene-ID column; the reader refuses anything else
+        matrix = io.read_expression(cohort, orientation=orientation, layer=layer, genes=genes)
     else:
         matrix = io.as_matrix(cohort, genes=genes, orientation=orientation, layer=layer)
     _check_unaligned(matrix, orientation)
@@ -141,7 +139,9 @@ def build_graph(
     ``out`` writes ``graph.safetensors`` (bundle format).
 
     ``cohort`` is anything ``prepare`` reads (DataFrame, NumPy array, AnnData or a
-    CSV/TSV/parquet/h5ad path); ``genes`` names the columns of an unlabelled array,
+    CSV/TSV/parquet/h5ad path); ``genes`` names the columns of an unlabelled array, or
+    for AnnData and h5ad files the ``var`` column holding the gene IDs (``obs`` for
+    genes_by_samples),
     ``orientation`` is "samples_by_genes" (default) or "genes_by_samples"; ``layer``
     names the AnnData (h5ad) layer holding the values (default ``X``);
     ``block_size`` genes are correlated at a time (memory: block x genes floats).

@@ -22,7 +22,8 @@ ORIENTATIONS = ("samples_by_genes", "genes_by_samples")
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".tab", ".exp")
 CHUNK_BYTES = 1 << 30  # default raw-value budget per chunk (1 GiB of float64)
 
-__all__ = ["ExpressionMatrix", "as_matrix", "file_format", "iter_file", "read_expression", "read_gene_ids"]
+__all__ = ["ExpressionMatrix", "as_matrix", "file_format", "gene_column_argument", "iter_file", "read_expression",
+           "read_gene_ids"]
 
 
 @dataclass
@@ -70,7 +71,8 @@ def as_matrix(data: Any, *, genes: Sequence[Any] | None = None, samples: Sequenc
     """An in-memory input (DataFrame, NumPy array, scipy sparse, AnnData) as samples x genes.
 
     ``genes``: one ID per gene overriding the labels, or for AnnData the name of the
-    ``var`` column holding them (``obs`` for ``orientation="genes_by_samples"``)."""
+    ``var`` column holding them (``obs`` for ``orientation="genes_by_samples"``; the
+    file readers take the same name for h5ad files)."""
     _check_orientation(orientation)
     transpose = orientation == "genes_by_samples"
     if isinstance(genes, str) and not _is_anndata(data):
@@ -125,9 +127,17 @@ def as_matrix(data: Any, *, genes: Sequence[Any] | None = None, samples: Sequenc
     return ExpressionMatrix(values=values, gene_ids=cols, sample_ids=rows)
 
 
-def _annotation_column(annotations: pd.DataFrame, name: str, where: str) -> list[Any]:
+def gene_column_argument(name: Any = None) -> str:
+    """How messages name the argument that picks the gene-ID column: ``genes=`` in
+    prepare, build_graph and the readers here, ``gene_names=`` where ``genes=`` means a
+    gene subset (the command line's ``--gene-column``; it translates this phrase)."""
+    value = "" if name is None else repr(str(name))
+    return f"genes={value} (gene_names={value} in impute, embed, the tasks and pretrain)"
+
+
+def _annotation_column(annotations: pd.DataFrame, name: str, where: str, owner: str = "the AnnData's") -> list[Any]:
     if name not in annotations.columns:
-        raise ValueError(f"the gene ID column {name!r} is not a column of the AnnData's {where} (its columns: "
+        raise ValueError(f"the gene ID column {name!r} is not a column of {owner} {where} (its columns: "
                          f"{list(map(str, annotations.columns))[:10]}): name the {where} column that holds the gene "
                          f"IDs, or leave it out to use the {where} names")
     return annotations[name].tolist()
@@ -195,19 +205,25 @@ def _require(path: str | Path) -> Path:
     return path
 
 
-def read_gene_ids(path: str | Path, *, orientation: Orientation = "samples_by_genes") -> list[str]:
+def read_gene_ids(path: str | Path, *, orientation: Orientation = "samples_by_genes",
+                  genes: str | None = None) -> list[str]:
     """Gene IDs of a file without reading its values (rows of a genes_by_samples text
-    file are read, first column only)."""
-    return _open_file(_require(path), orientation, None).gene_ids
+    file are read, first column only). ``genes``: for an h5ad file, the ``var`` column
+    holding them (``obs`` for genes_by_samples) instead of the var (obs) names."""
+    _check_orientation(orientation)
+    return _open_file(_require(path), orientation, None, genes).gene_ids
 
 
 def read_sample_ids(path: str | Path, *, orientation: Orientation = "samples_by_genes",
-                    layer: str | None = None) -> list[str]:
+                    layer: str | None = None, genes: str | None = None) -> list[str]:
     """Sample IDs of a file without reading its values (for a samples_by_genes text file,
-    the first column only, parsed as the chunked reader parses it so the IDs compare equal)."""
+    the first column only, parsed as the chunked reader parses it so the IDs compare equal).
+    ``layer`` and ``genes`` (the h5ad gene-ID column) are checked as the readers check them,
+    so that a wrong one is reported before the values are read."""
     _check_orientation(orientation)
     path = _require(path)
     check_layer(path, layer)
+    check_gene_column(path, genes)
     if file_format(path) == "text" and orientation == "samples_by_genes":
         separator, _ = _text_header(path)
         if _no_rows(path):
@@ -222,27 +238,47 @@ def read_sample_ids(path: str | Path, *, orientation: Orientation = "samples_by_
                 _layer_name(backed, layer)
             else:
                 _backed_x(backed, path)
+            _h5ad_gene_ids(backed, path, orientation, genes)
             return _labels(backed.obs_names if orientation == "samples_by_genes" else backed.var_names)
         finally:
             backed.file.close()
     return list(_open_file(path, orientation, layer).sample_ids)
 
 
-def iter_file(path: str | Path, *, orientation: Orientation = "samples_by_genes", layer: str | None = None,
-              chunk_samples: int | None = None) -> tuple[list[str], Iterator[ExpressionMatrix]]:
-    """(gene_ids, iterator of samples x genes chunks) of a file, so that a file larger
-    than memory is read ``chunk_samples`` samples at a time (default: ~1 GiB of values)."""
+def read_gene_annotations(path: str | Path, *, orientation: Orientation = "samples_by_genes") -> pd.DataFrame | None:
+    """The columns that may hold a file's gene IDs: an h5ad file's ``var`` (``obs`` for
+    genes_by_samples); None for other files, whose gene IDs are their labels."""
     _check_orientation(orientation)
-    source = _open_file(_require(path), orientation, layer)
+    path = _require(path)
+    if file_format(path) != "h5ad":
+        return None
+    import anndata
+
+    backed = anndata.read_h5ad(path, backed="r")  # annotations only, closed at once
+    try:
+        return (backed.obs if orientation == "genes_by_samples" else backed.var).copy()
+    finally:
+        backed.file.close()
+
+
+def iter_file(path: str | Path, *, orientation: Orientation = "samples_by_genes", layer: str | None = None,
+              chunk_samples: int | None = None, genes: str | None = None) -> tuple[list[str], Iterator[ExpressionMatrix]]:
+    """(gene_ids, iterator of samples x genes chunks) of a file, so that a file larger
+    than memory is read ``chunk_samples`` samples at a time (default: ~1 GiB of values).
+    ``genes``: for an h5ad file, the ``var`` column holding the gene IDs (``obs`` for
+    genes_by_samples), e.g. ``"gene_ids"`` where var_names are symbols."""
+    _check_orientation(orientation)
+    source = _open_file(_require(path), orientation, layer, genes)
     n_genes = max(len(source.gene_ids), 1)
     chunk = chunk_samples or max(1, CHUNK_BYTES // (8 * n_genes))
     return source.gene_ids, source.chunks(chunk)
 
 
 def read_expression(path: str | Path, *, orientation: Orientation = "samples_by_genes",
-                    layer: str | None = None) -> ExpressionMatrix:
-    """A whole file as one :class:`ExpressionMatrix` (samples x genes)."""
-    gene_ids, chunks = iter_file(path, orientation=orientation, layer=layer)
+                    layer: str | None = None, genes: str | None = None) -> ExpressionMatrix:
+    """A whole file as one :class:`ExpressionMatrix` (samples x genes); ``genes`` as in
+    :func:`iter_file`."""
+    gene_ids, chunks = iter_file(path, orientation=orientation, layer=layer, genes=genes)
     parts = list(chunks)
     values = np.concatenate([p.values for p in parts]) if parts else np.empty((0, len(gene_ids)))
     return ExpressionMatrix(values=values, gene_ids=gene_ids, sample_ids=[s for p in parts for s in p.sample_ids])
@@ -269,14 +305,30 @@ def check_layer(path: Path, layer: str | None) -> None:
         raise ValueError(f"layer= names a layer of an h5ad file, and {path.name} is not one: leave layer= out")
 
 
-def _open_file(path: Path, orientation: str, layer: str | None) -> _Source:
+def check_gene_column(path: Path, genes: Any) -> None:
+    """``genes=`` for a file: only the name of an h5ad file's gene-ID column (text and
+    parquet files have no annotation columns; their labels are the gene IDs)."""
+    if genes is None:
+        return
+    if not isinstance(genes, str):  # a list would relabel the file's genes, which no reader does
+        raise ValueError(f"a file carries its own gene IDs: a list in {gene_column_argument()} relabels in-memory "
+                         "data only; for an h5ad file give the name of the var column that holds the IDs, otherwise "
+                         "leave it out")
+    if file_format(path) != "h5ad":
+        raise ValueError(f"{gene_column_argument(genes)} names the column of an h5ad file's var (obs) that holds the "
+                         f"gene IDs, and {Path(path).name} is not an h5ad file: its gene IDs are its labels (the "
+                         "header, or the first column for orientation='genes_by_samples'); leave it out")
+
+
+def _open_file(path: Path, orientation: str, layer: str | None, genes: str | None = None) -> _Source:
     kind = file_format(path)
     check_layer(path, layer)
+    check_gene_column(path, genes)
     if kind == "text":
         return _text_source(path, orientation)
     if kind == "parquet":
         return _parquet_source(path, orientation)
-    return _h5ad_source(path, orientation, layer)
+    return _h5ad_source(path, orientation, layer, genes)
 
 
 def _text_source(path: Path, orientation: str) -> _Source:
@@ -361,12 +413,27 @@ def _backed_x(adata: Any, path: Path) -> Any:
     return adata.X
 
 
-def _h5ad_source(path: Path, orientation: str, layer: str | None) -> _Source:
+def _h5ad_gene_ids(adata: Any, path: Path, orientation: str, genes: str | None) -> list[str] | None:
+    """The gene IDs in the h5ad file's column ``genes`` (of var; obs for genes_by_samples),
+    or None to use the var (obs) names."""
+    if genes is None:
+        return None
+    where = "obs" if orientation == "genes_by_samples" else "var"
+    return _labels(_annotation_column(getattr(adata, where), genes, where, owner=f"{path.name}'s"))
+
+
+def _h5ad_source(path: Path, orientation: str, layer: str | None, genes: str | None = None) -> _Source:
     import anndata
 
     adata = anndata.read_h5ad(path, backed="r")
     matrix = adata.layers[_layer_name(adata, layer)] if layer is not None else _backed_x(adata, path)
     rows, cols = _labels(adata.obs_names), _labels(adata.var_names)
+    column = _h5ad_gene_ids(adata, path, orientation, genes)
+    if column is not None:
+        if orientation == "samples_by_genes":
+            cols = column
+        else:
+            rows = column
     if orientation == "samples_by_genes":
         def reader(start: int, stop: int) -> ExpressionMatrix:
             return ExpressionMatrix(_dense(matrix[start:stop]), cols, rows[start:stop])

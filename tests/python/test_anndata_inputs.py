@@ -127,3 +127,156 @@ def test_cli_reads_layers_and_obs_labels(cohort):
     res = runner.invoke(app, ["evaluate", "classification", str(root / "cohort.h5ad"), "--labels",
                               str(root / "model" / "model.safetensors"), "-m", str(root / "model")])
     assert res.exit_code != 0 and "is not a text table" in str(res.exception)
+
+
+# ------------------------------------------------ h5ad files with the gene IDs in a var column
+@pytest.fixture(scope="module")
+def named_files(cohort):
+    """scanpy's layout on disk: symbols as var_names, Ensembl IDs in var['gene_ids']; the
+    same cohort with Ensembl var_names, with opaque var_names, genes x samples, and as CSV
+    and parquet."""
+    root, bundle, counts, _, _ = cohort
+    symbols = bundle.genes.set_index("ensembl_id").loc[counts.columns, "symbol"].tolist()
+    values = sparse.csr_matrix(counts.to_numpy(np.float32))
+    obs = pd.DataFrame(index=counts.index)
+    var = pd.DataFrame({"gene_ids": list(counts.columns), "n_cells": np.arange(counts.shape[1])}, index=symbols)
+    anndata.AnnData(X=values, obs=obs, var=var).write_h5ad(root / "symbols.h5ad")
+    anndata.AnnData(X=values, obs=obs, var=pd.DataFrame(index=counts.columns)).write_h5ad(root / "ensembl.h5ad")
+    opaque = var.set_axis([f"gene{i}" for i in range(counts.shape[1])])
+    anndata.AnnData(X=values, obs=obs, var=opaque).write_h5ad(root / "opaque.h5ad")
+    anndata.AnnData(X=values.T.tocsr(), obs=opaque, var=obs).write_h5ad(root / "opaque_gbs.h5ad")
+    counts.to_csv(root / "named.csv")
+    counts.to_parquet(root / "named.parquet")
+    return root, bundle, counts, anndata.read_h5ad(root / "symbols.h5ad")
+
+
+def test_h5ad_file_reads_gene_ids_from_a_var_column(named_files):
+    from bulkformer import io
+
+    root, bundle, counts, in_memory = named_files
+    path = root / "symbols.h5ad"
+    assert io.read_gene_ids(path) == list(in_memory.var_names)  # symbols
+    assert io.read_gene_ids(path, genes="gene_ids") == list(counts.columns)  # was refused for files
+    matrix = io.read_expression(path, genes="gene_ids")
+    assert matrix.gene_ids == list(counts.columns) and matrix.sample_ids == list(counts.index)
+    np.testing.assert_array_equal(matrix.values, counts.to_numpy(np.float32))
+    gene_ids, chunks = io.iter_file(path, genes="gene_ids", chunk_samples=5)
+    assert gene_ids == list(counts.columns)
+    np.testing.assert_array_equal(np.concatenate([c.values for c in chunks]), matrix.values)
+    memory = io.as_matrix(in_memory, genes="gene_ids")
+    assert memory.gene_ids == matrix.gene_ids
+    np.testing.assert_array_equal(memory.values, matrix.values)
+    transposed = io.read_expression(root / "opaque_gbs.h5ad", orientation="genes_by_samples", genes="gene_ids")
+    assert transposed.gene_ids == list(counts.columns) and transposed.sample_ids == list(counts.index)
+    np.testing.assert_array_equal(transposed.values, matrix.values)
+    assert io.read_sample_ids(path, genes="gene_ids") == list(counts.index)
+
+    # the library's readers of files take the column as they take it for AnnData in memory
+    by_file = _quiet(bulkformer.prepare, path, bundle, genes="gene_ids")
+    by_object = _quiet(bulkformer.prepare, in_memory, bundle, genes="gene_ids")
+    np.testing.assert_array_equal(by_file.values, by_object.values)
+    assert by_file.report.to_dict() == by_object.report.to_dict()
+    embedded = _quiet(bulkformer.embed, path, bundle, gene_names="gene_ids", progress=False)
+    expected = _quiet(bulkformer.embed, in_memory, bundle, gene_names="gene_ids", progress=False)
+    np.testing.assert_array_equal(embedded.to_numpy(), expected.obsm["X_bulkformer"])
+    graph = _quiet(bulkformer.build_graph, path, vocabulary=bundle, input="counts", genes="gene_ids")
+    again = _quiet(bulkformer.build_graph, in_memory, vocabulary=bundle, input="counts", genes="gene_ids")
+    assert graph.n_edges > 0 and bool((graph.edge_index == again.edge_index).all())
+
+
+def test_h5ad_gene_column_errors(named_files):
+    from bulkformer import io
+
+    root, bundle, counts, _ = named_files
+    with pytest.raises(ValueError, match=r"'ensembl' is not a column of symbols\.h5ad's var .*'gene_ids', 'n_cells'"):
+        bulkformer.prepare(root / "symbols.h5ad", bundle, genes="ensembl")
+    with pytest.raises(ValueError, match=r"'gene_ids' is not a column of symbols\.h5ad's obs"):  # obs: genes x samples
+        io.read_sample_ids(root / "symbols.h5ad", orientation="genes_by_samples", genes="gene_ids")
+    for name in ("named.csv", "named.parquet"):  # no annotation columns: was ignored by nothing, refused as a list
+        with pytest.raises(ValueError, match=rf"genes='gene_ids' .* and {name} is not an h5ad file: its gene IDs are "
+                                             "its labels"):
+            bulkformer.prepare(root / name, bundle, genes="gene_ids")
+        with pytest.raises(ValueError, match="is not an h5ad file"):
+            io.read_expression(root / name, genes="gene_ids")
+    with pytest.raises(ValueError, match="a file carries its own gene IDs"):
+        bulkformer.prepare(root / "symbols.h5ad", bundle, genes=list(counts.columns))
+    with pytest.raises(ValueError, match="samples= names the samples of an in-memory matrix"):
+        bulkformer.prepare(root / "symbols.h5ad", bundle, samples=list(counts.index))
+
+
+def test_h5ad_file_whose_names_match_badly_names_the_column(named_files):
+    root, bundle, _, _ = named_files
+    # the advice was given for AnnData in memory only
+    with pytest.raises(ValueError, match=r"opaque\.h5ad's var column 'gene_ids' matches 57 vocabulary genes: "
+                                         r"pass genes='gene_ids' \(gene_names='gene_ids' in impute"):
+        bulkformer.prepare(root / "opaque.h5ad", bundle)
+    with pytest.raises(ValueError, match=r"opaque_gbs\.h5ad's obs column 'gene_ids' matches 57"):
+        bulkformer.prepare(root / "opaque_gbs.h5ad", bundle, orientation="genes_by_samples")
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """`bulkformer ...` through the real entry point (advice translated to flags, exit codes)."""
+    import sys
+
+    from bulkformer.cli import main
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["bulkformer", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as stop:
+            code = stop.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def test_cli_gene_column(named_files, cli, tmp_path):
+    root, _, counts, _ = named_files
+    model = root / "model"
+    for command, extra in (("embed", ["--aggregate", "mean"]), ("impute", ["--which", "all"])):
+        code, _, err = cli(command, root / "symbols.h5ad", "--gene-column", "gene_ids", "-m", model,
+                           "-o", tmp_path / f"{command}_column.csv", "--no-progress", *extra)
+        assert code == 0, err
+        code, _, err = cli(command, root / "ensembl.h5ad", "-m", model, "-o", tmp_path / f"{command}_names.csv",
+                           "--no-progress", *extra)
+        assert code == 0, err
+        assert (tmp_path / f"{command}_column.csv").read_text() == (tmp_path / f"{command}_names.csv").read_text()
+    code, _, err = cli("embed", root / "opaque_gbs.h5ad", "--orientation", "genes_by_samples", "--gene-column",
+                       "gene_ids", "-m", model, "-o", tmp_path / "gbs.csv", "--no-progress", "--aggregate", "mean")
+    assert code == 0, err
+    assert (tmp_path / "gbs.csv").read_text() == (tmp_path / "embed_names.csv").read_text()
+    code, out, err = cli("build-graph", root / "opaque.h5ad", "--gene-column", "gene_ids", "-m", model,
+                         "--input", "counts", "-o", tmp_path / "graph.safetensors")
+    assert code == 0, err
+    code, _, err = cli("evaluate", "classification", root / "opaque.h5ad", "--gene-column", "gene_ids",
+                       "--labels", root / "cohort.h5ad", "--column", "tissue", "-m", model, "--folds", "2",
+                       "--trees", "5", "--pca", "3", "--features", "raw_logtpm")
+    assert code == 0, err
+
+
+def test_cli_gene_column_errors_and_advice(named_files, cli, tmp_path):
+    root, _, _, _ = named_files
+    model = root / "model"
+    # the advice names the flag (embed's --genes is a gene subset, not this)
+    for command in ("impute", "embed"):
+        code, _, err = cli(command, root / "opaque.h5ad", "-m", model, "-o", tmp_path / "x.csv", "--no-progress")
+        assert code == 2 and "var column 'gene_ids' matches 57 vocabulary genes: pass --gene-column gene_ids to read " \
+                              "the gene IDs from it." in err, err
+    from bulkformer.cli.main import as_cli_advice
+    from bulkformer.io import gene_column_argument
+
+    advice = f"pass {gene_column_argument('gene_ids')} to read the gene IDs from it"
+    for command in (["embed"], ["evaluate", "gene-survival"], ["evaluate", "imputation"], ["build-graph"], ["pretrain"]):
+        assert as_cli_advice(advice, command) == "pass --gene-column gene_ids to read the gene IDs from it", command
+    code, _, err = cli("impute", root / "named.csv", "--gene-column", "gene_ids", "-m", model, "-o", tmp_path / "x.csv")
+    assert code == 2 and "--gene-column gene_ids names the column of an h5ad file's var (obs)" in err, err
+    assert "named.csv is not an h5ad file" in err and "genes=" not in err and "gene_names" not in err
+    code, _, err = cli("embed", root / "symbols.h5ad", "--gene-column", "ensembl", "-m", model, "-o", tmp_path / "x.csv")
+    assert code == 2 and "'ensembl' is not a column of symbols.h5ad's var (its columns: ['gene_ids', 'n_cells'])" in err
+    code, _, err = cli("evaluate", "classification", root / "symbols.h5ad", "--gene-column", "ensembl",
+                       "--labels", root / "cohort.h5ad", "--column", "tissue", "-m", model)
+    assert code == 2 and "'ensembl' is not a column of symbols.h5ad's var" in err, err  # before the embedding pass

@@ -71,6 +71,29 @@ def test_genes_by_samples_shards_and_h5ad_layers(tmp_path, counts):
     assert len(result.history) == 6
 
 
+def _opaque_anndata(counts: pd.DataFrame):
+    """scanpy's layout: var_names that are not IDs, the Ensembl IDs in var['gene_ids']."""
+    import anndata
+
+    var = pd.DataFrame({"gene_ids": list(counts.columns)}, index=[f"gene{i}" for i in range(counts.shape[1])])
+    return anndata.AnnData(counts.to_numpy(np.float32), obs=pd.DataFrame(index=counts.index), var=var)
+
+
+def test_shards_take_gene_ids_from_a_var_column(tmp_path, counts):
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    _opaque_anndata(counts.iloc[:20]).write_h5ad(shards / "a.h5ad")
+    _opaque_anndata(counts.iloc[20:]).write_zarr(shards / "b.zarr")
+    expected = prepare(counts, VOCABULARY).values
+    np.testing.assert_allclose(_values(build_corpus(shards, VOCABULARY, gene_names="gene_ids")), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"shard .*a\.h5ad: too few .*var column 'gene_ids' matches 60 vocabulary "
+                                         r"genes: pass genes='gene_ids' \(gene_names='gene_ids' in"):
+        _values(build_corpus(shards / "a.h5ad", VOCABULARY))
+    with pytest.raises(ValueError, match=r"cannot read shard .*a\.h5ad: the gene ID column 'ensembl' is not a column "
+                                         r"of a\.h5ad's var"):  # from the metadata, before any values are read
+        build_corpus(shards, VOCABULARY, gene_names="ensembl")
+
+
 def test_r_write_table_header_without_a_row_name_cell(tmp_path, counts):
     """R's write.table writes one header field fewer than each row has; that shifted
     every gene by one column (samples x genes) or read the gene IDs as NaN (genes x samples)."""
@@ -261,6 +284,12 @@ def test_cli_pretrain_options(tmp_path, counts, capsys, monkeypatch):
     code, err = cli(tmp_path / "cohort.h5ad", "-o", tmp_path / "more", "--model", tmp_path / "run" / "model",
                     "--n-genes", "30", "--quiet")
     assert code == 2 and "--vocabulary and --n-genes choose a new model's genes" in err
+    _opaque_anndata(counts).write_h5ad(tmp_path / "opaque.h5ad")
+    code, err = cli(tmp_path / "opaque.h5ad", "-o", tmp_path / "opaque", *small)
+    assert code == 2 and "var column 'gene_ids' matches 60 vocabulary genes: pass --gene-column gene_ids" in err, err
+    code, err = cli(tmp_path / "opaque.h5ad", "-o", tmp_path / "opaque", "--gene-column", "gene_ids", "--max-steps", "1",
+                    *small)
+    assert code == 0, err
     counts.T.to_csv(tmp_path / "genes_by_samples.csv")
     code, err = cli(tmp_path / "genes_by_samples.csv", "-o", tmp_path / "gbs", "--orientation", "genes_by_samples",
                     "--min-matched-fraction", "0.9", *small)

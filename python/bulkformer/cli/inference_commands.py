@@ -9,7 +9,7 @@ import typer
 
 from bulkformer.atomic import atomic_file
 
-from .inputs import check_model_dir, load_model, read_lengths
+from .inputs import GENE_COLUMN_HELP, check_model_dir, load_model, read_lengths
 
 # a .gz text table is compressed by pandas, which infers it from the (staging) name's .gz
 _TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".csv.gz": "csv", ".tsv.gz": "tsv", ".txt.gz": "tsv",
@@ -55,9 +55,9 @@ def _write_table(frame, path: Path) -> None:
             adata.write_h5ad(staging)
 
 
-def _check_input(path: Path, layer: Optional[str] = None) -> None:
+def _check_input(path: Path, layer: Optional[str] = None, gene_column: Optional[str] = None) -> None:
     """The expression file, checked before the model is loaded, in command-line terms."""
-    from bulkformer.io import check_layer, file_format
+    from bulkformer.io import check_gene_column, check_layer, file_format
 
     if path.is_dir():
         raise ValueError(f"{path} is a directory: give one expression file (CSV/TSV(.gz), parquet or h5ad)")
@@ -68,7 +68,8 @@ def _check_input(path: Path, layer: Optional[str] = None) -> None:
     except ValueError:
         raise ValueError(f"cannot read {path.name}: give a CSV/TSV (optionally .gz), parquet or h5ad file "
                          "(save a spreadsheet as CSV)") from None
-    check_layer(path, layer)  # its advice names --layer once main translates it
+    check_layer(path, layer)  # their advice names --layer / --gene-column once main translates it
+    check_gene_column(path, gene_column)
 
 
 def _gene_list(genes: Optional[str]) -> Optional[list[str]]:
@@ -99,6 +100,7 @@ def impute(
     input: str = typer.Option("counts", "--input", help=_INPUT_HELP),
     orientation: str = typer.Option("samples_by_genes", help=_ORIENTATION_HELP),
     layer: Optional[str] = typer.Option(None, help="h5ad layer holding the values (default X)."),
+    gene_column: Optional[str] = typer.Option(None, help=GENE_COLUMN_HELP),
     lengths: Optional[Path] = typer.Option(None, help="Gene lengths (bp) for counts: CSV/TSV with gene ID and length columns."),
     min_matched_fraction: float = typer.Option(0.5, help="Fail when fewer than this share of vocabulary genes is measured."),
     batch_size: int = typer.Option(16, help="Samples per batch."),
@@ -119,11 +121,11 @@ def impute(
     """
     from bulkformer.inference import impute as run
 
-    _check_input(data, layer)
+    _check_input(data, layer, gene_column)
     _output_format(out, _TABLE_SUFFIXES)
     check_model_dir(model)
     frame = run(str(data), str(model), which=which, input=input, orientation=orientation, layer=layer,
-                lengths=read_lengths(lengths), min_matched_fraction=min_matched_fraction,
+                gene_names=gene_column, lengths=read_lengths(lengths), min_matched_fraction=min_matched_fraction,
                 batch_size=batch_size, device=device, precision=precision, progress=progress)
     _report(frame)
     if _is_main_process():
@@ -146,6 +148,7 @@ def embed(
     input: str = typer.Option("counts", "--input", help=_INPUT_HELP),
     orientation: str = typer.Option("samples_by_genes", help=_ORIENTATION_HELP),
     layer: Optional[str] = typer.Option(None, help="h5ad layer holding the values (default X)."),
+    gene_column: Optional[str] = typer.Option(None, help=GENE_COLUMN_HELP),
     lengths: Optional[Path] = typer.Option(None, help="Gene lengths (bp) for counts: CSV/TSV with gene ID and length columns."),
     min_matched_fraction: float = typer.Option(0.5, help="Fail when fewer than this share of vocabulary genes is measured."),
     batch_size: int = typer.Option(16, help="Samples per batch."),
@@ -167,7 +170,7 @@ def embed(
     """
     from bulkformer.inference import embed as run
 
-    _check_input(data, layer)
+    _check_input(data, layer, gene_column)
     if level == "gene":
         if out.suffix != ".zarr":
             raise ValueError(f"gene-level embeddings go to a zarr store: name the output *.zarr, got {out}")
@@ -176,7 +179,8 @@ def embed(
     check_model_dir(model)
     result = run(str(data), str(model), level=level, aggregate=aggregate, genes=_gene_list(genes),
                  out=out if level == "gene" else None, dtype=dtype, fuse_gene_features=fuse_gene_features,
-                 input=input, orientation=orientation, layer=layer, lengths=read_lengths(lengths),
+                 input=input, orientation=orientation, layer=layer, gene_names=gene_column,
+                 lengths=read_lengths(lengths),
                  min_matched_fraction=min_matched_fraction, batch_size=batch_size, device=device,
                  precision=precision, progress=progress)
     if level == "gene":
@@ -199,6 +203,7 @@ def build_graph(
     input: str = typer.Option("logtpm", "--input", help=_INPUT_HELP + " Other than logtpm, only with --model."),
     orientation: str = typer.Option("samples_by_genes", help=_ORIENTATION_HELP),
     layer: Optional[str] = typer.Option(None, help="h5ad layer holding the values (default X)."),
+    gene_column: Optional[str] = typer.Option(None, help=GENE_COLUMN_HELP),
     top_k: int = typer.Option(20, help="Partners kept per gene."),
     min_abs_r: float = typer.Option(0.4, help="Drop edges with |Pearson r| below this."),
 ) -> None:
@@ -213,11 +218,11 @@ def build_graph(
     """
     from bulkformer.graph import build_graph as run
 
-    _check_input(data, layer)
+    _check_input(data, layer, gene_column)
     if out.suffix != ".safetensors":
         raise ValueError(f"the graph is written as safetensors: name the output *.safetensors, got {out}")
     graph = run(str(data), vocabulary=None if model is None else load_model(model), input=input,
-                orientation=orientation, top_k=top_k, min_abs_r=min_abs_r, out=out, layer=layer)
+                orientation=orientation, top_k=top_k, min_abs_r=min_abs_r, out=out, layer=layer, genes=gene_column)
     typer.echo(f"wrote {out}: {len(graph.gene_ids)} genes, {graph.n_edges} edges")
 
 

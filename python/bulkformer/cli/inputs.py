@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
+# the --gene-column option of every command that reads an expression file with --layer
+GENE_COLUMN_HELP = ("h5ad input: the var column holding gene IDs (obs with --orientation genes_by_samples); "
+                    "default var_names.")
+
 
 def read_table(path: Path, what: str):
     """A table indexed by its first column (csv, tsv(.gz), txt(.gz), parquet), or the obs

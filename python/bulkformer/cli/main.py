@@ -52,8 +52,12 @@ _PYTHON_KEYWORD = re.compile(r"\b([a-z][a-z0-9_]*)=(?=[\s,.;:)]|$)")
 _ALIASES = {
     "n_splits": "folds", "n_estimators": "trees", "n_repeats": "repeats",
     "time_col": "time_column", "event_col": "event_column", "cell_col": "cell_column", "drug_col": "drug_column",
-    "value_col": "value_column", "vocabulary": "model",
+    "value_col": "value_column", "vocabulary": "model", "gene_names": "gene_column", "genes": "gene_column",
 }
+# the library names its gene-ID column argument both ways (bulkformer.io.gene_column_argument:
+# genes='X' (gene_names='X' in impute, ...)); on the command line both are --gene-column, and
+# --genes of embed and gene-survival is a gene subset, so the pair is read as gene_names='X'
+_GENE_COLUMN_ARGUMENT = re.compile(r"\bgenes=((?:'[^']*')?) \(gene_names=\1 in [^)]*\)")
 
 # the command being run (set by main): its own options name the advice, aliases included
 _invoked: list[str] = []
@@ -121,6 +125,7 @@ def as_cli_advice(message: str, command: Sequence[str] | None = None) -> str:
     def bare(match: re.Match) -> str:
         return flags.get(match.group(1), match.group(0))
 
+    message = _GENE_COLUMN_ARGUMENT.sub(r"gene_names=\1", message)
     return _PYTHON_NAME.sub(bare, _PYTHON_KEYWORD.sub(bare, _PYTHON_ARGUMENT.sub(flag, message)))
 
 

@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from .inputs import check_model_dir, column, load_model, read_lengths, read_table
+from .inputs import GENE_COLUMN_HELP, check_model_dir, column, load_model, read_lengths, read_table
 
 evaluate_app = typer.Typer(
     name="evaluate",
@@ -32,6 +32,7 @@ LENGTHS = typer.Option(None, "--lengths", help="Gene lengths (bp) for counts: CS
                        "(default: the shipped lengths).")
 ORIENTATION = typer.Option("samples_by_genes", "--orientation", help="samples_by_genes | genes_by_samples.")
 LAYER = typer.Option(None, "--layer", help="h5ad layer holding the values (default X).")
+GENE_COLUMN = typer.Option(None, "--gene-column", help=GENE_COLUMN_HELP)
 OUT = typer.Option(None, "--out", "-o", help="Write the full result (metrics, folds, predictions) as JSON.")
 PLOT = typer.Option(None, "--plot", help="Write the task's figure (.png/.pdf/.svg).")
 FEATURES = typer.Option("embedding,raw_logtpm", "--features", help="Comma-separated feature sets: embedding, raw_logtpm.")
@@ -67,9 +68,10 @@ def _check_outputs(plot: Optional[Path]) -> None:
         check_plot_path(plot)
 
 
-def _samples(data: Path, orientation: str, id_length: Optional[int] = None, layer: Optional[str] = None):
-    """The data's sample IDs (read without the values), cut to ``id_length`` characters;
-    samples whose cut ID repeats an earlier one are left out with a warning."""
+def _samples(data: Path, data_args: dict, id_length: Optional[int] = None):
+    """The data's sample IDs (read without the values, checking --layer and --gene-column),
+    cut to ``id_length`` characters; samples whose cut ID repeats an earlier one are left
+    out with a warning."""
     import warnings
 
     import pandas as pd
@@ -78,7 +80,8 @@ def _samples(data: Path, orientation: str, id_length: Optional[int] = None, laye
 
     if id_length is not None and id_length < 1:
         raise ValueError(f"--id-length must be at least 1 (the characters of a sample ID to match on), got {id_length}")
-    ids = pd.Index(sample_ids(data, orientation=orientation, layer=layer))
+    ids = pd.Index(sample_ids(data, orientation=data_args["orientation"], layer=data_args["layer"],
+                              gene_names=data_args["gene_names"]))
     if id_length:
         cut = _match_prefix(ids, id_length)
         repeated = cut.duplicated()
@@ -99,9 +102,11 @@ def _cut_ids(frame, id_length: Optional[int], *, first: bool = True):
     return frame[~frame.index.duplicated()] if first else frame
 
 
-def _data_args(input: str, orientation: str, lengths: Optional[Path], layer: Optional[str] = None) -> dict:
-    """How to read the expression file, as bulkformer.preprocess.prepare takes it."""
-    return {"input": input, "orientation": orientation, "lengths": read_lengths(lengths), "layer": layer}
+def _data_args(input: str, orientation: str, lengths: Optional[Path], layer: Optional[str] = None,
+               gene_column: Optional[str] = None) -> dict:
+    """How to read the expression file, as the feature builders of bulkformer.tasks take it."""
+    return {"input": input, "orientation": orientation, "lengths": read_lengths(lengths), "layer": layer,
+            "gene_names": gene_column}
 
 
 def _feature_sets(data: Path, model, include: list[str], data_args: dict, aggregate: str,
@@ -139,7 +144,8 @@ def classification(
     data: Path = DATA,
     labels: Path = typer.Option(..., "--labels", help="Table: sample ID (first column) -> label; or an h5ad file (its obs)."),
     column_name: Optional[str] = typer.Option(None, "--column", help="Label column of --labels (if it has several)."),
-    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER, features: str = FEATURES,
+    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER,
+    gene_column: Optional[str] = GENE_COLUMN, features: str = FEATURES,
     aggregate: str = AGGREGATE, folds: int = FOLDS,
     n_components: int = typer.Option(64, "--pca", help="PCA components before the heads."),
     trees: int = typer.Option(500, "--trees", help="Random forest size."),
@@ -159,12 +165,12 @@ def classification(
 
     # everything that can fail on the inputs is checked before the embedding pass
     _check_outputs(plot)
-    data_args = _data_args(input, orientation, lengths, layer)
+    data_args = _data_args(input, orientation, lengths, layer, gene_column)
     task.check_settings(n_splits=folds, n_components=n_components, n_estimators=trees)
     include = _include(features)
     check_model_dir(model)
     target = column(read_table(labels, "labels"), column_name, "labels")
-    target = match_samples(target, _samples(data, orientation, layer=layer), what="labels")
+    target = match_samples(target, _samples(data, data_args), what="labels")
     task.check_labels(target, folds)
     sets = _feature_sets(data, model, include, data_args, aggregate, batch_size, device, samples=target.index)
     result = task.evaluate(sets, target, n_splits=folds, n_components=n_components, n_estimators=trees, seed=seed)
@@ -178,7 +184,8 @@ def prognosis(
     time_column: str = typer.Option("OS.time", "--time-column"),
     event_column: str = typer.Option("OS", "--event-column", help="1 = event, 0 = censored."),
     id_length: Optional[int] = typer.Option(None, "--id-length", help="Match samples on the first N characters (TCGA: 15)."),
-    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER, features: str = FEATURES,
+    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER,
+    gene_column: Optional[str] = GENE_COLUMN, features: str = FEATURES,
     aggregate: str = AGGREGATE, folds: int = FOLDS,
     n_components: int = typer.Option(10, "--pca", help="PCA components of the Cox model."),
     trees: int = typer.Option(500, "--trees", help="Random forest size."),
@@ -196,12 +203,12 @@ def prognosis(
     from bulkformer.tasks import prognosis as task
 
     _check_outputs(plot)
-    data_args = _data_args(input, orientation, lengths, layer)
+    data_args = _data_args(input, orientation, lengths, layer, gene_column)
     task.check_settings(n_splits=folds, n_components=n_components, n_estimators=trees)
     include = _include(features)
     check_model_dir(model)
     table = _cut_ids(read_table(survival, "survival"), id_length, first=False)
-    checked = task.survival_for(table, _samples(data, orientation, id_length, layer), time_col=time_column, event_col=event_column)
+    checked = task.survival_for(table, _samples(data, data_args, id_length), time_col=time_column, event_col=event_column)
     task.check_events(checked["event"].to_numpy(), folds)
     sets = _feature_sets(data, model, include, data_args, aggregate, batch_size, device,
                          samples=checked.index, id_length=id_length)
@@ -218,7 +225,8 @@ def drug_response(
     cell_column: str = typer.Option("cell_line", "--cell-column"),
     drug_column: str = typer.Option("drug", "--drug-column"),
     value_column: str = typer.Option("response", "--value-column"),
-    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER, features: str = FEATURES,
+    model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER,
+    gene_column: Optional[str] = GENE_COLUMN, features: str = FEATURES,
     aggregate: str = AGGREGATE, folds: int = FOLDS, hidden: str = HIDDEN, max_iter: int = MAX_ITER,
     seed: int = SEED, batch_size: int = BATCH,
     device: Optional[str] = DEVICE, out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
@@ -235,14 +243,14 @@ def drug_response(
     from bulkformer.tasks.common import check_folds
 
     _check_outputs(plot)
-    data_args = _data_args(input, orientation, lengths, layer)
+    data_args = _data_args(input, orientation, lengths, layer, gene_column)
     sizes = _sizes(hidden)
     task.check_settings(n_splits=folds, hidden=sizes, max_iter=max_iter)
     include = _include(features)
     check_model_dir(model)
     table = task.check_responses(read_table(responses, "responses").reset_index(), cell_column, drug_column, value_column)
     drug_table = task.check_drugs(read_table(drugs, "drug descriptors"))
-    table = task.match_responses(table, _samples(data, orientation, layer=layer), drug_table.index)
+    table = task.match_responses(table, _samples(data, data_args), drug_table.index)
     check_folds(folds, table["cell_line"].nunique(), "cell lines with responses")
     sets = _feature_sets(data, model, include, data_args, aggregate, batch_size, device,
                          samples=table["cell_line"].unique())
@@ -256,6 +264,7 @@ def essentiality(
     data: Path = DATA,
     effects: Path = typer.Option(..., "--effects", help="Gene effect table: cell line (first column) x genes (Ensembl IDs, symbols or DepMap's 'SYMBOL (ENTREZ)')."),
     model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER,
+    gene_column: Optional[str] = GENE_COLUMN,
     features: str = FEATURES, folds: int = FOLDS, hidden: str = HIDDEN, max_iter: int = MAX_ITER,
     seed: int = SEED, batch_size: int = BATCH,
     device: Optional[str] = DEVICE, out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
@@ -276,13 +285,13 @@ def essentiality(
     from bulkformer.labels import match_samples
 
     _check_outputs(plot)
-    data_args = _data_args(input, orientation, lengths, layer)
+    data_args = _data_args(input, orientation, lengths, layer, gene_column)
     sizes = _sizes(hidden)
     task.check_settings(n_splits=folds, hidden=sizes, max_iter=max_iter)
     include = _include(features)
     bundle = load_model(model)
     table = task.effects_by_vocabulary(read_table(effects, "gene effects"), bundle)
-    table = match_samples(table, _samples(data, orientation, layer=layer), what="gene effects", complete=False)
+    table = match_samples(table, _samples(data, data_args), what="gene effects", complete=False)
     effect = task.long_effects(table)  # values checked before the embedding pass
     logtpm = build.raw_logtpm_features(data, bundle, **data_args)
     measured = set(logtpm.columns)
@@ -307,6 +316,7 @@ def essentiality(
 @evaluate_app.command("imputation")
 def imputation(
     data: Path = DATA, model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER,
+    gene_column: Optional[str] = GENE_COLUMN,
     mask_fraction: float = typer.Option(0.15, "--mask-fraction", help="Share of each sample's observed genes to hide."),
     baselines: str = typer.Option("gene_mean,knn", "--baselines", help="Comma-separated: gene_mean, knn (empty: none)."),
     repeats: int = typer.Option(1, "--repeats", help="Independent random masks."),
@@ -325,7 +335,7 @@ def imputation(
     from bulkformer.tasks.features import logtpm_matrix
 
     _check_outputs(plot)
-    data_args = _data_args(input, orientation, lengths, layer)
+    data_args = _data_args(input, orientation, lengths, layer, gene_column)
     chosen = [b.strip() for b in baselines.split(",") if b.strip()]
     task.check_settings(mask_fraction=mask_fraction, n_repeats=repeats, baselines=chosen)
     bundle = load_model(model)
@@ -344,6 +354,7 @@ def gene_survival(
     event_column: str = typer.Option("OS", "--event-column", help="1 = event, 0 = censored."),
     id_length: Optional[int] = typer.Option(None, "--id-length", help="Match samples on the first N characters (TCGA: 15)."),
     model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER,
+    gene_column: Optional[str] = GENE_COLUMN,
     n_plot: int = typer.Option(4, "--n-plot", help="Kaplan-Meier panels (genes with the smallest log-rank p)."),
     out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
 ) -> None:
@@ -361,13 +372,13 @@ def gene_survival(
     from bulkformer.tasks.features import logtpm_matrix
 
     _check_outputs(plot)
-    data_args = _data_args(input, orientation, lengths, layer)
+    data_args = _data_args(input, orientation, lengths, layer, gene_column)
     check_at_least(n_plot, 1, "n_plot")
     bundle = load_model(model)
     gene_list = Path(genes).read_text().split() if Path(genes).is_file() else [g.strip() for g in genes.split(",") if g.strip()]
     wanted = [bundle.gene_ids[p] for p in vocabulary_positions(gene_list, bundle, what="--genes")]
     table = _cut_ids(read_table(survival, "survival"), id_length, first=False)
-    checked = task.survival_for(table, _samples(data, orientation, id_length, layer), time_col=time_column, event_col=event_column)
+    checked = task.survival_for(table, _samples(data, data_args, id_length), time_col=time_column, event_col=event_column)
     expression = logtpm_matrix(data, bundle, **data_args)
     unmeasured = [name for name, gene in zip(gene_list, wanted) if gene not in expression.columns]
     if unmeasured:

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .inputs import read_lengths
+from .inputs import GENE_COLUMN_HELP, read_lengths
 
 
 def register(app: typer.Typer) -> None:
@@ -38,6 +38,7 @@ def pretrain(
     model: str = typer.Option("37M", "--model", help="Preset for a new model (37M, 50M, 93M, 127M, 147M, v1) or a bundle directory to continue."),
     input: str = typer.Option("counts", "--input", help="counts, tpm, logtpm (natural log1p TPM), or aligned (log1p TPM already in the vocabulary's gene order, -10 = unmeasured)."),
     layer: Optional[str] = typer.Option(None, "--layer", help="h5ad layer holding the values (default X), e.g. counts."),
+    gene_column: Optional[str] = typer.Option(None, "--gene-column", help=GENE_COLUMN_HELP + " Also for zarr shards."),
     orientation: str = typer.Option("samples_by_genes", "--orientation", help="samples_by_genes (rows are samples) or genes_by_samples (as in R), for every shard."),
     lengths: Optional[Path] = typer.Option(None, "--lengths", help="TSV gene ID -> length in bp (default: the shipped annotation)."),
     min_matched_fraction: float = typer.Option(0.5, "--min-matched-fraction", help="Refuse a shard that measures fewer than this share of the vocabulary."),
@@ -95,7 +96,8 @@ def pretrain(
         raise ValueError(f"--vocabulary and --n-genes choose a new model's genes; the bundle {model} keeps its own")
     run(source if len(source) > 1 else source[0], out, model=model_arg,
         vocabulary=None if vocabulary is None and n_genes is None else _vocabulary(vocabulary, n_genes),
-        input=input, layer=layer, orientation=orientation, min_matched_fraction=min_matched_fraction,
+        input=input, layer=layer, gene_names=gene_column, orientation=orientation,
+        min_matched_fraction=min_matched_fraction,
         lengths=read_lengths(lengths), val_data=[str(p) for p in val_data] if val_data else None,
         val_fraction=val_fraction, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
         lr=lr, weight_decay=weight_decay, warmup_fraction=warmup_fraction, mask_fraction=mask_fraction,

@@ -78,7 +78,7 @@ def embed(
     Read it with :func:`bulkformer.inference.read_gene_embeddings`.
 
     ``gene_names``: gene IDs replacing the data's own labels (one per gene), or for
-    AnnData the name of the ``var`` column that holds them (e.g. ``"gene_ids"``);
+    AnnData and h5ad files the name of the ``var`` column that holds them (e.g. ``"gene_ids"``);
     ``genes`` is something else: the subset of vocabulary genes to embed or pool.
 
     The data arguments (``input`` ... ``min_matched_fraction``) and the running ones

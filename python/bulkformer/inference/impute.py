@@ -158,7 +158,7 @@ def impute(
     and ``["model"]``). The frame's ``attrs["gene_symbols"]`` holds the columns' symbols.
 
     ``gene_names``: gene IDs replacing the data's own labels (one per gene), or for
-    AnnData the name of the ``var`` column that holds them (e.g. ``"gene_ids"`` when
+    AnnData and h5ad files the name of the ``var`` column that holds them (e.g. ``"gene_ids"`` when
     ``var_names`` are not IDs).
 
     Reading the data: ``input``, ``samples``, ``orientation``, ``lengths``, ``layer`` and

@@ -12,12 +12,13 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from bulkformer.io import ExpressionMatrix, Orientation, as_matrix, iter_file
+from bulkformer.io import (ExpressionMatrix, Orientation, as_matrix, gene_column_argument, iter_file,
+                           read_gene_annotations)
 from bulkformer.preprocess._kernel import native_available
 from bulkformer.preprocess.align import AlignmentPlan, plan_alignment
 from bulkformer.preprocess.ids import VocabularyIndex, id_warnings, lookup_many, vocabulary_index
@@ -145,8 +146,8 @@ def prepare(
         input: "counts" (-> TPM -> log1p), "tpm" (-> log1p) or "logtpm" (natural log1p TPM).
         genes, samples: gene IDs / sample names for an in-memory matrix (required
             ``genes`` for a NumPy array; for a DataFrame or AnnData they replace its labels).
-            For AnnData ``genes`` may also name the ``var`` column holding the gene IDs
-            (``obs`` for genes_by_samples), e.g. ``genes="gene_ids"``.
+            For AnnData and h5ad files ``genes`` may also name the ``var`` column holding
+            the gene IDs (``obs`` for genes_by_samples), e.g. ``genes="gene_ids"``.
         orientation: rows x columns of ``data``: "samples_by_genes" or "genes_by_samples".
         lengths: None (vocabulary / shipped lengths, 1,000 bp when unknown), a Series
             gene ID -> bp overriding them, or a samples x genes matrix of per-sample
@@ -203,19 +204,26 @@ class _Source:
     gene_ids: list[str]
     blocks: Iterator[ExpressionMatrix]
     n_samples: int | None  # None: a file streamed front to back
-    gene_columns: pd.DataFrame | None = None  # AnnData: its var (obs) columns, advice when its names match badly
+    # AnnData and h5ad files: their var (obs) columns, read for advice when the names match badly
+    gene_columns: Callable[[], pd.DataFrame | None] | None = None
+    owner: str = "The AnnData's"  # whose columns, in that advice
 
     @classmethod
     def of(cls, data: Any, *, genes, samples, orientation: str, layer: str | None, chunk_samples: int | None) -> _Source:
         if isinstance(data, (str, Path)):
-            if genes is not None or samples is not None:
-                raise ValueError("genes= and samples= describe in-memory matrices; a file carries its own labels")
-            gene_ids, blocks = iter_file(data, orientation=orientation, layer=layer, chunk_samples=chunk_samples)
-            return cls(gene_ids, blocks, None)
+            if samples is not None:
+                raise ValueError("samples= names the samples of an in-memory matrix; a file carries its own sample "
+                                 "names: leave samples= out")
+            # genes= may name an h5ad file's gene-ID column; the reader checks it
+            gene_ids, blocks = iter_file(data, orientation=orientation, layer=layer, chunk_samples=chunk_samples,
+                                         genes=genes)
+            columns = None if genes is not None else lambda: read_gene_annotations(data, orientation=orientation)
+            return cls(gene_ids, blocks, None, columns, f"{Path(data).name}'s")
         matrix = as_matrix(data, genes=genes, samples=samples, orientation=orientation, layer=layer)
         columns = None
         if genes is None and hasattr(data, "var") and hasattr(data, "obs_names"):  # AnnData
-            columns = data.obs if orientation == "genes_by_samples" else data.var
+            frame = data.obs if orientation == "genes_by_samples" else data.var
+            columns = lambda: frame
         return cls(matrix.gene_ids, _blocks(matrix, chunk_samples or _BLOCK_SAMPLES), matrix.values.shape[0],
                    columns)
 
@@ -239,7 +247,7 @@ def _prepare_blocks(source: _Source, vocabulary: Any, *, input: str, orientation
     for block in source.blocks:
         if report is None:
             check_not_empty(block.values.shape[0], len(gene_ids))
-            report = _report(plan, index, input, min_matched_fraction, block, orientation, source.gene_columns)
+            report = _report(plan, index, input, min_matched_fraction, block, orientation, source)
             if sample_lengths is not None:
                 report.length_sources = {"per_sample": len(gene_ids)}
             report.warnings.extend(plausibility_warnings(block.values, input))
@@ -315,7 +323,7 @@ def _sample_length_block(sample_lengths: Any, block: ExpressionMatrix, gene_ids:
 
 def _report(plan: AlignmentPlan, index: VocabularyIndex, input: str, min_matched_fraction: float,
             first_block: ExpressionMatrix, orientation: str = "samples_by_genes",
-            gene_columns: pd.DataFrame | None = None) -> MappingReport:
+            source: _Source | None = None) -> MappingReport:
     mapping = plan.mapping
     n_measured = int(plan.measured.sum())
     n_vocabulary = index.n_genes
@@ -329,7 +337,10 @@ def _report(plan: AlignmentPlan, index: VocabularyIndex, input: str, min_matched
     )
     if n_vocabulary and (n_measured == 0 or n_measured / n_vocabulary < min_matched_fraction):
         message = _too_few_matched(report, min_matched_fraction, first_block, index, orientation)
-        raise ValueError(message + _better_gene_column(gene_columns, n_measured, index, orientation))
+        advice = ""
+        if source is not None and source.gene_columns is not None:
+            advice = _better_gene_column(source.gene_columns(), n_measured, index, orientation, source.owner)
+        raise ValueError(message + advice)
     return report
 
 
@@ -373,9 +384,10 @@ def _too_few_matched(report: MappingReport, min_fraction: float, block: Expressi
 
 
 def _better_gene_column(columns: pd.DataFrame | None, n_measured: int, index: VocabularyIndex,
-                        orientation: str) -> str:
-    """Advice naming the AnnData annotation column whose values match clearly more
-    vocabulary genes than its var (obs) names do; '' when there is none."""
+                        orientation: str, owner: str) -> str:
+    """Advice naming the annotation column (of an AnnData or an h5ad file, ``owner``)
+    whose values match clearly more vocabulary genes than its var (obs) names do; ''
+    when there is none."""
     if columns is None:
         return ""
     where = "obs" if orientation == "genes_by_samples" else "var"
@@ -390,8 +402,8 @@ def _better_gene_column(columns: pd.DataFrame | None, n_measured: int, index: Vo
     if best is None or hits[best] <= 2 * n_measured:
         return ""
     best_hits = hits[best]
-    return (f" The AnnData's {where} column {str(best)!r} matches {best_hits:,} vocabulary genes: pass "
-            f"genes={str(best)!r} (gene_names={str(best)!r} in impute/embed) to read the gene IDs from it.")
+    return (f" {owner} {where} column {str(best)!r} matches {best_hits:,} vocabulary genes: pass "
+            f"{gene_column_argument(best)} to read the gene IDs from it.")
 
 
 def _collapsed_warnings(input: str, report: MappingReport) -> list[str]:

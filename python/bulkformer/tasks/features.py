@@ -95,10 +95,12 @@ def check_include(include: Sequence[str]) -> list[str]:
     return include
 
 
-def sample_ids(data: Any, *, orientation: str = "samples_by_genes", layer: str | None = None) -> list[str]:
+def sample_ids(data: Any, *, orientation: str = "samples_by_genes", layer: str | None = None,
+               gene_names: str | None = None) -> list[str]:
     """The data's sample IDs without reading its values (a file's ID column, a frame's
     index), so that labels can be checked before the expensive embedding pass. ``data``:
-    a file path or a DataFrame; AnnData gives its ``obs_names``."""
+    a file path or a DataFrame; AnnData gives its ``obs_names``. For a file, ``layer``
+    and ``gene_names`` (an h5ad gene-ID column) are checked on the way."""
     if isinstance(data, pd.DataFrame):
         ids = data.index if orientation == "samples_by_genes" else data.columns
     elif hasattr(data, "obs_names"):  # AnnData: genes x samples (R-style) has the samples as its variables
@@ -106,7 +108,7 @@ def sample_ids(data: Any, *, orientation: str = "samples_by_genes", layer: str |
     elif isinstance(data, (str, os.PathLike)):
         from bulkformer.io import read_sample_ids
 
-        ids = read_sample_ids(data, orientation=orientation, layer=layer)
+        ids = read_sample_ids(data, orientation=orientation, layer=layer, genes=gene_names)
     else:
         raise ValueError(f"cannot read sample IDs from {type(data).__name__}; pass a file path or a DataFrame")
     return [str(s) for s in ids]

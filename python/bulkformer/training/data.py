@@ -36,18 +36,19 @@ class Shard:
 
 def prepare_values(data: Any, vocabulary: pd.DataFrame, *, input: str = "counts", layer: str | None = None,
                    lengths: Any = None, orientation: str = "samples_by_genes",
-                   min_matched_fraction: float = 0.5) -> np.ndarray:
+                   min_matched_fraction: float = 0.5, gene_names: str | None = None) -> np.ndarray:
     """samples x vocabulary float32 log1p TPM (-10 where unmeasured) via the data-preparation
-    module; ``input="aligned"`` takes values already in that form."""
+    module; ``input="aligned"`` takes values already in that form. ``gene_names``: the
+    ``var`` column (AnnData, h5ad, zarr) holding the gene IDs, as ``prepare``'s ``genes``."""
     return _prepared(data, vocabulary, input=input, layer=layer, lengths=lengths, orientation=orientation,
-                     min_matched_fraction=min_matched_fraction)[0]
+                     min_matched_fraction=min_matched_fraction, gene_names=gene_names)[0]
 
 
 def _prepared(data: Any, vocabulary: pd.DataFrame, *, input: str, layer: str | None, lengths: Any, orientation: str,
-              min_matched_fraction: float) -> tuple[np.ndarray, list[str] | None]:
+              min_matched_fraction: float, gene_names: str | None = None) -> tuple[np.ndarray, list[str] | None]:
     """(prepare_values' array, the sample IDs or None where the data carry none)."""
     if input == "aligned":
-        return _aligned(data, vocabulary, layer=layer, orientation=orientation)
+        return _aligned(data, vocabulary, layer=layer, orientation=orientation, gene_names=gene_names)
     if isinstance(data, np.ndarray):
         raise ValueError("a NumPy array carries no gene IDs: pass a DataFrame with the genes as columns "
                          "(pd.DataFrame(values, columns=gene_ids)), or input='aligned' for log1p TPM values "
@@ -55,11 +56,12 @@ def _prepared(data: Any, vocabulary: pd.DataFrame, *, input: str, layer: str | N
     from ..preprocess import prepare
 
     prepared = prepare(data, vocabulary, input=input, layer=layer, lengths=lengths, orientation=orientation,
-                       min_matched_fraction=min_matched_fraction)
+                       min_matched_fraction=min_matched_fraction, genes=gene_names)
     return np.asarray(prepared.values, dtype=np.float32), list(prepared.sample_ids)
 
 
-def _aligned(data: Any, vocabulary: pd.DataFrame, *, layer: str | None, orientation: str) -> tuple[np.ndarray, list[str] | None]:
+def _aligned(data: Any, vocabulary: pd.DataFrame, *, layer: str | None, orientation: str,
+             gene_names: str | None = None) -> tuple[np.ndarray, list[str] | None]:
     """Values already in vocabulary order. Labelled data (files, DataFrames, AnnData) must
     name the vocabulary's genes in that order: a reordered table would otherwise be
     trained on with every gene in the wrong place."""
@@ -67,8 +69,9 @@ def _aligned(data: Any, vocabulary: pd.DataFrame, *, layer: str | None, orientat
 
     sample_ids = None
     if isinstance(data, (str, Path)) or isinstance(data, pd.DataFrame) or _is_anndata(data):
-        matrix = (read_expression(data, orientation=orientation, layer=layer) if isinstance(data, (str, Path))
-                  else as_matrix(data, orientation=orientation, layer=layer))
+        matrix = (read_expression(data, orientation=orientation, layer=layer, genes=gene_names)
+                  if isinstance(data, (str, Path))
+                  else as_matrix(data, orientation=orientation, layer=layer, genes=gene_names))
         expected = vocabulary["ensembl_id"].astype(str).tolist()
         if matrix.gene_ids != expected and not _positional(matrix.gene_ids):
             where = next((i for i, (a, b) in enumerate(zip(matrix.gene_ids, expected)) if a != b),
@@ -202,7 +205,8 @@ def _is_shard_name(name: str, suffixes: Sequence[str] = SHARD_SUFFIXES) -> bool:
 
 
 def file_shard(path: Path, vocabulary: pd.DataFrame, *, input: str, layer: str | None = None,
-               lengths: Any = None, orientation: str = "samples_by_genes", min_matched_fraction: float = 0.5) -> Shard:
+               lengths: Any = None, orientation: str = "samples_by_genes", min_matched_fraction: float = 0.5,
+               gene_names: str | None = None) -> Shard:
     """A shard on disk: its samples are read from metadata (the first column of a text
     file), its values on demand through the same readers as ``prepare(path)`` (a leading
     ID column in parquet, repeated gene IDs and ``orientation`` in every format). Errors
@@ -219,10 +223,10 @@ def file_shard(path: Path, vocabulary: pd.DataFrame, *, input: str, layer: str |
             sample_ids = None
             source: Callable[[], Any] = lambda: anndata.read_zarr(str(path))
         else:
-            sample_ids = read_sample_ids(path, orientation=orientation, layer=layer)
+            sample_ids = read_sample_ids(path, orientation=orientation, layer=layer, genes=gene_names)
             n = len(sample_ids)
             source = lambda: path
-    except (OSError, ValueError) as err:  # zero-byte or truncated files, a wrong layer
+    except (OSError, ValueError) as err:  # zero-byte or truncated files, a wrong layer or gene-ID column
         raise ValueError(f"cannot read shard {path}: {err}") from err
 
     def read() -> np.ndarray:
@@ -231,7 +235,8 @@ def file_shard(path: Path, vocabulary: pd.DataFrame, *, input: str, layer: str |
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 values = prepare_values(source(), vocabulary, input=input, layer=layer, lengths=lengths,
-                                        orientation=orientation, min_matched_fraction=min_matched_fraction)
+                                        orientation=orientation, min_matched_fraction=min_matched_fraction,
+                                        gene_names=gene_names)
         except ValueError as err:
             raise ValueError(f"shard {path}: {err}") from err
         for caught_warning in caught:
@@ -272,7 +277,7 @@ def check_distinct_samples(training: Sequence[Shard], validation: Sequence[Shard
 
 def build_corpus(data: Any, vocabulary: pd.DataFrame, *, input: str = "counts", layer: str | None = None,
                  lengths: Any = None, shards_in_memory: int = 2, orientation: str = "samples_by_genes",
-                 min_matched_fraction: float = 0.5) -> Corpus:
+                 min_matched_fraction: float = 0.5, gene_names: str | None = None) -> Corpus:
     """Any supported data description -> Corpus (see :func:`bulkformer.pretrain`)."""
     if isinstance(data, Corpus):
         return data
@@ -280,7 +285,8 @@ def build_corpus(data: Any, vocabulary: pd.DataFrame, *, input: str = "counts", 
         raise ValueError("no training data: the list of shard files is empty")
     if isinstance(data, (str, Path)) or (isinstance(data, (list, tuple)) and isinstance(data[0], (str, Path))):
         shards = [file_shard(p, vocabulary, input=input, layer=layer, lengths=lengths, orientation=orientation,
-                             min_matched_fraction=min_matched_fraction) for p in shard_paths(data)]
+                             min_matched_fraction=min_matched_fraction, gene_names=gene_names)
+                  for p in shard_paths(data)]
         empty = [s.name for s in shards if not s.n_samples]
         if len(empty) == len(shards):
             raise ValueError(f"no training data: the shard files ({', '.join(empty[:5])}) hold no samples")
@@ -295,7 +301,7 @@ def build_corpus(data: Any, vocabulary: pd.DataFrame, *, input: str = "counts", 
         return in_memory_corpus(apply_measured(values, data, vocabulary), shards_in_memory=shards_in_memory,
                                 sample_ids=[str(s) for s in data.counts.index])
     values, sample_ids = _prepared(data, vocabulary, input=input, layer=layer, lengths=lengths, orientation=orientation,
-                                   min_matched_fraction=min_matched_fraction)
+                                   min_matched_fraction=min_matched_fraction, gene_names=gene_names)
     return in_memory_corpus(values, shards_in_memory=shards_in_memory, sample_ids=sample_ids)
 
 

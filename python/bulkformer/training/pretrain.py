@@ -66,6 +66,7 @@ def pretrain(
     orientation: str = "samples_by_genes",
     lengths: Any = None,
     min_matched_fraction: float = 0.5,
+    gene_names: str | None = None,
     val_data: Any = None,
     val_fraction: float = 0.1,
     max_val_samples: int = 512,
@@ -106,8 +107,9 @@ def pretrain(
     genes; ``input`` says counts / tpm / logtpm, "aligned" for arrays already in
     vocabulary order), or a ``SimulatedCohort``. Raw data go through
     ``bulkformer.preprocess.prepare`` (``layer``, ``orientation``, ``lengths`` and
-    ``min_matched_fraction`` as there), each shard on its own, so shards may hold different
-    genes and ID kinds. Shard files without samples are skipped with a warning; a sample
+    ``min_matched_fraction`` as there; ``gene_names`` as its ``genes``: the ``var`` column
+    of AnnData, h5ad and zarr data holding the gene IDs), each shard on its own, so shards
+    may hold different genes and ID kinds. Shard files without samples are skipped with a warning; a sample
     in two shard files, or in both the training and the validation data, is an error.
 
     ``model``: a preset name ("37M", ...) or ModelConfig for a new model over
@@ -182,7 +184,7 @@ def pretrain(
 
 
 def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, orientation, lengths, min_matched_fraction,
-              val_data, val_fraction,
+              gene_names, val_data, val_fraction,
               max_val_samples, epochs, max_steps, batch_size, grad_accum, lr, weight_decay, warmup_fraction,
               mask_fraction, mask_fraction_max, observed_weight, clip_norm, precision, activation_checkpointing, checkpoint_every, keep_checkpoints,
               resume, seed, device, shards_in_memory, dim, p_repeat, heads, dropout, graph_top_k, graph_min_abs_r,
@@ -200,17 +202,21 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
 
     torch.manual_seed(seed)  # same on every rank: identical initial weights and Performer redraws
     genes, base_bundle, config = _resolve_model(model, vocabulary, dim=dim, p_repeat=p_repeat, heads=heads, dropout=dropout)
+    if gene_names is not None and not isinstance(gene_names, str):  # one name for every shard, kept with the settings
+        raise ValueError("gene_names= names the var column holding the gene IDs (the same in every shard); to "
+                         "relabel in-memory data, set its column names")
     corpus = build_corpus(data, genes, input=input, layer=layer, lengths=lengths, shards_in_memory=shards_in_memory,
-                          orientation=orientation, min_matched_fraction=min_matched_fraction)
+                          orientation=orientation, min_matched_fraction=min_matched_fraction, gene_names=gene_names)
     corpus, val_values, held_out = _validation_split(corpus, val_data, val_fraction, max_val_samples, genes, input, layer,
                                                      lengths, seed, orientation=orientation,
-                                                     min_matched_fraction=min_matched_fraction)
+                                                     min_matched_fraction=min_matched_fraction, gene_names=gene_names)
     say(f"validation: {held_out}")
     settings = {  # what a resumed run must repeat to continue the same run
         "seed": seed, "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "grad_accum": grad_accum,
         "lr": lr, "weight_decay": weight_decay, "warmup_fraction": warmup_fraction, "mask_fraction": mask_fraction,
         "mask_fraction_max": mask_fraction_max, "observed_weight": observed_weight, "clip_norm": clip_norm,
         "dropout": dropout, "shards_in_memory": shards_in_memory, "input": input, "layer": layer,
+        "gene_names": gene_names,
         "orientation": orientation, "lengths": _lengths_fingerprint(lengths),
         "min_matched_fraction": min_matched_fraction, "val_fraction": val_fraction,
         "max_val_samples": max_val_samples, "validation_samples": 0 if val_values is None else len(val_values),
@@ -552,13 +558,14 @@ def _resolve_model(model, vocabulary, *, dim, p_repeat, heads, dropout) -> tuple
 
 def _validation_split(corpus: Corpus, val_data, val_fraction: float, max_val_samples: int, genes, input, layer,
                       lengths, seed: int, *, orientation: str = "samples_by_genes",
-                      min_matched_fraction: float = 0.5) -> tuple[Corpus, np.ndarray | None, str]:
+                      min_matched_fraction: float = 0.5, gene_names: str | None = None
+                      ) -> tuple[Corpus, np.ndarray | None, str]:
     """(training corpus, validation rows or None, what was held out, for the log).
     Data in memory and a single file are split by rows; several shard files by whole
     shards (the last ``ceil(val_fraction * n)``), so that no file is read twice."""
     if val_data is not None:
         held = build_corpus(val_data, genes, input=input, layer=layer, lengths=lengths, orientation=orientation,
-                            min_matched_fraction=min_matched_fraction)
+                            min_matched_fraction=min_matched_fraction, gene_names=gene_names)
         check_distinct_samples(corpus.shards, held.shards)
         values = held.sample(max_val_samples, seed)
         return corpus, values, f"{len(values)} samples of the validation data"
