@@ -109,7 +109,7 @@ def pretrain(
 
 
 def finetune(
-    data: Path = typer.Argument(..., help="Expression file (csv/tsv/parquet/h5ad), samples x genes."),
+    data: Path = typer.Argument(..., help="Expression file (csv/tsv/parquet/h5ad), samples x genes unless --orientation."),
     labels: Path = typer.Option(..., "--labels", help="Table of labels, sample ID in the first column."),
     column_name: str = typer.Option(..., "--column", help="The label column."),
     model: Path = typer.Option(..., "--model", "-m", help="A (pre)trained bundle directory."),
@@ -119,6 +119,9 @@ def finetune(
     trainable_layers: int = typer.Option(1, "--trainable-layers", help="Performer layers trained in partial mode."),
     input: str = typer.Option("counts", "--input", help="counts, tpm or logtpm (natural log1p TPM)."),
     lengths: Optional[Path] = typer.Option(None, "--lengths", help="TSV gene ID -> length in bp (default: the shipped annotation)."),
+    orientation: str = typer.Option("samples_by_genes", "--orientation", help="samples_by_genes | genes_by_samples."),
+    layer: Optional[str] = typer.Option(None, "--layer", help="h5ad layer holding the values (default X)."),
+    gene_column: Optional[str] = typer.Option(None, "--gene-column", help=GENE_COLUMN_HELP),
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of labelled samples held out for the reported metrics (0: none)."),
     epochs: int = typer.Option(20, "--epochs"),
     batch_size: int = typer.Option(16, "--batch-size"),
@@ -142,6 +145,7 @@ def finetune(
     """
     import json
 
+    from bulkformer.io import check_gene_column, check_layer
     from bulkformer.json_safe import json_safe
     from bulkformer.training.finetune import check_output_dir, check_settings
     from bulkformer.training.finetune import finetune as run
@@ -152,10 +156,13 @@ def finetune(
     check_settings(task=task, mode=mode, trainable_layers=trainable_layers, aggregate="mean", val_fraction=val_fraction,
                    epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, hidden=64)
     check_output_dir(out)
+    check_layer(data, layer)
+    check_gene_column(data, gene_column)
     check_model_dir(model)
     target = column(read_table(labels, "labels"), column_name, "labels")
     result = run(str(data), target, model, task=task, mode=mode, trainable_layers=trainable_layers, input=input,
-                 lengths=read_lengths(lengths), val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr,
+                 lengths=read_lengths(lengths), orientation=orientation, layer=layer, gene_names=gene_column,
+                 val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr,
                  head_lr=head_lr, seed=seed, device=device, out=out)
     typer.echo(json.dumps({"out": str(out), "validation": json_safe(result.metrics)}, indent=2))
 

@@ -58,9 +58,12 @@ class FinetunedModel(nn.Module):
 
     @torch.no_grad()
     def predict(self, data: Any, *, input: str = "counts", lengths: Any = None, batch_size: int = 16,
-                device: str | None = None) -> pd.DataFrame:
-        """Class probabilities (columns = classes) or the regression value (column 'prediction')."""
-        values, sample_ids = _prepare(data, self.bundle, input, lengths)
+                device: str | None = None, gene_names: Any = None, orientation: str = "samples_by_genes",
+                layer: str | None = None) -> pd.DataFrame:
+        """Class probabilities (columns = classes) or the regression value (column 'prediction');
+        ``data`` and the reading arguments as for :func:`finetune`."""
+        values, sample_ids = _prepare(data, self.bundle, input, lengths, gene_names=gene_names,
+                                      orientation=orientation, layer=layer)
         device_ = choose_device(device)
         self.to(device_).eval()
         outputs = []
@@ -131,6 +134,9 @@ def finetune(
     aggregate: str = "mean",
     input: str = "counts",
     lengths: Any = None,
+    gene_names: Any = None,
+    orientation: str = "samples_by_genes",
+    layer: str | None = None,
     val_fraction: float = 0.2,
     epochs: int = 20,
     batch_size: int = 16,
@@ -155,7 +161,9 @@ def finetune(
 
     ``data``: anything ``bulkformer.preprocess.prepare`` reads (samples x genes), with
     ``input`` counts / tpm / logtpm and ``lengths`` as there, or ``input="aligned"`` for an
-    array already in the model's vocabulary order. ``task``: "classification" or
+    array already in the model's vocabulary order. ``gene_names`` (IDs replacing the data's
+    labels, or for AnnData and h5ad files the ``var`` column holding them), ``orientation``
+    and ``layer`` are prepare's ``genes``, ``orientation`` and ``layer``. ``task``: "classification" or
     "regression". ``mode``: "frozen" (head only), "partial" (also the last
     ``trainable_layers`` Performer layers and the final layer norm) or "full"; the head
     (``hidden`` units) sees the encoder features pooled over genes by ``aggregate`` ("mean"
@@ -181,7 +189,8 @@ def finetune(
         if trainable_layers > n_layers:
             raise ValueError(f"trainable_layers={trainable_layers} but the model has {n_layers} Performer layer(s); "
                              f"use trainable_layers={n_layers} or mode='full'")
-    values, sample_ids = _prepare(data, bundle, input, lengths)
+    values, sample_ids = _prepare(data, bundle, input, lengths, gene_names=gene_names, orientation=orientation,
+                                  layer=layer)
     labelled, y, classes = _align_labels(labels, sample_ids, task)
     values = values[labelled]
     rng = np.random.default_rng(seed)
@@ -305,15 +314,19 @@ def _set_trainable(net: FinetunedModel, mode: str, trainable_layers: int) -> lis
     return [p for p in encoder.parameters() if p.requires_grad]
 
 
-def _prepare(data: Any, bundle: Bundle, input: str, lengths: Any) -> tuple[np.ndarray, list[str]]:
+def _prepare(data: Any, bundle: Bundle, input: str, lengths: Any, *, gene_names: Any = None,
+             orientation: str = "samples_by_genes", layer: str | None = None) -> tuple[np.ndarray, list[str]]:
     if input == "aligned":
+        if gene_names is not None or layer is not None or orientation != "samples_by_genes":
+            raise ValueError("input='aligned' is a samples x vocabulary array already: gene_names=, layer= and "
+                             "orientation= apply to data that is still to be prepared; leave them out")
         values = np.asarray(data, dtype=np.float32)
         if values.ndim != 2 or values.shape[1] != bundle.config.n_genes:
             raise ValueError(f"aligned input must be samples x {bundle.config.n_genes}, got {values.shape}")
         return values, [str(i) for i in range(len(values))]
     from ..preprocess import prepare
 
-    prepared = prepare(data, bundle, input=input, lengths=lengths)
+    prepared = prepare(data, bundle, input=input, lengths=lengths, genes=gene_names, orientation=orientation, layer=layer)
     return np.asarray(prepared.values, dtype=np.float32), list(prepared.sample_ids)
 
 
