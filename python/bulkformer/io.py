@@ -132,7 +132,7 @@ def gene_column_argument(name: Any = None) -> str:
     prepare, build_graph and the readers here, ``gene_names=`` where ``genes=`` means a
     gene subset (the command line's ``--gene-column``; it translates this phrase)."""
     value = "" if name is None else repr(str(name))
-    return f"genes={value} (gene_names={value} in impute, embed, the tasks and pretrain)"
+    return f"genes={value} (gene_names={value} in impute, embed, finetune, the tasks and pretrain)"
 
 
 def _annotation_column(annotations: pd.DataFrame, name: str, where: str, owner: str = "the AnnData's") -> list[Any]:
