@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import zarr
@@ -200,3 +201,35 @@ def test_renamed_samples_keep_anndata_obs(setup):
     names = [f"patient{i}" for i in range(counts.shape[0])]
     imputed = bulkformer.impute(adata, bundle, samples=names, progress=False)
     assert list(imputed.obs_names) == names and list(imputed.obs["group"]) == list(adata.obs["group"])
+
+
+def test_imputed_anndata_keeps_the_samples_matrices_and_uns(setup):
+    """A scanpy user's PCA, neighbour graph and uns stay with the imputed AnnData (they
+    were dropped); DataFrames in obsm follow renamed samples."""
+    import anndata
+    from scipy import sparse
+
+    bundle, counts = setup
+    n = len(counts)
+    pca = np.arange(n * 2, dtype=np.float32).reshape(n, 2)
+    adata = anndata.AnnData(counts.to_numpy(dtype=np.float32), obs=pd.DataFrame({"batch": ["a"] * n}),
+                            obsm={"X_pca": pca},
+                            obsp={"connectivities": sparse.identity(n, format="csr")},
+                            uns={"batch_colors": ["#ff0000"], "bulkformer": {"stale": 1}})
+    adata.obs_names = [str(s) for s in counts.index]
+    adata.var_names = list(counts.columns)
+    adata.obsm["meta"] = pd.DataFrame({"x": np.arange(n)}, index=adata.obs_names)
+    for out in (bulkformer.impute(adata, bundle, progress=False),
+                bulkformer.impute(adata, bundle, samples=[f"s{i}" for i in range(n)], progress=False)):
+        np.testing.assert_array_equal(out.obsm["X_pca"], pca)
+        assert list(out.obsm["meta"].index) == list(out.obs_names) and out.obsm["meta"]["x"].tolist() == list(range(n))
+        assert (out.obsp["connectivities"] != sparse.identity(n)).nnz == 0
+        assert list(out.uns["batch_colors"]) == ["#ff0000"] and out.obs["batch"].tolist() == ["a"] * n
+        assert set(out.uns["bulkformer"]) == {"mapping_report", "which", "model"}  # ours replaces a stale one
+    out.uns["batch_colors"][0] = "changed"
+    assert adata.uns["batch_colors"][0] == "#ff0000"  # a copy, not the input's lists
+    transposed = anndata.AnnData(adata.X.T.copy(), obs=adata.var.copy(), var=adata.obs.copy(),
+                                 varm={"X_pca": pca}, uns={"batch_colors": ["#ff0000"]})
+    out = bulkformer.impute(transposed, bundle, orientation="genes_by_samples", progress=False)
+    np.testing.assert_array_equal(out.obsm["X_pca"], pca)
+    assert list(out.uns["batch_colors"]) == ["#ff0000"]

@@ -2,6 +2,7 @@
 values for all genes), from a bundle and raw or normalised expression."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,9 +154,9 @@ def impute(
     ``"all"`` returns denoised predictions for every vocabulary gene. A DataFrame
     (samples x genes, ``attrs["mapping_report"]`` and ``attrs["model"]``, see
     ``Bundle.describe``) is returned, or, for AnnData input, an AnnData over the returned
-    genes (``X`` and ``layers["bulkformer_imputed"]``, the input's ``obs``, or its ``var``
-    for ``orientation="genes_by_samples"``, ``var["symbol"]``, ``uns["bulkformer"]["mapping_report"]``
-    and ``["model"]``). The frame's ``attrs["gene_symbols"]`` holds the columns' symbols.
+    genes (``X`` and ``layers["bulkformer_imputed"]``, the input's ``obs``, ``obsm``, ``obsp`` and
+    ``uns`` (its ``var``, ``varm`` and ``varp`` for ``orientation="genes_by_samples"``),
+    ``var["symbol"]``, ``uns["bulkformer"]["mapping_report"]`` and ``["model"]``). The frame's ``attrs["gene_symbols"]`` holds the columns' symbols.
 
     ``gene_names``: gene IDs replacing the data's own labels (one per gene), or for
     AnnData and h5ad files the name of the ``var`` column that holds them (e.g. ``"gene_ids"`` when
@@ -189,12 +190,21 @@ def _as_anndata(frame: pd.DataFrame, source, which: str, orientation: str = "sam
 
     # the sample annotations: var of a genes x samples AnnData; rows keep the input's order
     # (samples= may have renamed them), so they are carried over by position
-    annotations = source.var if orientation == "genes_by_samples" else source.obs
-    obs = annotations.copy() if len(annotations) == len(frame.index) else pd.DataFrame(index=frame.index)
+    transposed = orientation == "genes_by_samples"
+    annotations = source.var if transposed else source.obs
+    same_samples = len(annotations) == len(frame.index)
+    obs = annotations.copy() if same_samples else pd.DataFrame(index=frame.index)
     obs.index = pd.Index([str(s) for s in frame.index])
     var = gene_annotation(frame)
     values = frame.to_numpy(dtype=np.float32)
     adata = anndata.AnnData(X=values, obs=obs, var=var, layers={"bulkformer_imputed": values.copy()})
+    if same_samples:  # the per-sample matrices (a PCA, a UMAP, neighbour graphs) stay with their samples
+        for key, matrix in (source.varm if transposed else source.obsm).items():
+            adata.obsm[key] = matrix.set_axis(obs.index) if isinstance(matrix, pd.DataFrame) else matrix
+        for key, matrix in (source.varp if transposed else source.obsp).items():
+            adata.obsp[key] = matrix
+    # the input's uns (colours, parameters) is kept; the gene-level slots do not apply to the imputed genes
+    adata.uns.update(copy.deepcopy(dict(source.uns)))
     adata.uns["bulkformer"] = {"mapping_report": frame.attrs["mapping_report"], "which": which,
                                "model": _without_none(frame.attrs["model"])}
     return adata
