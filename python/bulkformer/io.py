@@ -245,10 +245,14 @@ def read_sample_ids(path: str | Path, *, orientation: Orientation = "samples_by_
     return list(_open_file(path, orientation, layer).sample_ids)
 
 
-def read_gene_annotations(path: str | Path, *, orientation: Orientation = "samples_by_genes") -> pd.DataFrame | None:
-    """The columns that may hold a file's gene IDs: an h5ad file's ``var`` (``obs`` for
-    genes_by_samples); None for other files, whose gene IDs are their labels."""
+def read_annotations(path: str | Path, *, of: Literal["genes", "samples"] = "genes",
+                     orientation: Orientation = "samples_by_genes") -> pd.DataFrame | None:
+    """An h5ad file's annotations of its genes (``var``; ``obs`` for genes_by_samples: the
+    columns that may hold the gene IDs) or of its samples (``obs``; ``var`` for
+    genes_by_samples), without its values; None for other files, which have none."""
     _check_orientation(orientation)
+    if of not in ("genes", "samples"):
+        raise ValueError(f"of must be 'genes' or 'samples', got {of!r}")
     path = _require(path)
     if file_format(path) != "h5ad":
         return None
@@ -256,7 +260,8 @@ def read_gene_annotations(path: str | Path, *, orientation: Orientation = "sampl
 
     backed = anndata.read_h5ad(path, backed="r")  # annotations only, closed at once
     try:
-        return (backed.obs if orientation == "genes_by_samples" else backed.var).copy()
+        var_side = (of == "genes") != (orientation == "genes_by_samples")
+        return (backed.var if var_side else backed.obs).copy()
     finally:
         backed.file.close()
 

@@ -311,3 +311,24 @@ def test_finetune_reads_the_gene_column_of_an_h5ad_file(named_files, cli, tmp_pa
     assert code == 2 and "pass --gene-column gene_ids" in err, err
     code, _, err = cli("finetune", root / "named.csv", "--gene-column", "gene_ids", "-o", tmp_path / "ft3", *args)
     assert code == 2 and "named.csv is not an h5ad file" in err, err
+
+
+def test_cli_h5ad_to_h5ad_keeps_the_sample_annotations(cohort, cli, tmp_path):
+    """`bulkformer embed/impute in.h5ad -o out.h5ad` keeps in.h5ad's obs (they were dropped:
+    a scanpy user lost the tissue and batch columns); a genes x samples file's var."""
+    root, _, counts, adata, _ = cohort
+    for command in ("embed", "impute"):
+        out = tmp_path / f"{command}.h5ad"
+        code, _, err = cli(command, root / "cohort.h5ad", "-m", root / "model", "-o", out, "--no-progress")
+        assert code == 0, err
+        written = anndata.read_h5ad(out)
+        assert list(written.obs_names) == list(counts.index)
+        pd.testing.assert_frame_equal(written.obs, adata.obs, check_categorical=False)
+    transposed = anndata.AnnData(X=adata.X.T.tocsr(), obs=adata.var, var=adata.obs)
+    transposed.write_h5ad(tmp_path / "gbs.h5ad")
+    code, _, err = cli("embed", tmp_path / "gbs.h5ad", "--orientation", "genes_by_samples", "-m", root / "model",
+                       "-o", tmp_path / "gbs_out.h5ad", "--no-progress")
+    assert code == 0, err
+    pd.testing.assert_frame_equal(anndata.read_h5ad(tmp_path / "gbs_out.h5ad").obs, adata.obs, check_categorical=False)
+    code, _, err = cli("embed", root / "cohort.h5ad", "-m", root / "model", "-o", tmp_path / "e.csv", "--no-progress")
+    assert code == 0, err  # other outputs as before

@@ -32,8 +32,9 @@ def _output_format(path: Path, allowed: dict[str, str]) -> str:
     return fmt
 
 
-def _write_table(frame, path: Path) -> None:
-    """Write a samples x columns table to a temporary sibling, then rename."""
+def _write_table(frame, path: Path, source: Optional[Path] = None, orientation: str = "samples_by_genes") -> None:
+    """Write a samples x columns table to a temporary sibling, then rename. An h5ad output
+    of an h5ad ``source`` keeps the source's sample annotations as its obs."""
     fmt = _output_format(path, _TABLE_SUFFIXES)
     with atomic_file(path) as staging:
         if fmt in ("csv", "tsv"):
@@ -47,8 +48,14 @@ def _write_table(frame, path: Path) -> None:
 
             from bulkformer.inference.impute import gene_annotation
 
-            adata = anndata.AnnData(X=frame.to_numpy(dtype=np.float32),
-                                    obs=pd.DataFrame(index=frame.index.astype(str)),
+            from bulkformer.io import read_annotations
+
+            samples = read_annotations(source, of="samples", orientation=orientation) if source is not None else None
+            obs = pd.DataFrame(index=frame.index.astype(str))
+            if samples is not None:  # rows of the output are the input's samples, by ID
+                samples.index = samples.index.astype(str)
+                obs = samples.loc[list(obs.index)]
+            adata = anndata.AnnData(X=frame.to_numpy(dtype=np.float32), obs=obs,
                                     var=gene_annotation(frame) if "gene_symbols" in frame.attrs  # imputed genes
                                     else pd.DataFrame(index=frame.columns.astype(str)))  # embedding features
             adata.uns["bulkformer"] = {"mapping_report": frame.attrs.get("mapping_report", {})}
@@ -129,7 +136,7 @@ def impute(
                 batch_size=batch_size, device=device, precision=precision, progress=progress)
     _report(frame)
     if _is_main_process():
-        _write_table(frame, out)
+        _write_table(frame, out, data, orientation)
         typer.echo(f"wrote {out}: {frame.shape[0]} samples x {frame.shape[1]} genes")
         if which == "missing" and frame.shape[1] == 0:
             typer.echo("the data measure every vocabulary gene, so none is missing: --which all gives denoised "
@@ -192,7 +199,7 @@ def embed(
         return
     _report(result)
     if _is_main_process():
-        _write_table(result, out)
+        _write_table(result, out, data, orientation)
         typer.echo(f"wrote {out}: {result.shape[0]} samples x {result.shape[1]} features")
 
 

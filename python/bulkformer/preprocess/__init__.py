@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bulkformer.io import (ExpressionMatrix, Orientation, as_matrix, gene_column_argument, iter_file,
-                           read_gene_annotations)
+                           read_annotations)
 from bulkformer.preprocess._kernel import native_available
 from bulkformer.preprocess.align import AlignmentPlan, plan_alignment
 from bulkformer.preprocess.ids import VocabularyIndex, id_warnings, lookup_many, vocabulary_index
@@ -217,7 +217,7 @@ class _Source:
             # genes= may name an h5ad file's gene-ID column; the reader checks it
             gene_ids, blocks = iter_file(data, orientation=orientation, layer=layer, chunk_samples=chunk_samples,
                                          genes=genes)
-            columns = None if genes is not None else lambda: read_gene_annotations(data, orientation=orientation)
+            columns = None if genes is not None else lambda: read_annotations(data, of="genes", orientation=orientation)
             return cls(gene_ids, blocks, None, columns, f"{Path(data).name}'s")
         matrix = as_matrix(data, genes=genes, samples=samples, orientation=orientation, layer=layer)
         columns = None
