@@ -9,13 +9,12 @@ import typer
 
 from bulkformer.atomic import atomic_file
 
-from .inputs import GENE_COLUMN_HELP, check_model_dir, load_model, read_lengths
+from .inputs import GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, check_model_dir, load_model, read_lengths
 
 # a .gz text table is compressed by pandas, which infers it from the (staging) name's .gz
 _TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".csv.gz": "csv", ".tsv.gz": "tsv", ".txt.gz": "tsv",
                    ".parquet": "parquet", ".h5ad": "h5ad"}
 _INPUT_HELP = "What the values are: counts, tpm or logtpm (natural log1p TPM)."
-_ORIENTATION_HELP = "samples_by_genes (rows are samples) or genes_by_samples."
 
 
 def register(app: typer.Typer) -> None:
@@ -105,8 +104,8 @@ def impute(
     out: Path = typer.Option(..., "--out", "-o", help="Output table: .csv or .tsv (optionally .gz), .parquet or .h5ad."),
     which: str = typer.Option("missing", help="missing: genes the data lacks; all: denoised values for every gene."),
     input: str = typer.Option("counts", "--input", help=_INPUT_HELP),
-    orientation: str = typer.Option("samples_by_genes", help=_ORIENTATION_HELP),
-    layer: Optional[str] = typer.Option(None, help="h5ad layer holding the values (default X)."),
+    orientation: str = typer.Option("samples_by_genes", help=ORIENTATION_HELP),
+    layer: Optional[str] = typer.Option(None, help=LAYER_HELP),
     gene_column: Optional[str] = typer.Option(None, help=GENE_COLUMN_HELP),
     lengths: Optional[Path] = typer.Option(None, help="Gene lengths (bp) for counts: CSV/TSV with gene ID and length columns."),
     min_matched_fraction: float = typer.Option(0.5, help="Fail when fewer than this share of vocabulary genes is measured."),
@@ -153,8 +152,8 @@ def embed(
     dtype: str = typer.Option("float32", help="Gene level: float32 or float16."),
     fuse_gene_features: bool = typer.Option(False, help="Gene level: append the bundle's per-gene table (ESM2)."),
     input: str = typer.Option("counts", "--input", help=_INPUT_HELP),
-    orientation: str = typer.Option("samples_by_genes", help=_ORIENTATION_HELP),
-    layer: Optional[str] = typer.Option(None, help="h5ad layer holding the values (default X)."),
+    orientation: str = typer.Option("samples_by_genes", help=ORIENTATION_HELP),
+    layer: Optional[str] = typer.Option(None, help=LAYER_HELP),
     gene_column: Optional[str] = typer.Option(None, help=GENE_COLUMN_HELP),
     lengths: Optional[Path] = typer.Option(None, help="Gene lengths (bp) for counts: CSV/TSV with gene ID and length columns."),
     min_matched_fraction: float = typer.Option(0.5, help="Fail when fewer than this share of vocabulary genes is measured."),
@@ -208,8 +207,8 @@ def build_graph(
     out: Path = typer.Option(..., "--out", "-o", help="graph.safetensors to write (bundle format)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Align to this bundle's vocabulary first."),
     input: str = typer.Option("logtpm", "--input", help=_INPUT_HELP + " Other than logtpm, only with --model."),
-    orientation: str = typer.Option("samples_by_genes", help=_ORIENTATION_HELP),
-    layer: Optional[str] = typer.Option(None, help="h5ad layer holding the values (default X)."),
+    orientation: str = typer.Option("samples_by_genes", help=ORIENTATION_HELP),
+    layer: Optional[str] = typer.Option(None, help=LAYER_HELP),
     gene_column: Optional[str] = typer.Option(None, help=GENE_COLUMN_HELP),
     top_k: int = typer.Option(20, help="Partners kept per gene."),
     min_abs_r: float = typer.Option(0.4, help="Drop edges with |Pearson r| below this."),

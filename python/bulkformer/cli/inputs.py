@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 # the --gene-column option of every command that reads an expression file with --layer
+ORIENTATION_HELP = "samples_by_genes (rows are samples) or genes_by_samples."
+LAYER_HELP = "h5ad layer holding the values (default X)."
 GENE_COLUMN_HELP = ("h5ad input: the var column holding gene IDs (obs with --orientation genes_by_samples); "
                     "default var_names.")
 

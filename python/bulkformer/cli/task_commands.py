@@ -11,7 +11,8 @@ from typing import Optional
 
 import typer
 
-from .inputs import GENE_COLUMN_HELP, check_model_dir, column, load_model, read_lengths, read_table
+from .inputs import (GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, check_model_dir, column, load_model, read_lengths,
+                     read_table)
 
 evaluate_app = typer.Typer(
     name="evaluate",
@@ -30,8 +31,8 @@ MODEL = typer.Option(..., "--model", "-m", help="Model bundle directory (for a f
 INPUT = typer.Option("counts", "--input", help="counts | tpm | logtpm (natural log1p TPM).")
 LENGTHS = typer.Option(None, "--lengths", help="Gene lengths (bp) for counts: CSV/TSV with gene ID and length columns "
                        "(default: the shipped lengths).")
-ORIENTATION = typer.Option("samples_by_genes", "--orientation", help="samples_by_genes | genes_by_samples.")
-LAYER = typer.Option(None, "--layer", help="h5ad layer holding the values (default X).")
+ORIENTATION = typer.Option("samples_by_genes", "--orientation", help=ORIENTATION_HELP)
+LAYER = typer.Option(None, "--layer", help=LAYER_HELP)
 GENE_COLUMN = typer.Option(None, "--gene-column", help=GENE_COLUMN_HELP)
 OUT = typer.Option(None, "--out", "-o", help="Write the full result (metrics, folds, predictions) as JSON.")
 PLOT = typer.Option(None, "--plot", help="Write the task's figure (.png/.pdf/.svg).")

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .inputs import GENE_COLUMN_HELP, read_lengths
+from .inputs import GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, read_lengths
 
 
 def register(app: typer.Typer) -> None:
@@ -119,8 +119,8 @@ def finetune(
     trainable_layers: int = typer.Option(1, "--trainable-layers", help="Performer layers trained in partial mode."),
     input: str = typer.Option("counts", "--input", help="counts, tpm or logtpm (natural log1p TPM)."),
     lengths: Optional[Path] = typer.Option(None, "--lengths", help="TSV gene ID -> length in bp (default: the shipped annotation)."),
-    orientation: str = typer.Option("samples_by_genes", "--orientation", help="samples_by_genes | genes_by_samples."),
-    layer: Optional[str] = typer.Option(None, "--layer", help="h5ad layer holding the values (default X)."),
+    orientation: str = typer.Option("samples_by_genes", "--orientation", help=ORIENTATION_HELP),
+    layer: Optional[str] = typer.Option(None, "--layer", help=LAYER_HELP),
     gene_column: Optional[str] = typer.Option(None, "--gene-column", help=GENE_COLUMN_HELP),
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of labelled samples held out for the reported metrics (0: none)."),
     epochs: int = typer.Option(20, "--epochs"),
