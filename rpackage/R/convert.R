@@ -98,8 +98,9 @@
 .execution_arguments <- function(batch.size, device, progress, python.args) {
     fixed <- intersect(names(python.args), .r_fixed_arguments)
     if (length(fixed)) {
-        stop("'", fixed[1], "' cannot be given in R: genes are the rows of x (rownames: gene IDs) and ",
-             "samples its columns; transpose a samples x genes matrix with t(x)", call. = FALSE)
+        stop("'", fixed[1], "' cannot be given in R: genes are the rows of x (rownames: gene IDs, or for a ",
+             "SummarizedExperiment the rowData column named by gene.column) and samples its columns; transpose a ",
+             "samples x genes matrix with t(x)", call. = FALSE)
     }
     c(list(batch_size = as.integer(batch.size), device = device, progress = isTRUE(progress)),
       python.args)

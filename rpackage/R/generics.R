@@ -29,6 +29,9 @@ NULL
 #'   e.g. `assay.type = 1`.
 #' @param input What the values are: raw `"counts"`, `"tpm"`, or `"logtpm"`
 #'   (natural log1p TPM).
+#' @param gene.column For SummarizedExperiment input: the `rowData` column holding
+#'   the gene IDs, e.g. `"gene_id"` when the rownames are symbols or other labels;
+#'   `NULL` (default) uses the rownames.
 #' @param lengths Gene lengths for the count -> TPM conversion: `NULL` (automatic),
 #'   a named numeric vector (gene ID -> bp), or a genes x samples matrix aligned with
 #'   the data.
@@ -44,7 +47,7 @@ NULL
 #'   arguments passed on to the Python function (e.g. `precision = "bf16"`, or
 #'   `min_matched_fraction = 0.1` for a targeted gene panel). The Python arguments
 #'   that describe the data's layout (`orientation`, `gene_names`, `samples`) are
-#'   refused: in R, genes are the rows (rownames: gene IDs) and samples the columns;
+#'   refused: in R, genes are the rows (rownames: gene IDs, or `gene.column`) and samples the columns;
 #'   transpose a samples x genes matrix with `t(x)`.
 #' @return A [SummarizedExperiment::SummarizedExperiment] with one row per vocabulary
 #'   gene (model order) and one column per sample:

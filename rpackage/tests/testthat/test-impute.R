@@ -240,3 +240,32 @@ test_that("outputs record the model, and the input's metadata is kept", {
     expect_identical(S4Vectors::metadata(embedded)$study, "GSE1")
     expect_null(attr(bulkformerEmbedding(embedded), "model"))
 })
+
+test_that("gene.column takes the gene IDs from a rowData column (rownames that are not IDs)", {
+    model <- tiny_model()
+    counts <- example_counts(model, n_measured = 240, n_samples = 3)
+    ids <- rownames(counts)
+    labelled <- counts
+    rownames(labelled) <- paste0("feature", seq_len(nrow(counts)))  # e.g. row numbers of a count table
+    se <- SummarizedExperiment::SummarizedExperiment(
+        list(counts = labelled), rowData = S4Vectors::DataFrame(gene_id = ids, biotype = "protein_coding"))
+    by_rownames <- bulkformerImpute(SummarizedExperiment::SummarizedExperiment(list(counts = counts)), model,
+                                    progress = FALSE)
+    by_column <- bulkformerImpute(se, model, gene.column = "gene_id", progress = FALSE)
+    expect_identical(SummarizedExperiment::assay(by_column, "imputed"),
+                     SummarizedExperiment::assay(by_rownames, "imputed"))
+    expect_identical(S4Vectors::metadata(by_column)$mapping_report$n_matched, 240L)
+    embedded <- bulkformerEmbed(se, model, gene.column = "gene_id", progress = FALSE)
+    expected <- bulkformerEmbed(counts, model, progress = FALSE)[colnames(counts), , drop = FALSE]  # no attributes
+    expect_identical(unname(as.matrix(SummarizedExperiment::colData(embedded)$bulkformer)), unname(expected))
+
+    expect_error(bulkformerImpute(se, model, progress = FALSE), "too few|matched", class = "bulkformer_python_error")
+    expect_error(bulkformerImpute(se, model, gene.column = "ensembl", progress = FALSE),
+                 "gene.column 'ensembl' is not a column of rowData\\(x\\); its columns are: gene_id, biotype")
+    SummarizedExperiment::rowData(se)$gene_id[5] <- NA
+    expect_error(bulkformerImpute(se, model, gene.column = "gene_id", progress = FALSE),
+                 "rowData column 'gene_id' has 1 empty or NA gene IDs \\(e.g. row 5\\)")
+    SummarizedExperiment::rowData(se)$length <- 1000
+    expect_error(bulkformerImpute(se, model, gene.column = "length", progress = FALSE),
+                 "holds numeric values, not gene IDs")
+})
