@@ -9,7 +9,8 @@ import typer
 
 from bulkformer.atomic import atomic_file
 
-from .inputs import GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, check_model_dir, load_model, read_lengths
+from .inputs import (GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, check_expression_file, check_model_dir,
+                     load_model, read_lengths)
 
 # a .gz text table is compressed by pandas, which infers it from the (staging) name's .gz
 _TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".csv.gz": "csv", ".tsv.gz": "tsv", ".txt.gz": "tsv",
@@ -61,23 +62,6 @@ def _write_table(frame, path: Path, source: Optional[Path] = None, orientation: 
             adata.write_h5ad(staging)
 
 
-def _check_input(path: Path, layer: Optional[str] = None, gene_column: Optional[str] = None) -> None:
-    """The expression file, checked before the model is loaded, in command-line terms."""
-    from bulkformer.io import check_gene_column, check_layer, file_format
-
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory: give one expression file (CSV/TSV(.gz), parquet or h5ad)")
-    if not path.exists():
-        raise FileNotFoundError(f"input file {path} does not exist")
-    try:
-        file_format(path)
-    except ValueError:
-        raise ValueError(f"cannot read {path.name}: give a CSV/TSV (optionally .gz), parquet or h5ad file "
-                         "(save a spreadsheet as CSV)") from None
-    check_layer(path, layer)  # their advice names --layer / --gene-column once main translates it
-    check_gene_column(path, gene_column)
-
-
 def _gene_list(genes: Optional[str]) -> Optional[list[str]]:
     """Comma-separated IDs, or @file with one ID per line."""
     if genes is None:
@@ -127,7 +111,7 @@ def impute(
     """
     from bulkformer.inference import impute as run
 
-    _check_input(data, layer, gene_column)
+    check_expression_file(data, layer, gene_column)
     _output_format(out, _TABLE_SUFFIXES)
     check_model_dir(model)
     frame = run(str(data), str(model), which=which, input=input, orientation=orientation, layer=layer,
@@ -176,7 +160,7 @@ def embed(
     """
     from bulkformer.inference import embed as run
 
-    _check_input(data, layer, gene_column)
+    check_expression_file(data, layer, gene_column)
     if level == "gene":
         if out.suffix != ".zarr":
             raise ValueError(f"gene-level embeddings go to a zarr store: name the output *.zarr, got {out}")
@@ -224,7 +208,7 @@ def build_graph(
     """
     from bulkformer.graph import build_graph as run
 
-    _check_input(data, layer, gene_column)
+    check_expression_file(data, layer, gene_column)
     if out.suffix != ".safetensors":
         raise ValueError(f"the graph is written as safetensors: name the output *.safetensors, got {out}")
     graph = run(str(data), vocabulary=None if model is None else load_model(model), input=input,

@@ -88,6 +88,23 @@ def column(table, name: Optional[str], what: str, flag: str = "--column"):
     return table[name]
 
 
+def check_expression_file(path: Path, layer: Optional[str] = None, gene_column: Optional[str] = None) -> None:
+    """The expression file, checked before the model is loaded, in command-line terms."""
+    from bulkformer.io import check_gene_column, check_layer, file_format
+
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory: give one expression file (CSV/TSV(.gz), parquet or h5ad)")
+    if not path.exists():
+        raise FileNotFoundError(f"input file {path} does not exist")
+    try:
+        file_format(path)
+    except ValueError:
+        raise ValueError(f"cannot read {path.name}: give a CSV/TSV (optionally .gz), parquet or h5ad file "
+                         "(save a spreadsheet as CSV)") from None
+    check_layer(path, layer)  # their advice names --layer / --gene-column once main translates it
+    check_gene_column(path, gene_column)
+
+
 def check_model_dir(path: Path) -> Path:
     """A complete bundle directory (checked before any expensive work; a fine-tuning
     output or a run directory is named as such, with how to use it)."""

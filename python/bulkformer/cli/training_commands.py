@@ -145,19 +145,17 @@ def finetune(
     """
     import json
 
-    from bulkformer.io import check_gene_column, check_layer
     from bulkformer.json_safe import json_safe
     from bulkformer.training.finetune import check_output_dir, check_settings
     from bulkformer.training.finetune import finetune as run
 
-    from .inputs import check_model_dir, column, read_table
+    from .inputs import check_expression_file, check_model_dir, column, read_table
 
     # flags, output and model first: nothing is read or trained before they are right
     check_settings(task=task, mode=mode, trainable_layers=trainable_layers, aggregate="mean", val_fraction=val_fraction,
                    epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, hidden=64)
     check_output_dir(out)
-    check_layer(data, layer)
-    check_gene_column(data, gene_column)
+    check_expression_file(data, layer, gene_column)
     check_model_dir(model)
     target = column(read_table(labels, "labels"), column_name, "labels")
     result = run(str(data), target, model, task=task, mode=mode, trainable_layers=trainable_layers, input=input,
