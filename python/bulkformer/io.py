@@ -22,8 +22,8 @@ ORIENTATIONS = ("samples_by_genes", "genes_by_samples")
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".tab", ".exp")
 CHUNK_BYTES = 1 << 30  # default raw-value budget per chunk (1 GiB of float64)
 
-__all__ = ["ExpressionMatrix", "as_matrix", "file_format", "gene_column_argument", "iter_file", "read_expression",
-           "read_gene_ids"]
+__all__ = ["ExpressionMatrix", "SampleSlots", "as_matrix", "file_format", "gene_column_argument", "iter_file",
+           "read_expression", "read_gene_ids", "read_sample_slots"]
 
 
 @dataclass
@@ -262,6 +262,58 @@ def read_annotations(path: str | Path, *, of: Literal["genes", "samples"] = "gen
     try:
         var_side = (of == "genes") != (orientation == "genes_by_samples")
         return (backed.var if var_side else backed.obs).copy()
+    finally:
+        backed.file.close()
+
+
+@dataclass
+class SampleSlots:
+    """The per-sample parts of an AnnData that outputs over the same samples keep:
+    annotations (``obs``), matrices (``obsm``: a PCA, a UMAP), pairwise graphs (``obsp``)
+    and ``uns`` (colours, parameters); for a genes x samples AnnData its var, varm, varp."""
+
+    obs: pd.DataFrame
+    obsm: dict[str, Any]
+    obsp: dict[str, Any]
+    uns: dict[str, Any]
+
+    @classmethod
+    def of(cls, adata: Any, orientation: Orientation = "samples_by_genes") -> SampleSlots:
+        """Copies of ``adata``'s sample-side slots (in memory or backed)."""
+        import copy
+
+        _check_orientation(orientation)
+        transposed = orientation == "genes_by_samples"
+        return cls(obs=(adata.var if transposed else adata.obs).copy(),
+                   obsm=dict(adata.varm if transposed else adata.obsm),
+                   obsp=dict(adata.varp if transposed else adata.obsp),
+                   uns=copy.deepcopy(dict(adata.uns)))
+
+    def attach(self, target: Any) -> None:
+        """Give ``target``, an AnnData over the same samples in the same order, the
+        matrices, graphs and uns (its own uns entries win); obs is the caller's to set,
+        since sample IDs may have been renamed."""
+        if target.n_obs != len(self.obs):
+            raise ValueError(f"the output has {target.n_obs} samples, the input {len(self.obs)}: "
+                             "per-sample matrices can only follow the same samples")
+        for key, matrix in self.obsm.items():
+            target.obsm[key] = matrix.set_axis(target.obs_names) if isinstance(matrix, pd.DataFrame) else matrix
+        for key, matrix in self.obsp.items():
+            target.obsp[key] = matrix
+        target.uns.update({key: value for key, value in self.uns.items() if key not in target.uns})
+
+
+def read_sample_slots(path: str | Path, *, orientation: Orientation = "samples_by_genes") -> SampleSlots | None:
+    """An h5ad file's :class:`SampleSlots` without its values; None for other files."""
+    _check_orientation(orientation)
+    path = _require(path)
+    if file_format(path) != "h5ad":
+        return None
+    import anndata
+
+    backed = anndata.read_h5ad(path, backed="r")  # X stays on disk; the slots are read into memory
+    try:
+        return SampleSlots.of(backed, orientation)
     finally:
         backed.file.close()
 

@@ -315,15 +315,27 @@ def test_finetune_reads_the_gene_column_of_an_h5ad_file(named_files, cli, tmp_pa
 
 def test_cli_h5ad_to_h5ad_keeps_the_sample_annotations(cohort, cli, tmp_path):
     """`bulkformer embed/impute in.h5ad -o out.h5ad` keeps in.h5ad's obs (they were dropped:
-    a scanpy user lost the tissue and batch columns); a genes x samples file's var."""
+    a scanpy user lost the tissue and batch columns), its obsm, obsp and uns (a PCA, a
+    neighbour graph, colours: dropped too, though the library kept them); a genes x
+    samples file's var."""
+    import scipy.sparse
+
     root, _, counts, adata, _ = cohort
+    rich = adata.copy()
+    rich.obsm["X_pca"] = np.arange(rich.n_obs * 2, dtype=np.float64).reshape(-1, 2)
+    rich.obsp["connectivities"] = scipy.sparse.random(rich.n_obs, rich.n_obs, density=0.3, format="csr", random_state=0)
+    rich.uns["tissue_colors"] = ["#1f77b4", "#ff7f0e"]
+    rich.write_h5ad(tmp_path / "rich.h5ad")
     for command in ("embed", "impute"):
         out = tmp_path / f"{command}.h5ad"
-        code, _, err = cli(command, root / "cohort.h5ad", "-m", root / "model", "-o", out, "--no-progress")
+        code, _, err = cli(command, tmp_path / "rich.h5ad", "-m", root / "model", "-o", out, "--no-progress")
         assert code == 0, err
         written = anndata.read_h5ad(out)
         assert list(written.obs_names) == list(counts.index)
         pd.testing.assert_frame_equal(written.obs, adata.obs, check_categorical=False)
+        np.testing.assert_array_equal(written.obsm["X_pca"], rich.obsm["X_pca"])
+        assert (written.obsp["connectivities"] != rich.obsp["connectivities"]).nnz == 0
+        assert list(written.uns["tissue_colors"]) == rich.uns["tissue_colors"] and "mapping_report" in written.uns["bulkformer"]
     transposed = anndata.AnnData(X=adata.X.T.tocsr(), obs=adata.var, var=adata.obs)
     transposed.write_h5ad(tmp_path / "gbs.h5ad")
     code, _, err = cli("embed", tmp_path / "gbs.h5ad", "--orientation", "genes_by_samples", "-m", root / "model",

@@ -34,7 +34,8 @@ def _output_format(path: Path, allowed: dict[str, str]) -> str:
 
 def _write_table(frame, path: Path, source: Optional[Path] = None, orientation: str = "samples_by_genes") -> None:
     """Write a samples x columns table to a temporary sibling, then rename. An h5ad output
-    of an h5ad ``source`` keeps the source's sample annotations as its obs."""
+    of an h5ad ``source`` keeps the source's sample annotations (obs), per-sample matrices
+    (obsm, obsp) and uns, as the library's AnnData results do."""
     fmt = _output_format(path, _TABLE_SUFFIXES)
     with atomic_file(path) as staging:
         if fmt in ("csv", "tsv"):
@@ -47,17 +48,18 @@ def _write_table(frame, path: Path, source: Optional[Path] = None, orientation: 
             import pandas as pd
 
             from bulkformer.inference.impute import gene_annotation
+            from bulkformer.io import read_sample_slots
 
-            from bulkformer.io import read_annotations
-
-            samples = read_annotations(source, of="samples", orientation=orientation) if source is not None else None
-            obs = pd.DataFrame(index=frame.index.astype(str))
-            if samples is not None:  # rows of the output are the input's samples, by ID
-                samples.index = samples.index.astype(str)
-                obs = samples.loc[list(obs.index)]
+            slots = read_sample_slots(source, orientation=orientation) if source is not None else None
+            sample_ids = [str(s) for s in frame.index]
+            # rows of the output are the input's samples in the input's order
+            carried = slots is not None and [str(s) for s in slots.obs.index] == sample_ids
+            obs = slots.obs.set_axis(pd.Index(sample_ids, name=slots.obs.index.name)) if carried else pd.DataFrame(index=sample_ids)
             adata = anndata.AnnData(X=frame.to_numpy(dtype=np.float32), obs=obs,
                                     var=gene_annotation(frame) if "gene_symbols" in frame.attrs  # imputed genes
                                     else pd.DataFrame(index=frame.columns.astype(str)))  # embedding features
+            if carried:
+                slots.attach(adata)
             adata.uns["bulkformer"] = {"mapping_report": frame.attrs.get("mapping_report", {})}
             adata.write_h5ad(staging)
 

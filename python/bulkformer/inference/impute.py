@@ -2,7 +2,6 @@
 values for all genes), from a bundle and raw or normalised expression."""
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..bundle import Bundle
+from ..io import SampleSlots
 from ..model import MASK_VALUE
 from . import distributed
 from .execution import Engine
@@ -188,23 +188,19 @@ def impute(
 def _as_anndata(frame: pd.DataFrame, source, which: str, orientation: str = "samples_by_genes"):
     import anndata
 
-    # the sample annotations: var of a genes x samples AnnData; rows keep the input's order
-    # (samples= may have renamed them), so they are carried over by position
-    transposed = orientation == "genes_by_samples"
-    annotations = source.var if transposed else source.obs
-    same_samples = len(annotations) == len(frame.index)
-    obs = annotations.copy() if same_samples else pd.DataFrame(index=frame.index)
-    obs.index = pd.Index([str(s) for s in frame.index])
-    var = gene_annotation(frame)
+    # the sample annotations (var of a genes x samples AnnData) and, with them, the per-sample
+    # matrices (a PCA, a UMAP, neighbour graphs) and uns; rows keep the input's order (samples=
+    # may have renamed them), so they are carried over by position
+    slots = SampleSlots.of(source, orientation)
+    same_samples = len(slots.obs) == len(frame.index)
+    obs = slots.obs if same_samples else pd.DataFrame(index=frame.index)
+    obs.index = pd.Index([str(s) for s in frame.index], name=obs.index.name)
     values = frame.to_numpy(dtype=np.float32)
-    adata = anndata.AnnData(X=values, obs=obs, var=var, layers={"bulkformer_imputed": values.copy()})
-    if same_samples:  # the per-sample matrices (a PCA, a UMAP, neighbour graphs) stay with their samples
-        for key, matrix in (source.varm if transposed else source.obsm).items():
-            adata.obsm[key] = matrix.set_axis(obs.index) if isinstance(matrix, pd.DataFrame) else matrix
-        for key, matrix in (source.varp if transposed else source.obsp).items():
-            adata.obsp[key] = matrix
-    # the input's uns (colours, parameters) is kept; the gene-level slots do not apply to the imputed genes
-    adata.uns.update(copy.deepcopy(dict(source.uns)))
+    adata = anndata.AnnData(X=values, obs=obs, var=gene_annotation(frame), layers={"bulkformer_imputed": values.copy()})
+    if same_samples:
+        slots.attach(adata)
+    else:
+        adata.uns.update(slots.uns)
     adata.uns["bulkformer"] = {"mapping_report": frame.attrs["mapping_report"], "which": which,
                                "model": _without_none(frame.attrs["model"])}
     return adata
