@@ -140,7 +140,19 @@ def _annotation_column(annotations: pd.DataFrame, name: str, where: str, owner: 
         raise ValueError(f"the gene ID column {name!r} is not a column of {owner} {where} (its columns: "
                          f"{list(map(str, annotations.columns))[:10]}): name the {where} column that holds the gene "
                          f"IDs, or leave it out to use the {where} names")
-    return annotations[name].tolist()
+    column = annotations[name]
+    # integer columns may hold Entrez IDs; fractions (lengths, means, dispersions) are no IDs
+    if pd.api.types.is_bool_dtype(column) or (pd.api.types.is_numeric_dtype(column)
+                                              and not pd.api.types.is_integer_dtype(column)):
+        raise ValueError(f"the gene ID column {name!r} of {owner} {where} holds {column.dtype} values, not gene IDs: "
+                         f"name the {where} column that holds the gene IDs")
+    # a gap would become the label 'nan' and its gene would be lost among the unmatched
+    gaps = np.flatnonzero(column.isna().to_numpy() | (column.astype(str).str.strip() == "").to_numpy())
+    if gaps.size:
+        raise ValueError(f"the gene ID column {name!r} of {owner} {where} has {gaps.size:,} empty or missing gene IDs "
+                         f"(e.g. row {gaps[0] + 1}, {where} name {str(annotations.index[gaps[0]])!r}): fill them in "
+                         f"or drop those genes first")
+    return column.tolist()
 
 
 def _is_anndata(data: Any) -> bool:

@@ -88,6 +88,16 @@ def test_gene_ids_from_a_var_column(cohort):
         bulkformer.prepare(opaque, bundle, genes="ensembl")
     with pytest.raises(ValueError, match="is one name, not one ID per gene"):  # was "genes= has 8 IDs ..."
         bulkformer.prepare(counts, bundle, genes="gene_ids")
+    # a gap became the gene 'nan' and was lost among the unmatched genes; a numeric column was read as IDs
+    gapped = opaque.copy()
+    gapped.var["gene_ids"] = gapped.var["gene_ids"].astype(object)
+    gapped.var.iloc[3, gapped.var.columns.get_loc("gene_ids")] = None
+    gapped.var.iloc[5, gapped.var.columns.get_loc("gene_ids")] = " "
+    with pytest.raises(ValueError, match=r"'gene_ids' of the AnnData's var has 2 empty or missing gene IDs \(e\.g\. row 4, "):
+        bulkformer.prepare(gapped, bundle, genes="gene_ids")
+    gapped.var["dispersion"] = np.linspace(0, 1, gapped.n_vars)
+    with pytest.raises(ValueError, match="'dispersion' of the AnnData's var holds float64 values, not gene IDs"):
+        bulkformer.prepare(gapped, bundle, genes="dispersion")
 
 
 def test_task_features_from_anndata(cohort):
