@@ -28,12 +28,16 @@ def repo_python() -> str:
 
 def r_environment(library: Path | None = None, **extra: str) -> dict[str, str]:
     """Environment for R subprocesses: the private library first on R_LIBS, reticulate
-    pinned to the repo's Python (no Miniconda prompt), one BLAS/OpenMP thread unless set."""
+    pinned to the repo's Python (no Miniconda prompt), and as many BLAS/OpenMP threads as
+    this process's torch uses unless set (a different count rounds float32 sums in another
+    order: R and Python then differ by an ulp, ~1e-6 for values near 8)."""
+    torch = sys.modules.get("torch")
+    threads = os.environ.get("OMP_NUM_THREADS") or (str(torch.get_num_threads()) if torch is not None else "1")
     env = dict(os.environ)
     env.update(
         RETICULATE_PYTHON=repo_python(),
         RETICULATE_MINICONDA_ENABLED="FALSE",
-        OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
+        OMP_NUM_THREADS=threads,
     )
     if library is not None:
         env["R_LIBS"] = os.pathsep.join(p for p in (str(library), os.environ.get("R_LIBS", "")) if p)

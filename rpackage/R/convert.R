@@ -1,5 +1,6 @@
 # Conversions between R objects and the arguments / results of the Python API.
-# No expression logic lives here: matrices go to Python as genes x samples with
+# No expression logic lives here: matrices (a SummarizedExperiment as an AnnData with
+# its rowData) go to Python as genes x samples with
 # orientation = "genes_by_samples", and results come back as they are.
 
 # Character vector -> Python list of str (a length-1 vector would otherwise become a str).
@@ -80,16 +81,55 @@
          "genes x samples matrix of lengths like tximport's avgTxLength", call. = FALSE)
 }
 
-# The data-description arguments shared by run_imputation() and embed().
-.data_arguments <- function(mat, input, lengths) {
-    list(
-        reticulate::r_to_py(unname(mat)),
-        input = input,
-        gene_names = .py_list(rownames(mat)),
-        samples = .py_list(colnames(mat)),
-        orientation = "genes_by_samples",
-        lengths = .py_lengths(lengths, mat)
-    )
+# The data-description arguments shared by run_imputation() and embed(). With `genes`
+# (a SummarizedExperiment's list(row.data =, column =)) the data go as an AnnData whose
+# obs are the genes, so that the engine reads the IDs from the rowData column `column`
+# or, when the rownames match badly, names the column that matches well.
+.data_arguments <- function(mat, input, lengths, genes = NULL) {
+    data <- if (is.null(genes)) {
+        list(reticulate::r_to_py(unname(mat)), gene_names = .py_list(rownames(mat)), samples = .py_list(colnames(mat)))
+    } else {
+        list(.py_annotated(mat, genes$row.data, genes$column), gene_names = genes$column)
+    }
+    c(data, list(input = input, orientation = "genes_by_samples", lengths = .py_lengths(lengths, mat)))
+}
+
+# A genes x samples AnnData: X the matrix, obs the genes (rownames, and the rowData
+# columns that may hold gene IDs: text, factors, integers; or whichever gene.column
+# names), var the samples. anndata's "names are not unique" warning is silenced:
+# repeated gene IDs are the engine's to report.
+.py_annotated <- function(mat, row.data, gene.column) {
+    anndata <- reticulate::import("anndata", convert = FALSE)
+    pandas <- reticulate::import("pandas", convert = FALSE)
+    genes <- pandas$DataFrame(index = .py_list(rownames(mat)))
+    for (name in colnames(row.data)) {
+        column <- row.data[[name]]
+        chosen <- identical(name, gene.column)
+        if (!chosen && !(is.character(column) || is.factor(column) || is.integer(column))) next  # never IDs
+        converted <- .py_annotation(column)
+        if (is.null(converted)) {
+            stop("rowData column '", name, "' holds ", class(column)[1], " values, not gene IDs (text)", call. = FALSE)
+        }
+        reticulate::py_set_item(genes, name, converted)
+    }
+    samples <- pandas$DataFrame(index = .py_list(colnames(mat)))
+    reticulate::py_suppress_warnings(anndata$AnnData(X = reticulate::r_to_py(unname(mat)), obs = genes, var = samples))
+}
+
+# An atomic rowData column as a 1-d numpy array with its gaps kept as gaps (reticulate
+# turns NA text into the string "NA", an NA integer into -2^31 and an NA logical into
+# True): NA text -> "", integers with NA -> text, logicals with NA -> numbers; NULL for
+# columns that are not plain vectors (lists, Rle, nested tables).
+.py_annotation <- function(column) {
+    if (is.factor(column)) column <- as.character(column)
+    if (!is.atomic(column) || !is.null(dim(column)) || is.complex(column) || is.raw(column)) return(NULL)
+    if (anyNA(column) && (is.integer(column) || is.character(column))) {
+        column <- as.character(column)
+        column[is.na(column)] <- ""
+    } else if (anyNA(column) && is.logical(column)) {
+        column <- as.numeric(column)
+    }
+    reticulate::np_array(column)
 }
 
 # Python arguments that describe the data's layout: in R it is fixed (genes are rows).

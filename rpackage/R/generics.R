@@ -31,7 +31,9 @@ NULL
 #'   (natural log1p TPM).
 #' @param gene.column For SummarizedExperiment input: the `rowData` column holding
 #'   the gene IDs, e.g. `"gene_id"` when the rownames are symbols or other labels;
-#'   `NULL` (default) uses the rownames.
+#'   `NULL` (default) uses the rownames, and when they match the vocabulary badly the
+#'   error names a rowData column that matches well. Missing or empty IDs in the column
+#'   are an error, as is a column of numbers or logicals.
 #' @param lengths Gene lengths for the count -> TPM conversion: `NULL` (automatic),
 #'   a named numeric vector (gene ID -> bp), or a genes x samples matrix aligned with
 #'   the data.

@@ -1,14 +1,17 @@
 #' @include generics.R methods-matrix.R
 NULL
 
-# The assay as a numeric genes x samples matrix, its rows named by the gene IDs
-# (rownames, or the rowData column gene.column).
+# The assay as a numeric genes x samples matrix named by the rownames (rows numbered
+# where there are none and gene.column names the rowData column with the IDs).
 .se_matrix <- function(x, assay.type, gene.column = NULL) {
     .check_not_empty(x)
     .check_assay(x, assay.type, "assay.type")
     mat <- SummarizedExperiment::assay(x, assay.type, withDimnames = TRUE)
     if (!is.null(gene.column)) {
-        rownames(mat) <- .row_data_ids(x, gene.column)
+        if (!is.character(gene.column) || length(gene.column) != 1L || is.na(gene.column)) {
+            stop("gene.column must be the name of one rowData column", call. = FALSE)
+        }
+        if (is.null(rownames(mat))) rownames(mat) <- as.character(seq_len(nrow(mat)))
     } else if (is.null(rownames(x))) {
         stop("the SummarizedExperiment has no rownames: set them to gene IDs (Ensembl IDs or symbols), or name ",
              "the rowData column holding them with gene.column = ...", call. = FALSE)
@@ -16,30 +19,10 @@ NULL
     .expression_matrix(mat, what = paste0("assay '", assay.type, "'"))
 }
 
-# Gene IDs from a rowData column (e.g. gene_id beside symbol rownames); gaps would
-# silently lose genes, so they are an error.
-.row_data_ids <- function(x, gene.column) {
-    row.data <- SummarizedExperiment::rowData(x)
-    if (!is.character(gene.column) || length(gene.column) != 1L || is.na(gene.column)) {
-        stop("gene.column must be the name of one rowData column", call. = FALSE)
-    }
-    if (!gene.column %in% colnames(row.data)) {
-        stop("gene.column '", gene.column, "' is not a column of rowData(x); its columns are: ",
-             if (ncol(row.data)) paste(colnames(row.data), collapse = ", ") else "(none)",
-             ". Leave gene.column out to use the rownames", call. = FALSE)
-    }
-    ids <- row.data[[gene.column]]
-    if (!is.character(ids) && !is.factor(ids)) {
-        stop("rowData column '", gene.column, "' holds ", class(ids)[1], " values, not gene IDs (text)", call. = FALSE)
-    }
-    ids <- as.character(ids)
-    missing <- is.na(ids) | !nzchar(ids)
-    if (any(missing)) {
-        stop("rowData column '", gene.column, "' has ", sum(missing), " empty or NA gene IDs (e.g. row ",
-             which(missing)[1], "): fill them in or drop those rows (x[!is.na(rowData(x)$", gene.column,
-             "), ])", call. = FALSE)
-    }
-    ids
+# What the engine reads the gene IDs from (and searches for them when the rownames
+# match badly): the rowData columns and the one gene.column names.
+.se_annotations <- function(x, gene.column) {
+    list(row.data = SummarizedExperiment::rowData(x), column = gene.column)
 }
 
 # An assay chosen by name or position; unnamed assays (SummarizedExperiment(list(m)))
@@ -91,7 +74,7 @@ setMethod("bulkformerImpute", "SummarizedExperiment", function(x, model, assay.t
     mat <- .se_matrix(x, assay.type, gene.column)
     .impute_matrix(mat, model, input, .se_lengths(x, lengths, length.assay, input), predicted,
                    batch.size, device, progress, list(...), col.data = SummarizedExperiment::colData(x),
-                   metadata = S4Vectors::metadata(x))
+                   metadata = S4Vectors::metadata(x), annotations = .se_annotations(x, gene.column))
 })
 
 #' @rdname bulkformerEmbed
@@ -112,7 +95,7 @@ setMethod("bulkformerEmbed", "SummarizedExperiment", function(x, model, level = 
     mat <- .se_matrix(x, assay.type, gene.column)
     embedded <- .embed_matrix(mat, model, level, aggregate, genes, out, match.arg(dtype), input,
                               .se_lengths(x, lengths, length.assay, input), batch.size, device,
-                              progress, list(...))
+                              progress, list(...), annotations = .se_annotations(x, gene.column))
     if (level == "gene") {
         return(embedded)
     }

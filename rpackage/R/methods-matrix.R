@@ -5,12 +5,12 @@ NULL
 # ?bulkformerImpute with colData `col.data` (or the sample names) and the entries of
 # `metadata` (the input's) next to its own.
 .impute_matrix <- function(mat, model, input, lengths, predicted, batch.size, device, progress,
-                           python.args, col.data = NULL, metadata = list()) {
+                           python.args, col.data = NULL, metadata = list(), annotations = NULL) {
     execution <- .execution_arguments(batch.size, device, progress, python.args)
     model <- .as_model(model)
     inference <- .py_module("bulkformer.inference")
     result <- .bf_call(do.call(inference$run_imputation, c(
-        .data_arguments(mat, input, lengths), list(model), execution
+        .data_arguments(mat, input, lengths, annotations), list(model), execution
     )))
     samples <- .py_strings(result$sample_ids)
     gene_ids <- .py_strings(result$gene_ids)
@@ -41,7 +41,7 @@ NULL
 # Sample embeddings (samples x features matrix, attributes "mapping_report" and
 # "model") or, at gene level, the path of the on-disk store.
 .embed_matrix <- function(mat, model, level, aggregate, genes, out, dtype, input, lengths,
-                          batch.size, device, progress, python.args) {
+                          batch.size, device, progress, python.args, annotations = NULL) {
     execution <- .execution_arguments(batch.size, device, progress, python.args)
     model <- .as_model(model)
     bf <- .py_module()
@@ -52,12 +52,21 @@ NULL
         out <- path.expand(out)
     }
     embedded <- .bf_call(do.call(bf$embed, c(
-        .data_arguments(mat, input, lengths), list(model),
+        .data_arguments(mat, input, lengths, annotations), list(model),
         list(level = level, aggregate = aggregate, genes = .py_list(genes), out = out, dtype = dtype),
         execution
     )))
     if (level == "gene") {
         return(as.character(reticulate::py_str(embedded)))
+    }
+    if (!is.null(annotations)) {
+        # an AnnData in (genes x samples), an AnnData out: the embedding is its varm entry
+        stored <- embedded$uns$get("bulkformer")
+        embedding <- .py_numeric(embedded$varm$get("X_bulkformer"))
+        dimnames(embedding) <- list(colnames(mat), paste0("bf_", seq_len(ncol(embedding)) - 1L))
+        attr(embedding, "mapping_report") <- .py_dict(stored$get("mapping_report"))
+        attr(embedding, "model") <- .py_dict(stored$get("model"))
+        return(embedding)
     }
     embedding <- .py_numeric(embedded$to_numpy())
     dimnames(embedding) <- list(.py_strings(embedded$index$astype("str")$tolist()),

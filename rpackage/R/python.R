@@ -178,6 +178,13 @@ bulkformer_envname <- function() {
     "Rows are samples: leave out orientation='genes_by_samples' \\(the default is 'samples_by_genes'\\)\\." =
         "In R, genes must be the rows: transpose it with t(x).",
     "\\(orientation=\\)" = "(rownames in R)",
+    # a SummarizedExperiment goes as a genes x samples AnnData whose obs are its rowData
+    "genes='([^']*)' \\(gene_names='[^']*' in [^)]*\\)" = "gene.column='\\1'",
+    "[Tt]he AnnData's obs column" = "The rowData column",
+    "the AnnData's obs" = "rowData(x)",
+    "the obs column" = "the rowData column",
+    "or leave it out to use the obs names" = "or leave gene.column out to use the rownames",
+    "obs name '" = "rowname '",
     "^([[:alnum:]_.]+\\(\\) )?got an unexpected keyword argument '([^']+)'" =
         "unknown argument '\\2'; see the function's help page for its arguments",
     # what is left is argument syntax: input='counts' -> input = "counts", True -> TRUE;

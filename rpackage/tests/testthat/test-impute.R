@@ -259,13 +259,25 @@ test_that("gene.column takes the gene IDs from a rowData column (rownames that a
     expected <- bulkformerEmbed(counts, model, progress = FALSE)[colnames(counts), , drop = FALSE]  # no attributes
     expect_identical(unname(as.matrix(SummarizedExperiment::colData(embedded)$bulkformer)), unname(expected))
 
-    expect_error(bulkformerImpute(se, model, progress = FALSE), "too few|matched", class = "bulkformer_python_error")
+    # the rownames match nothing: the error names the rowData column that does, in R's terms
+    expect_error(bulkformerImpute(se, model, progress = FALSE),
+                 "The rowData column 'gene_id' matches 240 vocabulary genes: pass gene.column = \"gene_id\"",
+                 class = "bulkformer_python_error")
+    expect_error(bulkformerEmbed(se, model, progress = FALSE), "pass gene.column = \"gene_id\"")
     expect_error(bulkformerImpute(se, model, gene.column = "ensembl", progress = FALSE),
-                 "gene.column 'ensembl' is not a column of rowData\\(x\\); its columns are: gene_id, biotype")
-    SummarizedExperiment::rowData(se)$gene_id[5] <- NA
-    expect_error(bulkformerImpute(se, model, gene.column = "gene_id", progress = FALSE),
-                 "rowData column 'gene_id' has 1 empty or NA gene IDs \\(e.g. row 5\\)")
+                 "'ensembl' is not a column of rowData\\(x\\) \\(its columns: \\['gene_id', 'biotype'\\]\\)")
+    gapped <- se
+    SummarizedExperiment::rowData(gapped)$gene_id[5] <- NA
+    expect_error(bulkformerImpute(gapped, model, gene.column = "gene_id", progress = FALSE),
+                 "'gene_id' of rowData\\(x\\) has 1 empty or missing gene IDs \\(e.g. row 5, rowname 'feature5'\\)")
     SummarizedExperiment::rowData(se)$length <- 1000
     expect_error(bulkformerImpute(se, model, gene.column = "length", progress = FALSE),
-                 "holds numeric values, not gene IDs")
+                 "'length' of rowData\\(x\\) holds float64 values, not gene IDs")
+    SummarizedExperiment::rowData(se)$transcripts <- S4Vectors::Rle("tx")
+    expect_error(bulkformerImpute(se, model, gene.column = "transcripts", progress = FALSE),
+                 "rowData column 'transcripts' holds Rle values, not gene IDs")
+    # other columns that cannot go to Python (an Rle) are left behind, not an error
+    by_column <- bulkformerImpute(se, model, gene.column = "gene_id", progress = FALSE)
+    expect_identical(SummarizedExperiment::assay(by_column, "imputed"),
+                     SummarizedExperiment::assay(by_rownames, "imputed"))
 })
