@@ -81,15 +81,15 @@
          "genes x samples matrix of lengths like tximport's avgTxLength", call. = FALSE)
 }
 
-# The data-description arguments shared by run_imputation() and embed(). With `genes`
-# (a SummarizedExperiment's list(row.data =, column =)) the data go as an AnnData whose
+# The data-description arguments shared by run_imputation() and embed(). With
+# `annotations` (a SummarizedExperiment's list(row.data =, column =)) the data go as an AnnData whose
 # obs are the genes, so that the engine reads the IDs from the rowData column `column`
 # or, when the rownames match badly, names the column that matches well.
-.data_arguments <- function(mat, input, lengths, genes = NULL) {
-    data <- if (is.null(genes)) {
+.data_arguments <- function(mat, input, lengths, annotations = NULL) {
+    data <- if (is.null(annotations)) {
         list(reticulate::r_to_py(unname(mat)), gene_names = .py_list(rownames(mat)), samples = .py_list(colnames(mat)))
     } else {
-        list(.py_annotated(mat, genes$row.data, genes$column), gene_names = genes$column)
+        list(.py_annotated(mat, annotations$row.data, annotations$column), gene_names = annotations$column)
     }
     c(data, list(input = input, orientation = "genes_by_samples", lengths = .py_lengths(lengths, mat)))
 }

@@ -54,7 +54,8 @@ def _write_table(frame, path: Path, source: Optional[Path] = None, orientation: 
             sample_ids = [str(s) for s in frame.index]
             # rows of the output are the input's samples in the input's order
             carried = slots is not None and [str(s) for s in slots.obs.index] == sample_ids
-            obs = slots.obs.set_axis(pd.Index(sample_ids, name=slots.obs.index.name)) if carried else pd.DataFrame(index=sample_ids)
+            obs = (slots.obs.set_axis(pd.Index(sample_ids, name=slots.obs.index.name)) if carried
+                   else pd.DataFrame(index=sample_ids))
             adata = anndata.AnnData(X=frame.to_numpy(dtype=np.float32), obs=obs,
                                     var=gene_annotation(frame) if "gene_symbols" in frame.attrs  # imputed genes
                                     else pd.DataFrame(index=frame.columns.astype(str)))  # embedding features
