@@ -22,8 +22,8 @@ ORIENTATIONS = ("samples_by_genes", "genes_by_samples")
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".tab", ".exp")
 CHUNK_BYTES = 1 << 30  # default raw-value budget per chunk (1 GiB of float64)
 
-__all__ = ["ExpressionMatrix", "SampleSlots", "as_matrix", "file_format", "gene_column_argument", "iter_file",
-           "read_expression", "read_gene_ids", "read_sample_slots"]
+__all__ = ["ExpressionFile", "ExpressionMatrix", "SampleSlots", "as_matrix", "file_format", "gene_column_argument",
+           "iter_file", "open_expression", "read_expression", "read_gene_ids", "read_sample_slots"]
 
 
 @dataclass
@@ -330,17 +330,36 @@ def read_sample_slots(path: str | Path, *, orientation: Orientation = "samples_b
         backed.file.close()
 
 
-def iter_file(path: str | Path, *, orientation: Orientation = "samples_by_genes", layer: str | None = None,
-              chunk_samples: int | None = None, genes: str | None = None) -> tuple[list[str], Iterator[ExpressionMatrix]]:
-    """(gene_ids, iterator of samples x genes chunks) of a file, so that a file larger
-    than memory is read ``chunk_samples`` samples at a time (default: ~1 GiB of values).
-    ``genes``: for an h5ad file, the ``var`` column holding the gene IDs (``obs`` for
-    genes_by_samples), e.g. ``"gene_ids"`` where var_names are symbols."""
+@dataclass
+class ExpressionFile:
+    """An opened expression file: its gene IDs, its number of samples where the format
+    tells it without reading the values (None for a samples x genes text file, which is
+    read front to back), and its samples x genes chunks."""
+
+    gene_ids: list[str]
+    n_samples: int | None
+    chunks: Iterator[ExpressionMatrix]
+
+
+def open_expression(path: str | Path, *, orientation: Orientation = "samples_by_genes", layer: str | None = None,
+                    chunk_samples: int | None = None, genes: str | None = None) -> ExpressionFile:
+    """Open a file to read it ``chunk_samples`` samples at a time (default: ~1 GiB of
+    values), so that a file larger than memory can be processed; ``genes``: for an h5ad
+    file, the ``var`` column holding the gene IDs (``obs`` for genes_by_samples), e.g.
+    ``"gene_ids"`` where var_names are symbols."""
     _check_orientation(orientation)
     source = _open_file(_require(path), orientation, layer, genes)
     n_genes = max(len(source.gene_ids), 1)
     chunk = chunk_samples or max(1, CHUNK_BYTES // (8 * n_genes))
-    return source.gene_ids, source.chunks(chunk)
+    n_samples = None if source.sample_ids is None else len(source.sample_ids)
+    return ExpressionFile(source.gene_ids, n_samples, source.chunks(chunk))
+
+
+def iter_file(path: str | Path, *, orientation: Orientation = "samples_by_genes", layer: str | None = None,
+              chunk_samples: int | None = None, genes: str | None = None) -> tuple[list[str], Iterator[ExpressionMatrix]]:
+    """(gene_ids, iterator of samples x genes chunks) of a file, as :func:`open_expression`."""
+    opened = open_expression(path, orientation=orientation, layer=layer, chunk_samples=chunk_samples, genes=genes)
+    return opened.gene_ids, opened.chunks
 
 
 def read_expression(path: str | Path, *, orientation: Orientation = "samples_by_genes",

@@ -91,3 +91,28 @@ def test_file_format_names():
     assert file_format("a.parquet") == "parquet" and file_format("a.h5ad") == "h5ad"
     with pytest.raises(ValueError, match="unsupported file type"):
         file_format("a.xlsx")
+
+
+@pytest.mark.parametrize("kind", ["parquet", "h5ad"])
+def test_prepare_of_a_file_holds_one_copy_of_the_output(tmp_path, kind):
+    """Formats that tell their sample count (h5ad, parquet) are written block by block into
+    one output; the blocks were concatenated, holding the output twice at the end."""
+    import tracemalloc
+
+    vocabulary = default_vocabulary()
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(rng.integers(0, 1000, size=(240, 200)).astype(np.float32),
+                         index=[f"S{i}" for i in range(240)], columns=list(vocabulary["ensembl_id"].iloc[:200]))
+    path = tmp_path / f"cohort.{kind}"
+    _write(frame, path, kind)
+    expected = prepare(frame, vocabulary, min_matched_fraction=0).values
+    output_bytes = expected.nbytes  # 240 x ~19,400 float32: 19 MB
+    tracemalloc.start()
+    try:
+        prepared = prepare(path, vocabulary, chunk_samples=30, min_matched_fraction=0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_allclose(prepared.values, expected, rtol=1e-6)
+    assert prepared.sample_ids == list(frame.index)
+    assert peak < 1.5 * output_bytes, f"peak {peak / 1e6:.1f} MB for an output of {output_bytes / 1e6:.1f} MB"

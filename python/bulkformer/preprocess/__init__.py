@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bulkformer.io import (ExpressionMatrix, Orientation, as_matrix, gene_column_argument, iter_file,
+from bulkformer.io import (ExpressionMatrix, Orientation, as_matrix, gene_column_argument, open_expression,
                            read_annotations)
 from bulkformer.preprocess._kernel import native_available
 from bulkformer.preprocess.align import AlignmentPlan, plan_alignment
@@ -168,7 +168,8 @@ def prepare(
     allocated: list[np.ndarray] = []
 
     def allocate(n_vocab: int) -> np.ndarray | None:
-        # in-memory inputs: blocks are written straight into one output (no concatenation copy)
+        # a known sample count (in memory, h5ad, parquet, genes x samples text): the blocks are written
+        # straight into one output, without a second copy to concatenate them
         if source.n_samples is None:
             return None
         allocated.append(np.empty((source.n_samples, n_vocab), dtype=np.float32))
@@ -203,7 +204,7 @@ def prepare_chunks(data: Any, vocabulary: Any, *, input: InputKind = "counts", g
 class _Source:
     gene_ids: list[str]
     blocks: Iterator[ExpressionMatrix]
-    n_samples: int | None  # None: a file streamed front to back
+    n_samples: int | None  # None: a text file streamed front to back (samples unknown until read)
     # AnnData and h5ad files: their var (obs) columns, read for advice when the names match badly
     gene_columns: Callable[[], pd.DataFrame | None] | None = None
     owner: str = "The AnnData's"  # whose columns, in that advice
@@ -215,10 +216,11 @@ class _Source:
                 raise ValueError("samples= names the samples of an in-memory matrix; a file carries its own sample "
                                  "names: leave samples= out")
             # genes= may name an h5ad file's gene-ID column; the reader checks it
-            gene_ids, blocks = iter_file(data, orientation=orientation, layer=layer, chunk_samples=chunk_samples,
-                                         genes=genes)
+            opened = open_expression(data, orientation=orientation, layer=layer, chunk_samples=chunk_samples,
+                                     genes=genes)
             columns = None if genes is not None else lambda: read_annotations(data, of="genes", orientation=orientation)
-            return cls(gene_ids, blocks, None, columns, f"{Path(data).name}'s")
+            # a known sample count lets prepare() write the blocks into one output instead of concatenating
+            return cls(opened.gene_ids, opened.chunks, opened.n_samples, columns, f"{Path(data).name}'s")
         matrix = as_matrix(data, genes=genes, samples=samples, orientation=orientation, layer=layer)
         columns = None
         if genes is None and hasattr(data, "var") and hasattr(data, "obs_names"):  # AnnData
