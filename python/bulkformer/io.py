@@ -365,11 +365,25 @@ def iter_file(path: str | Path, *, orientation: Orientation = "samples_by_genes"
 def read_expression(path: str | Path, *, orientation: Orientation = "samples_by_genes",
                     layer: str | None = None, genes: str | None = None) -> ExpressionMatrix:
     """A whole file as one :class:`ExpressionMatrix` (samples x genes); ``genes`` as in
-    :func:`iter_file`."""
-    gene_ids, chunks = iter_file(path, orientation=orientation, layer=layer, genes=genes)
-    parts = list(chunks)
-    values = np.concatenate([p.values for p in parts]) if parts else np.empty((0, len(gene_ids)))
-    return ExpressionMatrix(values=values, gene_ids=gene_ids, sample_ids=[s for p in parts for s in p.sample_ids])
+    :func:`open_expression`. Where the format tells the sample count, the chunks are
+    copied into one matrix as they are read (a concatenation would hold the values twice)."""
+    opened = open_expression(path, orientation=orientation, layer=layer, genes=genes)
+    values: np.ndarray | None = None
+    parts: list[np.ndarray] = []
+    sample_ids: list[str] = []
+    for chunk in opened.chunks:
+        if opened.n_samples is not None:
+            if values is None:
+                values = np.empty((opened.n_samples, chunk.values.shape[1]), dtype=chunk.values.dtype)
+            elif chunk.values.dtype != values.dtype:  # e.g. a parquet row group whose integers have gaps
+                values = values.astype(np.result_type(values.dtype, chunk.values.dtype))
+            values[len(sample_ids):len(sample_ids) + len(chunk.sample_ids)] = chunk.values
+        else:
+            parts.append(chunk.values)
+        sample_ids.extend(chunk.sample_ids)
+    if values is None:
+        values = np.concatenate(parts) if parts else np.empty((0, len(opened.gene_ids)))
+    return ExpressionMatrix(values=values, gene_ids=opened.gene_ids, sample_ids=sample_ids)
 
 
 @dataclass

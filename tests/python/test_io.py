@@ -116,3 +116,28 @@ def test_prepare_of_a_file_holds_one_copy_of_the_output(tmp_path, kind):
     np.testing.assert_allclose(prepared.values, expected, rtol=1e-6)
     assert prepared.sample_ids == list(frame.index)
     assert peak < 1.5 * output_bytes, f"peak {peak / 1e6:.1f} MB for an output of {output_bytes / 1e6:.1f} MB"
+
+
+
+@pytest.mark.parametrize("kind", ["h5ad"])  # parquet chunks live in arrow buffers, which tracemalloc does not see
+def test_read_expression_of_a_file_holds_one_copy(tmp_path, kind, monkeypatch):
+    """The whole-file reader (build_graph reads a cohort with it) copies each chunk into
+    one matrix as it is read; the chunks were concatenated, holding the values twice."""
+    import tracemalloc
+
+    import bulkformer.io
+
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame(rng.normal(size=(4000, 200)).astype(np.float32), index=[f"S{i}" for i in range(4000)],
+                         columns=list(default_vocabulary()["ensembl_id"].iloc[:200]))
+    path = tmp_path / f"cohort.{kind}"
+    _write(frame, path, kind)
+    monkeypatch.setattr(bulkformer.io, "CHUNK_BYTES", 200 * 8 * 250)  # chunks of 250 samples
+    tracemalloc.start()
+    try:
+        matrix = read_expression(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(matrix.values, frame.to_numpy())
+    assert peak < 1.5 * matrix.values.nbytes, f"peak {peak / 1e6:.1f} MB for {matrix.values.nbytes / 1e6:.1f} MB of values"
