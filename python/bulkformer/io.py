@@ -12,7 +12,7 @@ import io as _io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -265,15 +265,21 @@ def read_annotations(path: str | Path, *, of: Literal["genes", "samples"] = "gen
     _check_orientation(orientation)
     if of not in ("genes", "samples"):
         raise ValueError(f"of must be 'genes' or 'samples', got {of!r}")
+    var_side = (of == "genes") != (orientation == "genes_by_samples")
+    return _read_backed(path, lambda backed: (backed.var if var_side else backed.obs).copy())
+
+
+def _read_backed(path: str | Path, read: Callable[[Any], Any]) -> Any:
+    """``read`` applied to an h5ad file opened backed (X stays on disk; annotations are
+    read into memory) and closed at once; None for other files, which have no annotations."""
     path = _require(path)
     if file_format(path) != "h5ad":
         return None
     import anndata
 
-    backed = anndata.read_h5ad(path, backed="r")  # annotations only, closed at once
+    backed = anndata.read_h5ad(path, backed="r")
     try:
-        var_side = (of == "genes") != (orientation == "genes_by_samples")
-        return (backed.var if var_side else backed.obs).copy()
+        return read(backed)
     finally:
         backed.file.close()
 
@@ -318,16 +324,7 @@ class SampleSlots:
 def read_sample_slots(path: str | Path, *, orientation: Orientation = "samples_by_genes") -> SampleSlots | None:
     """An h5ad file's :class:`SampleSlots` without its values; None for other files."""
     _check_orientation(orientation)
-    path = _require(path)
-    if file_format(path) != "h5ad":
-        return None
-    import anndata
-
-    backed = anndata.read_h5ad(path, backed="r")  # X stays on disk; the slots are read into memory
-    try:
-        return SampleSlots.of(backed, orientation)
-    finally:
-        backed.file.close()
+    return _read_backed(path, lambda backed: SampleSlots.of(backed, orientation))
 
 
 @dataclass
