@@ -94,23 +94,21 @@
     c(data, list(input = input, orientation = "genes_by_samples", lengths = .py_lengths(lengths, mat)))
 }
 
-# A genes x samples AnnData: X the matrix, obs the genes (rownames, and the rowData
-# columns that may hold gene IDs: text, factors, integers; or whichever gene.column
-# names), var the samples. anndata's "names are not unique" warning is silenced:
-# repeated gene IDs are the engine's to report.
+# A genes x samples AnnData: X the matrix, obs the genes (rownames, and the plain
+# rowData columns, so that the engine can check gene.column and name its choices), var
+# the samples. anndata's "names are not unique" warning is silenced: repeated gene IDs
+# are the engine's to report.
 .py_annotated <- function(mat, row.data, gene.column) {
     anndata <- reticulate::import("anndata", convert = FALSE)
     pandas <- reticulate::import("pandas", convert = FALSE)
     genes <- pandas$DataFrame(index = .py_list(rownames(mat)))
     for (name in colnames(row.data)) {
-        column <- row.data[[name]]
-        chosen <- identical(name, gene.column)
-        if (!chosen && !(is.character(column) || is.factor(column) || is.integer(column))) next  # never IDs
-        converted <- .py_annotation(column)
-        if (is.null(converted)) {
-            stop("rowData column '", name, "' holds ", class(column)[1], " values, not gene IDs (text)", call. = FALSE)
+        converted <- .py_annotation(row.data[[name]])
+        if (is.null(converted) && identical(name, gene.column)) {
+            stop("rowData column '", name, "' holds ", class(row.data[[name]])[1], " values, not gene IDs (text)",
+                 call. = FALSE)
         }
-        reticulate::py_set_item(genes, name, converted)
+        if (!is.null(converted)) reticulate::py_set_item(genes, name, converted)  # lists, Rle: never IDs
     }
     samples <- pandas$DataFrame(index = .py_list(colnames(mat)))
     reticulate::py_suppress_warnings(anndata$AnnData(X = reticulate::r_to_py(unname(mat)), obs = genes, var = samples))
@@ -132,18 +130,51 @@
     reticulate::np_array(column)
 }
 
-# Python arguments that describe the data's layout: in R it is fixed (genes are rows).
-.r_fixed_arguments <- c("orientation", "gene_names", "samples")
+# Python arguments that R takes under another name or fixes (genes are rows), with
+# what to do instead; passed through `...` they would clash or mislead.
+.layout_advice <- paste("genes are the rows of x (rownames: gene IDs, or for a SummarizedExperiment the rowData",
+                        "column named by gene.column) and samples its columns; transpose a samples x genes matrix",
+                        "with t(x)")
+.r_owned_arguments <- c(
+    orientation = .layout_advice, gene_names = .layout_advice, samples = .layout_advice,
+    batch_size = "use batch.size = ...",
+    layer = "choose the assay of a SummarizedExperiment with assay.type = ...",
+    which = "use predicted = TRUE for predictions at every gene"
+)
+
+# Arguments of the SummarizedExperiment methods that a matrix method would pass on to Python.
+.se_only_arguments <- c("gene.column", "assay.type", "length.assay", "name")
 
 .execution_arguments <- function(batch.size, device, progress, python.args) {
-    fixed <- intersect(names(python.args), .r_fixed_arguments)
-    if (length(fixed)) {
-        stop("'", fixed[1], "' cannot be given in R: genes are the rows of x (rownames: gene IDs, or for a ",
-             "SummarizedExperiment the rowData column named by gene.column) and samples its columns; transpose a ",
-             "samples x genes matrix with t(x)", call. = FALSE)
+    owned <- intersect(names(python.args), names(.r_owned_arguments))
+    if (length(owned)) {
+        stop("'", owned[1], "' cannot be given in R: ", .r_owned_arguments[[owned[1]]], call. = FALSE)
     }
-    c(list(batch_size = as.integer(batch.size), device = device, progress = isTRUE(progress)),
-      python.args)
+    se.only <- intersect(names(python.args), .se_only_arguments)
+    if (length(se.only)) {
+        stop(se.only[1], " applies to SummarizedExperiment input only; for a matrix, the rownames are the gene IDs ",
+             "and every column is a sample", call. = FALSE)
+    }
+    .check_count(batch.size, "batch.size")
+    .check_flag(progress, "progress")
+    if (!is.null(device) && !(is.character(device) && length(device) == 1L && !is.na(device))) {
+        stop("device must be NULL (the best available) or one string such as \"cpu\" or \"cuda\"", call. = FALSE)
+    }
+    c(list(batch_size = as.integer(batch.size), device = device, progress = progress), python.args)
+}
+
+.check_flag <- function(value, argument) {
+    if (!is.logical(value) || length(value) != 1L || is.na(value)) {
+        stop(argument, " must be TRUE or FALSE", call. = FALSE)
+    }
+    invisible(value)
+}
+
+.check_count <- function(value, argument) {
+    if (!is.numeric(value) || length(value) != 1L || is.na(value) || value < 1 || value != round(value)) {
+        stop(argument, " must be a whole number >= 1", call. = FALSE)
+    }
+    invisible(value)
 }
 
 # bulkformer.inference.GeneEmbeddings -> samples x genes x features array.

@@ -17,9 +17,14 @@ NULL
 #' `assay.type` is used; for a DESeqDataSet that is the raw `counts(dds)`. When an
 #' `avgTxLength` assay (tximport, `DESeqDataSetFromTximport`) or a `length` assay
 #' (tximeta) is present and `lengths` is not given, it gives the per-sample gene
-#' lengths for the TPM conversion; otherwise the lengths of the model's vocabulary
-#' are used (`bulkformerVocabulary(model)$length`; 1000 bp where unknown; the
-#' mapping report's `length_sources` counts both).
+#' lengths for the TPM conversion. Otherwise each input gene's length comes from, in
+#' order: `lengths`; the model's vocabulary (`bulkformerVocabulary(model)$length`);
+#' the shipped gene annotation (input genes outside the vocabulary count too, since
+#' TPM is computed over all of them); 1000 bp. The mapping report's `length_sources`
+#' counts the genes per source (`user`, `vocabulary`, `annotation`,
+#' `default_1000bp`, or `per_sample`). Lengths apply to `input = "counts"` only:
+#' with `"tpm"` or `"logtpm"` they are an error. `rowData(.)$length` of the result is
+#' the vocabulary's length, whatever the conversion used.
 #'
 #' @param x A [SummarizedExperiment::SummarizedExperiment] (or DESeqDataSet), or a
 #'   numeric matrix / data.frame with genes as rows and samples as columns.
@@ -35,8 +40,9 @@ NULL
 #'   error names a rowData column that matches well. Missing or empty IDs in the column
 #'   are an error, as is a column of numbers or logicals.
 #' @param lengths Gene lengths for the count -> TPM conversion: `NULL` (automatic),
-#'   a named numeric vector (gene ID -> bp), or a genes x samples matrix aligned with
-#'   the data.
+#'   a named numeric vector (gene ID -> bp, named by the gene IDs of `x`, i.e. those
+#'   of `gene.column` when given, or by the vocabulary's Ensembl IDs), or a genes x
+#'   samples matrix aligned with the data.
 #' @param length.assay For SummarizedExperiment input: the assay with per-sample
 #'   lengths; by default `avgTxLength` or `length` when present. `NA` to ignore them.
 #' @param predicted Also return the `predicted` assay: the model output for every
@@ -102,14 +108,17 @@ setGeneric("bulkformerImpute", function(x, ...) standardGeneric("bulkformerImput
 #'   unversioned Ensembl IDs.
 #' @param out For `level = "gene"`: path of the store to write.
 #' @param name For SummarizedExperiment input: the colData column that receives the
-#'   embedding.
+#'   embedding. It may be new or hold an earlier embedding (which is replaced); a
+#'   column of your own (a design variable, say) is never overwritten: that is an
+#'   error. Several embeddings (e.g. one per `aggregate`) live side by side under
+#'   different names.
 #' @param dtype Storage type of gene-level embeddings, `"float32"` or `"float16"`.
 #' @return
 #' - sample level, SummarizedExperiment input: `x` with the samples x features
 #'   embedding matrix as the colData column `name` (read it back with
 #'   [bulkformerEmbedding()]) and the mapping report and model description (see
-#'   [bulkformerImpute()]) in `metadata(x)$bulkformer_embedding` (`mapping_report`,
-#'   `model`);
+#'   [bulkformerImpute()]) in `metadata(x)$bulkformer_embedding[[name]]`
+#'   (`aggregate`, `genes`, `mapping_report`, `model`);
 #' - sample level, matrix or data.frame input: a samples x features matrix with the
 #'   mapping report and the model description as attributes `"mapping_report"` and
 #'   `"model"`;
@@ -150,6 +159,10 @@ setGeneric("bulkformerEmbed", function(x, ...) standardGeneric("bulkformerEmbed"
 #' bulkformerEmbedding(se)
 #' @export
 bulkformerEmbedding <- function(x, name = "bulkformer") {
+    if (!methods::is(x, "SummarizedExperiment")) {
+        stop("bulkformerEmbedding() reads the colData of a SummarizedExperiment, not a ", class(x)[1],
+             "; bulkformerEmbed() of a matrix returns the embedding matrix itself", call. = FALSE)
+    }
     embedding <- SummarizedExperiment::colData(x)[[name]]
     if (is.null(embedding)) {
         stop("no embedding '", name, "' in colData(x); run bulkformerEmbed(x, model) first", call. = FALSE)

@@ -92,6 +92,7 @@ setMethod("bulkformerEmbed", "SummarizedExperiment", function(x, model, level = 
     level <- match.arg(level)
     aggregate <- match.arg(aggregate)
     input <- match.arg(input)
+    if (level == "sample") .check_embedding_name(x, name)
     mat <- .se_matrix(x, assay.type, gene.column)
     embedded <- .embed_matrix(mat, model, level, aggregate, genes, out, match.arg(dtype), input,
                               .se_lengths(x, lengths, length.assay, input), batch.size, device,
@@ -103,9 +104,25 @@ setMethod("bulkformerEmbed", "SummarizedExperiment", function(x, model, level = 
     embedding <- embedded[colnames(mat), , drop = FALSE]
     rownames(embedding) <- colnames(x)
     SummarizedExperiment::colData(x)[[name]] <- embedding
-    S4Vectors::metadata(x)$bulkformer_embedding <- list(
-        name = name, aggregate = aggregate, genes = genes,
+    # one entry per embedding column, so that a second embedding keeps the first one's record
+    S4Vectors::metadata(x)$bulkformer_embedding[[name]] <- list(
+        aggregate = aggregate, genes = genes,
         mapping_report = attr(embedded, "mapping_report"), model = attr(embedded, "model")
     )
     x
 })
+
+# The colData column an embedding goes to: a new one, or one that holds an earlier
+# embedding of this package (recorded in metadata); never a column of the user's (a
+# DESeqDataSet's design variable would be lost).
+.check_embedding_name <- function(x, name) {
+    if (!is.character(name) || length(name) != 1L || is.na(name) || !nzchar(name)) {
+        stop("name must be one non-empty string: the colData column that receives the embedding", call. = FALSE)
+    }
+    earlier <- names(S4Vectors::metadata(x)$bulkformer_embedding)
+    if (name %in% colnames(SummarizedExperiment::colData(x)) && !name %in% earlier) {
+        stop("colData(x) already has a column '", name, "' that is not a bulkformer embedding; choose another ",
+             "column for the embedding with name = \"...\"", call. = FALSE)
+    }
+    invisible(name)
+}

@@ -6,6 +6,7 @@ NULL
 # `metadata` (the input's) next to its own.
 .impute_matrix <- function(mat, model, input, lengths, predicted, batch.size, device, progress,
                            python.args, col.data = NULL, metadata = list(), annotations = NULL) {
+    .check_flag(predicted, "predicted")
     execution <- .execution_arguments(batch.size, device, progress, python.args)
     model <- .as_model(model)
     inference <- .py_module("bulkformer.inference")
@@ -50,6 +51,9 @@ NULL
             stop("bulkformerEmbed(level = \"gene\") writes an on-disk store: give its path as 'out'", call. = FALSE)
         }
         out <- path.expand(out)
+    } else if (!is.null(out)) {
+        stop("out applies to level = \"gene\" (an on-disk store); sample embeddings are returned (in colData for a ",
+             "SummarizedExperiment): save them yourself, e.g. with saveRDS()", call. = FALSE)
     }
     embedded <- .bf_call(do.call(bf$embed, c(
         .data_arguments(mat, input, lengths, annotations), list(model),

@@ -180,6 +180,8 @@ bulkformer_envname <- function() {
     "\\(orientation=\\)" = "(rownames in R)",
     # a SummarizedExperiment goes as a genes x samples AnnData whose obs are its rowData
     "genes='([^']*)' \\(gene_names='[^']*' in [^)]*\\)" = "gene.column='\\1'",
+    "[Tt]he AnnData's obs names are" = "The rownames are",
+    "but its obs column" = "but the rowData column",
     "[Tt]he AnnData's obs column" = "The rowData column",
     "the AnnData's obs" = "rowData(x)",
     "the obs column" = "the rowData column",
@@ -193,13 +195,23 @@ bulkformer_envname <- function() {
     "\\b([[:alpha:]][[:alnum:]_.]*)='([^']*)'" = "\\1 = \"\\2\"",
     "\\b([[:alpha:]][[:alnum:]_.]*)=True\\b" = "\\1 = TRUE",
     "\\b([[:alpha:]][[:alnum:]_.]*)=False\\b" = "\\1 = FALSE",
-    "\\b([[:alpha:]][[:alnum:]_.]*)=None\\b" = "\\1 = NULL"
+    "\\b([[:alpha:]][[:alnum:]_.]*)=None\\b" = "\\1 = NULL",
+    "\\b([[:alpha:]][[:alnum:]_.]*)=(-?[0-9][0-9.eE+-]*)" = "\\1 = \\2",
+    "\\bor None\\b" = "or NULL",
+    "holds (float|int)[0-9]* values" = "holds numeric values", "holds bool values" = "holds logical values",
+    "NaN \\(missing\\) values" = "NA (missing) values", "do not leave NaN" = "do not leave NA"
 )
 
 .as_r_advice <- function(message) {
     for (pattern in names(.r_advice)) {
         message <- gsub(pattern, .r_advice[[pattern]], message)
     }
+    # Python lists of names, ['a', 'b'] -> c("a", "b")
+    lists <- gregexpr("\\['[^]]*'\\]", message)
+    regmatches(message, lists) <- lapply(regmatches(message, lists), function(found) {
+        inner <- gsub("'", "\"", substr(found, 2L, nchar(found) - 1L))
+        paste0("c(", inner, ")")
+    })
     message
 }
 

@@ -29,7 +29,7 @@ for (name in names(cases)) {
     embedded <- bulkformerEmbed(case$x, model, aggregate = case$aggregate, progress = FALSE)
     if (is(embedded, "SummarizedExperiment")) {
         embedding <- bulkformerEmbedding(embedded)
-        embed_report <- S4Vectors::metadata(embedded)$bulkformer_embedding$mapping_report
+        embed_report <- S4Vectors::metadata(embedded)$bulkformer_embedding$bulkformer$mapping_report
     } else {
         embedding <- embedded
         embed_report <- attr(embedded, "mapping_report")

@@ -354,3 +354,30 @@ def test_cli_h5ad_to_h5ad_keeps_the_sample_annotations(cohort, cli, tmp_path):
     pd.testing.assert_frame_equal(anndata.read_h5ad(tmp_path / "gbs_out.h5ad").obs, adata.obs, check_categorical=False)
     code, _, err = cli("embed", root / "cohort.h5ad", "-m", root / "model", "-o", tmp_path / "e.csv", "--no-progress")
     assert code == 0, err  # other outputs as before
+
+
+def test_symbol_names_with_an_ensembl_column_warn_and_name_it(cohort):
+    """Symbols matched well enough to pass, so the Ensembl IDs beside them went unused
+    (in R: symbol rownames with a gene_id rowData column) without a word."""
+    _, bundle, counts, _, _ = cohort
+    symbols = bundle.genes.set_index("ensembl_id").loc[counts.columns, "symbol"]
+    assert symbols.notna().all()
+    adata = anndata.AnnData(X=counts.to_numpy(np.float32), obs=pd.DataFrame(index=counts.index),
+                            var=pd.DataFrame({"gene_ids": list(counts.columns), "n_cells": 1}, index=list(symbols)))
+    with pytest.warns(UserWarning, match=r"The AnnData's var names are gene symbols \(57 matched as symbols or "
+                                         r"aliases\), but its var column 'gene_ids' holds Ensembl IDs that match 57 "
+                                         r"vocabulary genes: pass genes='gene_ids'"):
+        prepared = bulkformer.prepare(adata, bundle)
+    assert any("'gene_ids' holds Ensembl IDs" in w for w in prepared.report.warnings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the column named: nothing to advise
+        bulkformer.prepare(adata, bundle, genes="gene_ids")
+        bulkformer.prepare(counts, bundle)  # Ensembl names: nothing to advise either
+    # repeated names of a genes x samples AnnData (R's symbol rownames) are not warned about again on its copy
+    transposed = _quiet(anndata.AnnData, X=counts.to_numpy(np.float32).T, obs=pd.DataFrame(
+        {"gene_ids": list(counts.columns)}, index=[symbols.iloc[0]] * 2 + list(symbols.iloc[2:])),
+        var=pd.DataFrame(index=counts.index))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bulkformer.embed(transposed, bundle, gene_names="gene_ids", orientation="genes_by_samples", progress=False)
+    assert not [w for w in caught if "names are not unique" in str(w.message)]

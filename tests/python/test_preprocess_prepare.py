@@ -141,6 +141,9 @@ def test_user_lengths_override_and_per_sample_lengths():
     prepared = prepare(counts, vocabulary, lengths=user)
     np.testing.assert_allclose(prepared.values, _expected_log1p_tpm(counts.to_numpy(float), user.to_numpy()), rtol=1e-6)
     assert prepared.report.length_sources == {"user": 8}
+    for already_normalised in ("tpm", "logtpm"):  # lengths were ignored without a word
+        with pytest.raises(ValueError, match=f"lengths= turn counts into TPM, and input='{already_normalised}' values"):
+            prepare(counts, vocabulary, input=already_normalised, lengths=user)
 
     per_sample = np.random.default_rng(1).uniform(300, 5000, size=counts.shape)
     prepared = prepare(counts, vocabulary, lengths=per_sample)

@@ -1,6 +1,7 @@
 """Embeddings: per sample (aggregated over genes) or per gene (streamed to disk)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -138,8 +139,12 @@ def embed(
         frame.attrs["model"] = bundle.describe()
         if not is_anndata(data):
             return frame
-        # a backed AnnData cannot be copied without a file name: the copy is made in memory
-        adata = data.to_memory() if getattr(data, "isbacked", False) else data.copy()
+        # a backed AnnData cannot be copied without a file name: the copy is made in memory.
+        # Repeated names were warned about when the AnnData was made (and repeated genes
+        # are reported by the mapping); anndata would warn again for the copy.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"(Observation|Variable) names are not unique")
+            adata = data.to_memory() if getattr(data, "isbacked", False) else data.copy()
         # genes x samples AnnData (R-style): the samples are its variables
         slot = adata.varm if orientation == "genes_by_samples" else adata.obsm
         slot["X_bulkformer"] = frame.to_numpy()

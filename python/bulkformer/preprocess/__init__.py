@@ -237,6 +237,9 @@ def _prepare_blocks(source: _Source, vocabulary: Any, *, input: str, orientation
         raise ValueError(f"input={input!r}: use 'counts', 'tpm' or 'logtpm' (natural log1p TPM)")
     if not 0 <= min_matched_fraction <= 1:
         raise ValueError(f"min_matched_fraction={min_matched_fraction} must be between 0 and 1")
+    if lengths is not None and input != "counts":  # was ignored without a word
+        raise ValueError(f"lengths= turn counts into TPM, and input={input!r} values are already normalised for "
+                         "gene length: leave lengths out, or pass raw counts with input='counts'")
     index = vocabulary_index(resolve_vocabulary(vocabulary))
     gene_ids = source.gene_ids
     sample_lengths, length_series = _split_lengths(lengths, orientation)
@@ -253,7 +256,8 @@ def _prepare_blocks(source: _Source, vocabulary: Any, *, input: str, orientation
             if sample_lengths is not None:
                 report.length_sources = {"per_sample": len(gene_ids)}
             report.warnings.extend(plausibility_warnings(block.values, input))
-            _warn(report, _collapsed_warnings(input, report) + id_warnings(plan.mapping) + plan.warnings)
+            _warn(report, _collapsed_warnings(input, report) + id_warnings(plan.mapping) + plan.warnings
+                  + _symbol_names_advice(source, report, index, orientation))
         check_unique_samples(block.sample_ids, seen)
         check_values(block.values, block.sample_ids, gene_ids, input)
         block_lengths = plan.lengths_bp
@@ -393,19 +397,59 @@ def _better_gene_column(columns: pd.DataFrame | None, n_measured: int, index: Vo
     if columns is None:
         return ""
     where = "obs" if orientation == "genes_by_samples" else "var"
-    hits = {}
-    for name in columns.columns:
-        column = columns[name]
-        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_integer_dtype(column):
-            continue  # lengths, means, dispersions: not IDs (integer columns may be Entrez IDs)
-        positions = lookup_many([str(v) for v in column.tolist()], index).positions
-        hits[name] = int(np.unique(positions[positions >= 0]).size)
+    hits = _column_hits(columns, index)
     best = max(hits, key=hits.get, default=None)
     if best is None or hits[best] <= 2 * n_measured:
         return ""
     best_hits = hits[best]
     return (f" {owner} {where} column {str(best)!r} matches {best_hits:,} vocabulary genes: pass "
             f"{gene_column_argument(best)} to read the gene IDs from it.")
+
+
+def _column_hits(columns: pd.DataFrame, index: VocabularyIndex, ensembl_only: bool = False) -> dict[Any, int]:
+    """Vocabulary genes each annotation column's values match (with ``ensembl_only``:
+    as Ensembl IDs). Float columns are skipped: lengths, means, dispersions are not IDs
+    (integer columns may be Entrez IDs)."""
+    hits = {}
+    for name in columns.columns:
+        column = columns[name]
+        if pd.api.types.is_numeric_dtype(column) and (ensembl_only or not pd.api.types.is_integer_dtype(column)):
+            continue
+        found = lookup_many([str(v) for v in column.tolist()], index)
+        matched = found.positions >= 0
+        if ensembl_only:
+            matched &= np.isin(found.routes, ("ensembl", "ensembl_same_entrez"))
+        hits[name] = int(np.unique(found.positions[matched]).size)
+    return hits
+
+
+_SYMBOL_ROUTES = ("symbol", "symbol_case", "alias")
+
+
+def _symbol_names_advice(source: _Source, report: MappingReport, index: VocabularyIndex,
+                         orientation: str) -> list[str]:
+    """A warning when the gene names of an AnnData (or h5ad file) matched mostly as symbols
+    while one of its annotation columns holds Ensembl IDs that match at least as many
+    vocabulary genes: symbols are the weaker key (aliases, one symbol for several genes,
+    symbols renamed between releases), and the better one was there to be used."""
+    if source.gene_columns is None:
+        return []
+    by_symbol = sum(report.match_routes.get(route, 0) for route in _SYMBOL_ROUTES)
+    if by_symbol <= report.n_matched / 2:
+        return []
+    columns = source.gene_columns()
+    if columns is None or not len(columns.columns):
+        return []
+    hits = _column_hits(columns, index, ensembl_only=True)
+    best = max(hits, key=hits.get, default=None)
+    n_measured = report.n_vocabulary - report.n_missing
+    if best is None or hits[best] < n_measured:
+        return []
+    where = "obs" if orientation == "genes_by_samples" else "var"
+    return [f"{source.owner} {where} names are gene symbols ({by_symbol:,} matched as symbols or aliases), but its "
+            f"{where} column {str(best)!r} holds Ensembl IDs that match {hits[best]:,} vocabulary genes: pass "
+            f"{gene_column_argument(best)} to read the gene IDs from it (symbols are the weaker key: aliases, one "
+            "symbol for several genes)"]
 
 
 def _collapsed_warnings(input: str, report: MappingReport) -> list[str]:

@@ -13,10 +13,33 @@ test_that("sample embeddings of a SummarizedExperiment match the Python API and 
         expect_lte(max_abs_diff(embedding, expected[colnames(se), ]), 1e-6)
         expect_identical(embedded$condition, se$condition)
         expect_identical(SummarizedExperiment::assay(embedded), counts)
-        expect_equal(S4Vectors::metadata(embedded)$bulkformer_embedding$mapping_report$n_matched, 250)
+        expect_equal(S4Vectors::metadata(embedded)$bulkformer_embedding$bulkformer$mapping_report$n_matched, 250)
     }
     expect_gt(max_abs_diff(bulkformerEmbedding(bulkformerEmbed(se, model, aggregate = "max", progress = FALSE)),
                            bulkformerEmbedding(bulkformerEmbed(se, model, aggregate = "mean", progress = FALSE))), 1e-3)
+})
+
+test_that("embeddings never overwrite a colData column of the user's; each keeps its own record", {
+    model <- tiny_model()
+    counts <- example_counts(model, n_measured = 200, n_samples = 4)
+    se <- SummarizedExperiment::SummarizedExperiment(
+        list(counts = counts),
+        colData = S4Vectors::DataFrame(group = factor(c(1, 1, 2, 2)), row.names = colnames(counts)))
+    expect_error(bulkformerEmbed(se, model, name = "group", progress = FALSE),
+                 "already has a column 'group' that is not a bulkformer embedding")
+    expect_error(bulkformerEmbed(se, model, name = NA_character_, progress = FALSE), "name must be one")
+    expect_error(bulkformerEmbed(se, model, out = tempfile(), progress = FALSE), "^out applies to level = \"gene\"")
+    expect_error(bulkformerEmbedding(counts), "reads the colData of a SummarizedExperiment, not a matrix")
+    both <- bulkformerEmbed(se, model, aggregate = "max", name = "bf_max", progress = FALSE)
+    both <- bulkformerEmbed(both, model, aggregate = "mean", name = "bf_mean", progress = FALSE)
+    records <- S4Vectors::metadata(both)$bulkformer_embedding
+    expect_identical(names(records), c("bf_max", "bf_mean"))
+    expect_identical(c(records$bf_max$aggregate, records$bf_mean$aggregate), c("max", "mean"))
+    expect_identical(both$group, se$group)
+    # an earlier embedding may be replaced, and its record with it
+    again <- bulkformerEmbed(both, model, aggregate = "median", name = "bf_max", progress = FALSE)
+    expect_identical(S4Vectors::metadata(again)$bulkformer_embedding$bf_max$aggregate, "median")
+    expect_gt(max_abs_diff(bulkformerEmbedding(again, "bf_max"), bulkformerEmbedding(both, "bf_max")), 1e-4)
 })
 
 test_that("a matrix gives a samples x features matrix; gene subsets and names are honoured", {

@@ -212,6 +212,26 @@ test_that("the layout is fixed in R: Python's orientation arguments are refused,
                      "unknown argument 'aggregte'; see the function's help page for its arguments")
 })
 
+test_that("R arguments are checked in R; Python spellings of them and SummarizedExperiment-only ones are refused", {
+    model <- tiny_model()
+    counts <- example_counts(model, n_measured = 200, n_samples = 2)
+    se <- SummarizedExperiment::SummarizedExperiment(list(counts = counts))
+    expect_error(bulkformerImpute(se, model, batch_size = 4), "^'batch_size' cannot be given in R: use batch.size")
+    expect_error(bulkformerImpute(se, model, layer = "counts"), "with assay.type = ")
+    expect_error(bulkformerImpute(se, model, which = "all"), "use predicted = TRUE")
+    expect_error(bulkformerEmbed(counts, model, gene.column = "gene_id"),
+                 "^gene.column applies to SummarizedExperiment input only")
+    expect_error(bulkformerImpute(counts, model, assay.type = "counts"), "^assay.type applies to SummarizedExperiment")
+    for (bad in list("a", 2.5, 0, NA, c(1, 2))) {
+        expect_error(bulkformerImpute(se, model, batch.size = bad), "^batch.size must be a whole number >= 1$")
+    }
+    expect_error(bulkformerImpute(se, model, progress = "yes"), "^progress must be TRUE or FALSE$")
+    expect_error(bulkformerImpute(counts, model, predicted = NA), "^predicted must be TRUE or FALSE$")
+    expect_error(bulkformerEmbed(se, model, device = NA), "^device must be NULL")
+    expect_identical(SummarizedExperiment::assay(bulkformerImpute(se, model, batch.size = 1, progress = FALSE), "imputed"),
+                     SummarizedExperiment::assay(bulkformerImpute(se, model, progress = FALSE), "imputed"))
+})
+
 test_that("samples without names are sample1, sample2, ... for a matrix and a SummarizedExperiment", {
     model <- tiny_model()
     counts <- unname(example_counts(model, n_measured = 200, n_samples = 3))
@@ -236,7 +256,7 @@ test_that("outputs record the model, and the input's metadata is kept", {
                      described)
     expect_identical(attr(bulkformerEmbed(counts, model, progress = FALSE), "model"), described)
     embedded <- bulkformerEmbed(se, model, progress = FALSE)
-    expect_identical(S4Vectors::metadata(embedded)$bulkformer_embedding$model, described)
+    expect_identical(S4Vectors::metadata(embedded)$bulkformer_embedding$bulkformer$model, described)
     expect_identical(S4Vectors::metadata(embedded)$study, "GSE1")
     expect_null(attr(bulkformerEmbedding(embedded), "model"))
 })
@@ -265,14 +285,14 @@ test_that("gene.column takes the gene IDs from a rowData column (rownames that a
                  class = "bulkformer_python_error")
     expect_error(bulkformerEmbed(se, model, progress = FALSE), "pass gene.column = \"gene_id\"")
     expect_error(bulkformerImpute(se, model, gene.column = "ensembl", progress = FALSE),
-                 "'ensembl' is not a column of rowData\\(x\\) \\(its columns: \\['gene_id', 'biotype'\\]\\)")
+                 "'ensembl' is not a column of rowData\\(x\\) \\(its columns: c\\(\"gene_id\", \"biotype\"\\)\\)")
     gapped <- se
     SummarizedExperiment::rowData(gapped)$gene_id[5] <- NA
     expect_error(bulkformerImpute(gapped, model, gene.column = "gene_id", progress = FALSE),
                  "'gene_id' of rowData\\(x\\) has 1 empty or missing gene IDs \\(e.g. row 5, rowname 'feature5'\\)")
     SummarizedExperiment::rowData(se)$length <- 1000
     expect_error(bulkformerImpute(se, model, gene.column = "length", progress = FALSE),
-                 "'length' of rowData\\(x\\) holds float64 values, not gene IDs")
+                 "'length' of rowData\\(x\\) holds numeric values, not gene IDs")
     SummarizedExperiment::rowData(se)$transcripts <- S4Vectors::Rle("tx")
     expect_error(bulkformerImpute(se, model, gene.column = "transcripts", progress = FALSE),
                  "rowData column 'transcripts' holds Rle values, not gene IDs")
@@ -280,4 +300,18 @@ test_that("gene.column takes the gene IDs from a rowData column (rownames that a
     by_column <- bulkformerImpute(se, model, gene.column = "gene_id", progress = FALSE)
     expect_identical(SummarizedExperiment::assay(by_column, "imputed"),
                      SummarizedExperiment::assay(by_rownames, "imputed"))
+
+    # symbol rownames matched well enough, so the better IDs beside them went unused without a word
+    symbols <- bulkformerVocabulary(model)[ids, "symbol"]
+    named <- !is.na(symbols) & !duplicated(symbols)
+    by_symbol <- SummarizedExperiment::SummarizedExperiment(
+        list(counts = counts[named, ]), rowData = S4Vectors::DataFrame(gene_id = ids[named], gc = 0.4))
+    rownames(by_symbol) <- symbols[named]
+    expect_warning(bulkformerImpute(by_symbol, model, progress = FALSE),
+                   paste0("The rownames are gene symbols \\(", sum(named), " matched as symbols or aliases\\), but the ",
+                          "rowData column 'gene_id' holds Ensembl IDs .* pass gene.column = \"gene_id\""),
+                   class = "bulkformer_python_warning")
+    expect_no_warning(bulkformerImpute(by_symbol, model, gene.column = "gene_id", progress = FALSE))
+    expect_error(bulkformerImpute(by_symbol, model, gene.column = "nope", progress = FALSE),
+                 "its columns: c\\(\"gene_id\", \"gc\"\\)")  # every rowData column, numbers too
 })
