@@ -6,6 +6,11 @@
 #' Python package `bulkformer` through reticulate; see [install_bulkformer()] for
 #' setting up Python without conda or network access.
 #'
+#' Worked examples (a Bioconductor workflow with DESeq2, and a mixed R + Python
+#' report) are the R Markdown files in the `vignettes/` folder of the bulkformer
+#' source repository, beside `rpackage/`; they are not installed with the package
+#' because they need the Python engine to build.
+#'
 #' @keywords internal
 #' @importFrom methods setGeneric setMethod is
 #' @importClassesFrom SummarizedExperiment SummarizedExperiment
