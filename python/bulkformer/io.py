@@ -195,10 +195,15 @@ def _text_header(path: Path) -> tuple[str, list[str]]:
         first, second = handle.readline(), handle.readline()
     if not first.strip():
         raise ValueError(f"empty input: {path} has no header line")
-    separator = "\t" if "\t" in first else ","
-    header = next(csv.reader(_io.StringIO(first), delimiter=separator))
-    if second.strip() and len(next(csv.reader(_io.StringIO(second), delimiter=separator))) == len(header) + 1:
-        header = ["", *header]
+    # a semicolon is what spreadsheets write where the decimal mark is a comma
+    separator = next((mark for mark in ("\t", ",", ";") if mark in first), ",")
+    try:
+        header = next(csv.reader(_io.StringIO(first), delimiter=separator))
+        if second.strip() and len(next(csv.reader(_io.StringIO(second), delimiter=separator))) == len(header) + 1:
+            header = ["", *header]
+    except csv.Error:  # e.g. a wide header with another separator: one field over the csv module's limit
+        raise ValueError(f"{path}: its header line is not separated by tabs, commas or semicolons (one field of "
+                         f"{len(first):,} characters): save the table as CSV or TSV") from None
     return separator, header
 
 
@@ -240,7 +245,8 @@ def read_sample_ids(path: str | Path, *, orientation: Orientation = "samples_by_
         separator, _ = _text_header(path)
         if _no_rows(path):
             return []
-        return _labels(pd.read_csv(path, sep=separator, header=None, skiprows=1, usecols=[0]).iloc[:, 0])
+        return _labels(pd.read_csv(path, sep=separator, header=None, skiprows=1, usecols=[0],
+                                   dtype={0: str}).iloc[:, 0])
     if file_format(path) == "h5ad":
         import anndata
 
@@ -437,8 +443,10 @@ def _text_source(path: Path, orientation: str) -> _Source:
         def stream(size: int) -> Iterator[ExpressionMatrix]:
             if _no_rows(path):  # no samples: the caller's empty-input check says so
                 return
-            # one streaming pass; header=None keeps repeated gene IDs (pandas would rename them)
-            for frame in pd.read_csv(path, sep=separator, header=None, skiprows=1, index_col=0, chunksize=size):
+            # one streaming pass; header=None keeps repeated gene IDs (pandas would rename them);
+            # sample IDs as written (as numbers, '001' would become '1' and '3' '3.0')
+            for frame in pd.read_csv(path, sep=separator, header=None, skiprows=1, index_col=0, chunksize=size,
+                                     dtype={0: str}):
                 yield ExpressionMatrix(_frame_values(_named(frame, columns)), columns, _labels(frame.index))
         return _Source(columns, None, None, stream)
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from bulkformer.annotation import default_vocabulary
-from bulkformer.io import as_matrix, file_format, iter_file, read_expression, read_gene_ids
+from bulkformer.io import as_matrix, file_format, iter_file, read_expression, read_gene_ids, read_sample_ids
 from bulkformer.preprocess import prepare
 
 GENES = list(default_vocabulary()["ensembl_id"].iloc[:30])
@@ -54,6 +54,34 @@ def test_text_keeps_repeated_gene_ids(tmp_path, counts):
     counts.set_axis(GENES[:-1] + [GENES[0]], axis=1).to_csv(path)
     matrix = read_expression(path)
     assert matrix.gene_ids[-1] == GENES[0]  # pandas would have renamed it to "<id>.1"
+
+
+@pytest.mark.parametrize("orientation", ["samples_by_genes", "genes_by_samples"])
+def test_numeric_looking_sample_ids_of_a_text_file_are_kept_as_written(tmp_path, counts, orientation):
+    """'001' came back as '1' and '3' as '3.0' (the ID column was parsed as numbers), so
+    outputs were renamed and labels written with the same IDs matched nothing."""
+    ids = ["001", "002", "010", "3", "4.0", "1e5", "S7"]
+    path = tmp_path / "ids.csv"
+    named = counts.set_axis(ids, axis=0)
+    (named if orientation == "samples_by_genes" else named.T).to_csv(path)
+    assert read_expression(path, orientation=orientation).sample_ids == ids
+    assert read_sample_ids(path, orientation=orientation) == ids
+    assert [s for c in iter_file(path, orientation=orientation, chunk_samples=3)[1] for s in c.sample_ids] == ids
+
+
+def test_semicolon_tables_are_read_and_other_separators_named(tmp_path, counts):
+    """A spreadsheet's ';' table was one column per line: 'no genes' when small, and a
+    csv.Error traceback (field larger than field limit) when wide."""
+    path = tmp_path / "excel.csv"
+    counts.to_csv(path, sep=";")
+    matrix = read_expression(path)
+    assert matrix.gene_ids == GENES and matrix.sample_ids == list(counts.index)
+    np.testing.assert_array_equal(matrix.values, counts.to_numpy())
+    wide = tmp_path / "pipes.txt"
+    wide.write_text("|".join(["sample", *[f"ENSG{i:011d}" for i in range(20_000)]]) + "\nA|" + "|".join(["1"] * 20_000))
+    with pytest.raises(ValueError, match=r"header line is not separated by tabs, commas or semicolons \(one field of "
+                                         r"[0-9,]+ characters\): save the table as CSV or TSV"):
+        read_expression(wide)
 
 
 def test_repeated_sample_names_in_a_file_are_an_error(tmp_path, counts):

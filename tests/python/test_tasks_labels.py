@@ -78,3 +78,15 @@ def test_continuous_labels_are_not_classes():
     assert classes == ["1", "2"] and list(text) == ["1", "2", "1", "2", "1", "2"]
     with pytest.raises(ValueError, match="at least 2 classes"):
         class_labels(pd.Series(["a", "a"]))
+
+
+def test_label_files_keep_numeric_looking_sample_ids(tmp_path):
+    """The command line's label files: '001' was read as the number 1, so labels written
+    with the data's own IDs matched no sample."""
+    from bulkformer.cli.inputs import read_table
+
+    path = tmp_path / "labels.csv"
+    path.write_text("sample,tissue,age\n001,lung,61\n010,liver,70\n3,lung,55\n")
+    table = read_table(path, "labels")
+    assert list(table.index) == ["001", "010", "3"]
+    assert table["age"].dtype.kind == "i"  # the other columns still parsed as numbers

@@ -34,7 +34,8 @@ def read_table(path: Path, what: str):
         table = table.set_index(table.columns[0]) if isinstance(table.index, pd.RangeIndex) else table
     else:
         try:
-            table = pd.read_csv(path, sep="," if name.endswith(".csv") else "\t", index_col=0)
+            # sample IDs as written: read as numbers, '001' would become '1' and match no sample
+            table = pd.read_csv(path, sep="," if name.endswith(".csv") else "\t", index_col=0, dtype={0: str})
         except UnicodeDecodeError:  # a spreadsheet, a binary file
             raise ValueError(f"{what} file {path} is not a text table: give a CSV/TSV(.gz), parquet or h5ad (its "
                              "obs) file with the sample IDs first") from None
