@@ -65,6 +65,25 @@ def test_regression_and_label_errors(cohort, bundle):
         finetune(cohort.counts, cohort.obs["tissue"], bundle, mode="half", progress=False)
 
 
+def test_regression_targets_in_any_units_train_alike_and_predict_in_those_units(cohort, bundle, tmp_path):
+    """Targets in days (mean ~1,300, SD ~1,100) trained the head on raw MSE from outputs
+    near 0: predictions stayed near 300 and r was about 0. Targets are now standardised
+    on the training samples, so an affine change of units changes nothing but the units."""
+    y = cohort.drug_response["drug_1"]
+    days = y * 1000.0 + 5000.0
+    settings = dict(task="regression", mode="frozen", lengths=cohort.lengths, epochs=15, head_lr=3e-3, progress=False)
+    plain = finetune(cohort.counts, y, bundle, **settings)
+    in_days = finetune(cohort.counts, days, bundle, out=tmp_path / "days", **settings)
+    np.testing.assert_allclose(in_days.history["train_loss"], plain.history["train_loss"], rtol=1e-4)
+    np.testing.assert_allclose(in_days.metrics["pearson_r"], plain.metrics["pearson_r"], rtol=1e-4)
+    np.testing.assert_allclose(in_days.metrics["mse"], plain.metrics["mse"] * 1e6, rtol=1e-3)
+    assert plain.metrics["pearson_r"] > 0.3  # simulated drug response carries signal
+    predicted = load_finetuned(tmp_path / "days").predict(cohort.counts, lengths=cohort.lengths)["prediction"]
+    expected = plain.model.predict(cohort.counts, lengths=cohort.lengths)["prediction"] * 1000.0 + 5000.0
+    np.testing.assert_allclose(predicted, expected, rtol=1e-4)
+    assert abs(predicted.mean() - days.mean()) < days.std()
+
+
 @pytest.fixture(scope="module")
 def small():
     return bulkformer.simulate_cohort(n_samples=40, n_genes=150, seed=3, missing_fraction=0.0)

@@ -37,8 +37,12 @@ class FinetunedModel(nn.Module):
     """Encoder + aggregation over genes + MLP head."""
 
     def __init__(self, bundle: Bundle, task: Task, n_outputs: int, *, aggregate: str = "mean", hidden: int = 64,
-                 dropout: float = 0.1, classes: list[str] | None = None) -> None:
+                 dropout: float = 0.1, classes: list[str] | None = None, target_mean: float = 0.0,
+                 target_scale: float = 1.0) -> None:
         super().__init__()
+        # regression: the head predicts (y - target_mean) / target_scale, so that targets in
+        # any units (days, IC50s) train at the scale of its initial outputs
+        self.target_mean, self.target_scale = float(target_mean), float(target_scale)
         if aggregate not in ("mean", "max"):
             raise ValueError(f"aggregate must be 'mean' or 'max', got {aggregate!r}")
         self.bundle = bundle
@@ -72,7 +76,11 @@ class FinetunedModel(nn.Module):
         out = torch.cat(outputs)
         if self.task == "classification":
             return pd.DataFrame(out.softmax(dim=1).numpy(), index=sample_ids, columns=self.classes)
-        return pd.DataFrame({"prediction": out.squeeze(1).numpy()}, index=sample_ids)
+        return pd.DataFrame({"prediction": self.in_target_units(out.squeeze(1)).numpy()}, index=sample_ids)
+
+    def in_target_units(self, out: torch.Tensor) -> torch.Tensor:
+        """Regression outputs of the head in the units of the training targets."""
+        return out * self.target_scale + self.target_mean
 
     def save(self, path: str | Path, *, report: dict[str, Any] | None = None) -> Path:
         """A directory: ``encoder/`` (a bundle), ``head.safetensors``, ``finetune.json`` and,
@@ -83,7 +91,8 @@ class FinetunedModel(nn.Module):
             self.bundle.save(staging / "encoder")
             save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(staging / "head.safetensors"))
             meta = {"task": self.task, "aggregate": self.aggregate, "classes": self.classes, "hidden": self.hidden_size,
-                    "dropout": self.dropout_p, "n_outputs": int(self.head[-1].out_features)}
+                    "dropout": self.dropout_p, "n_outputs": int(self.head[-1].out_features),
+                    "target_mean": self.target_mean, "target_scale": self.target_scale}
             (staging / FINETUNED_MARKER).write_text(json.dumps(meta, indent=2) + "\n")
             if report is not None:
                 (staging / "metrics.json").write_text(json.dumps(json_safe(report), indent=2) + "\n")
@@ -105,7 +114,8 @@ def load_finetuned(path: str | Path, device: str = "cpu") -> FinetunedModel:
         raise FileNotFoundError(f"no fine-tuned model at {path}: finetune.json is missing{hint}")
     meta = json.loads((path / FINETUNED_MARKER).read_text())
     model = FinetunedModel(load(path / "encoder"), meta["task"], meta["n_outputs"], aggregate=meta["aggregate"],
-                           hidden=meta["hidden"], dropout=meta["dropout"], classes=meta["classes"])
+                           hidden=meta["hidden"], dropout=meta["dropout"], classes=meta["classes"],
+                           target_mean=meta.get("target_mean", 0.0), target_scale=meta.get("target_scale", 1.0))
     model.head.load_state_dict(load_file(str(path / "head.safetensors")))
     return model.to(device).eval()
 
@@ -116,7 +126,9 @@ class FinetuneResult:
     split, val_loss with val_accuracy, or val_pearson_r and val_mse) and the last epoch's
     validation metrics without the ``val_`` prefix (``loss`` and ``accuracy`` for
     classification; ``loss``, ``pearson_r`` and ``mse`` for regression; empty with
-    ``val_fraction=0``)."""
+    ``val_fraction=0``). Regression trains on targets standardised over the training
+    samples: ``train_loss`` and ``val_loss`` are in those standard units, ``mse`` and
+    predictions in the targets' own."""
 
     model: FinetunedModel
     history: pd.DataFrame
@@ -199,11 +211,15 @@ def finetune(
     if len(values) - n_val < 2:
         raise ValueError(f"{len(values)} labelled samples are too few to fine-tune; need at least {n_val + 2}")
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    target_mean, target_scale = 0.0, 1.0
+    if task == "regression":  # standardised on the training samples; predictions come back in the targets' units
+        target_mean = float(np.mean(y[train_idx]))
+        target_scale = float(np.std(y[train_idx])) or 1.0
 
     torch.manual_seed(seed)
     device_ = choose_device(device)
     net = FinetunedModel(bundle, task, len(classes) if classes else 1, aggregate=aggregate, hidden=hidden,
-                         classes=classes).to(device_)
+                         classes=classes, target_mean=target_mean, target_scale=target_scale).to(device_)
     encoder_params = _set_trainable(net, mode, trainable_layers)
     groups = [{"params": list(net.head.parameters()), "lr": head_lr}]
     if encoder_params:
@@ -229,7 +245,7 @@ def finetune(
 
     def fit_target(rows: np.ndarray) -> torch.Tensor:
         t = target[rows].to(device_)
-        return t if task == "classification" else t.unsqueeze(1)
+        return t if task == "classification" else ((t - target_mean) / target_scale).unsqueeze(1)
 
     history = []
     for epoch in range(epochs):
@@ -289,7 +305,7 @@ def _evaluate(net, outputs, rows, target, task, fit_target, loss_fn) -> dict[str
         if task == "classification":
             accuracy = float((out.argmax(dim=1).cpu() == target[rows]).float().mean())
             return {"val_loss": loss, "val_accuracy": accuracy}
-        pred = out.squeeze(1).cpu().numpy()
+        pred = net.in_target_units(out.squeeze(1).cpu()).numpy()
         truth = target[rows].numpy()
         r = float(np.corrcoef(pred, truth)[0, 1]) if len(rows) > 2 and pred.std() > 0 else float("nan")
         return {"val_loss": loss, "val_pearson_r": r, "val_mse": float(((pred - truth) ** 2).mean())}
