@@ -16,7 +16,9 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix, so writers that infer the
     format from it still work); it replaces ``path`` when the block succeeds and is
     removed when it fails."""
-    path = Path(path)
+    path = check_output_location(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; this output is one file: give a file path")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(handle)
@@ -30,13 +32,30 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def check_output_location(path: str | os.PathLike) -> Path:
+    """Whether an output can be created at ``path`` at all: its nearest existing ancestor
+    must be a directory this process may write in. Run before expensive work, so that a
+    mistyped path (a file used as a folder) fails at once, not after the computation."""
+    path = Path(path)
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"{path} cannot be created: {ancestor} is a file, not a directory; give an output path "
+                         "inside a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"{path} cannot be created: no permission to write in {ancestor}; give an output path in a "
+                         "directory you can write to")
+    return path
+
+
 def check_replaceable(path: str | os.PathLike, marker: str | tuple[str, ...], what: str) -> Path:
     """Whether an output directory may be written at ``path``: nothing there, an empty
     directory, or an earlier output of the same kind (it holds ``marker``, a file name or
     one of several). Anything else is refused, so that an output path given by mistake
     (a data folder, a home directory) is never wiped. Callers run it before expensive work
     too; :func:`atomic_directory` runs it again just before the swap."""
-    path = Path(path)
+    path = check_output_location(path)
     markers = (marker,) if isinstance(marker, str) else tuple(marker)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} is a file; {what} is written as a directory: give a new directory path")

@@ -281,3 +281,27 @@ def test_cli_lengths_files(cli, cohort, tmp_path):
     done = cli("impute", root / "counts.csv", "-m", root / "model", "--lengths", tmp_path / "lengths.parquet",
                "-o", tmp_path / "c.csv", "--no-progress")
     assert done.returncode == 2 and "is not a text table" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["impute", "{counts}", "-m", "{model}", "-o", "{blocker}/x.csv"],
+    ["embed", "{counts}", "-m", "{model}", "--level", "gene", "-o", "{blocker}/deeper/g.zarr"],
+    ["finetune", "{counts}", "--labels", "{counts}", "--column", "x", "-m", "{model}", "-o", "{blocker}/ft"],
+    ["evaluate", "imputation", "{counts}", "-m", "{model}", "-o", "{blocker}/r.json"],
+])
+def test_cli_output_inside_a_file_fails_before_the_work(cli, cohort, tmp_path, command, monkeypatch):
+    """An output path under an existing file ran the whole computation, then ended in a
+    FileExistsError traceback (rc 1) when the result was written."""
+    root, _, _ = cohort
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    import bulkformer.inference as inference
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the computation ran before the output path was checked")
+
+    monkeypatch.setattr(inference.execution.Engine, "create", no_work)
+    done = cli(*[a.format(counts=root / "counts.csv", model=root / "model", blocker=blocker) for a in command])
+    assert done.returncode == 2, done.stderr
+    assert "afile is a file, not a directory; give an output path inside a directory" in done.stderr
+    assert "Traceback" not in done.stderr

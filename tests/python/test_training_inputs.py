@@ -131,6 +131,17 @@ def test_shard_folder_listing(tmp_path, counts):
         build_corpus(tmp_path / "zero.csv", VOCABULARY)
 
 
+def test_a_file_named_on_its_own_may_be_any_table_the_readers_take(tmp_path, counts):
+    """TCGA's .exp.gz (what impute reads and the README uses) was refused by pretrain as
+    'unsupported shard format'."""
+    counts.T.to_csv(tmp_path / "TCGA_X_Counts.exp.gz", sep="\t")
+    corpus = build_corpus(tmp_path / "TCGA_X_Counts.exp.gz", VOCABULARY, orientation="genes_by_samples")
+    np.testing.assert_allclose(_values(corpus), prepare(counts, VOCABULARY).values, rtol=1e-6)
+    (tmp_path / "notes.docx").write_text("x")
+    with pytest.raises(ValueError, match=r"unsupported shard format notes.docx; .* \(or, named on its own, .txt, .tab"):
+        build_corpus(tmp_path / "notes.docx", VOCABULARY)
+
+
 def test_errors_in_a_shard_name_the_file(tmp_path, counts):
     counts.iloc[:24].to_parquet(tmp_path / "a.parquet")
     broken = counts.iloc[24:].astype(float)

@@ -9,7 +9,7 @@ import typer
 
 from bulkformer.atomic import atomic_file
 
-from .inputs import (GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, check_expression_file, check_model_dir,
+from .inputs import (GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, output_path, check_expression_file, check_model_dir,
                      load_model, read_lengths)
 
 # a .gz text table is compressed by pandas, which infers it from the (staging) name's .gz
@@ -88,7 +88,7 @@ def _report(frame_or_dict) -> None:
 def impute(
     data: Path = typer.Argument(..., metavar="DATA", help="Expression table: CSV/TSV(.gz), parquet or h5ad."),
     model: Path = typer.Option(..., "--model", "-m", help="Model bundle directory."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output table: .csv or .tsv (optionally .gz), .parquet or .h5ad."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output table: .csv or .tsv (optionally .gz), .parquet or .h5ad.", callback=output_path),
     which: str = typer.Option("missing", help="missing: genes the data lacks; all: denoised values for every gene."),
     input: str = typer.Option("counts", "--input", help=_INPUT_HELP),
     orientation: str = typer.Option("samples_by_genes", help=ORIENTATION_HELP),
@@ -132,7 +132,7 @@ def impute(
 def embed(
     data: Path = typer.Argument(..., metavar="DATA", help="Expression table: CSV/TSV(.gz), parquet or h5ad."),
     model: Path = typer.Option(..., "--model", "-m", help="Model bundle directory."),
-    out: Path = typer.Option(..., "--out", "-o", help="Sample level: .csv/.tsv(.gz), .parquet or .h5ad; gene level: a .zarr store."),
+    out: Path = typer.Option(..., "--out", "-o", help="Sample level: .csv/.tsv(.gz), .parquet or .h5ad; gene level: a .zarr store.", callback=output_path),
     level: str = typer.Option("sample", help="sample (one vector per sample) or gene (one per sample and gene)."),
     aggregate: str = typer.Option("max", help="Sample level: max, mean, median or all (their sum)."),
     genes: Optional[str] = typer.Option(None, help="Gene subset: comma-separated Ensembl IDs or symbols, or @file (one per line)."),
@@ -191,7 +191,7 @@ def embed(
 
 def build_graph(
     data: Path = typer.Argument(..., metavar="DATA", help="Cohort expression table: CSV/TSV(.gz), parquet or h5ad (samples x genes)."),
-    out: Path = typer.Option(..., "--out", "-o", help="graph.safetensors to write (bundle format)."),
+    out: Path = typer.Option(..., "--out", "-o", help="graph.safetensors to write (bundle format).", callback=output_path),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Align to this bundle's vocabulary first."),
     input: str = typer.Option("logtpm", "--input", help=_INPUT_HELP + " Other than logtpm, only with --model."),
     orientation: str = typer.Option("samples_by_genes", help=ORIENTATION_HELP),

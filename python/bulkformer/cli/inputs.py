@@ -12,6 +12,16 @@ GENE_COLUMN_HELP = ("h5ad input: the var column holding gene IDs (obs with --ori
                     "default var_names.")
 
 
+def output_path(value: Optional[Path]) -> Optional[Path]:
+    """Option callback for output paths: one that cannot be created (a file used as a
+    folder, a directory without write permission) fails before any work is done."""
+    from bulkformer.atomic import check_output_location
+
+    if value is not None:
+        check_output_location(value)  # its ValueError is the command's one-line "error:" like the others
+    return value
+
+
 def read_table(path: Path, what: str):
     """A table indexed by its first column (csv, tsv(.gz), txt(.gz), parquet), or the obs
     of an h5ad file (indexed by its obs names); IDs as text."""

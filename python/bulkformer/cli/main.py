@@ -144,3 +144,7 @@ def main() -> None:
     except (ValueError, FileNotFoundError, UserError, UnsafeCheckpointError) as err:
         typer.secho(f"error: {as_cli_advice(str(err))}", err=True, fg=typer.colors.RED)
         sys.exit(2)
+    except (PermissionError, FileExistsError, NotADirectoryError, IsADirectoryError) as err:
+        # paths that turned unusable during the run (checked ones fail before it)
+        typer.secho(f"error: cannot write {err.filename}: {err.strerror}", err=True, fg=typer.colors.RED)
+        sys.exit(2)

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from .inputs import output_path
+
 
 def register(app: typer.Typer) -> None:
     app.command("info")(info)
@@ -58,7 +60,7 @@ def import_checkpoint(
     graph: Path = typer.Option(..., "--graph", help="Graph edge index G_*.pt (2 x n_edges)."),
     graph_weight: Optional[Path] = typer.Option(None, "--graph-weight", help="Graph edge weights G_*_weight.pt."),
     gene_features: Optional[Path] = typer.Option(None, "--gene-features", help="Optional ESM2 table esm2_feature_concat.pt."),
-    out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write."),
+    out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write.", callback=output_path),
 ) -> None:
     """Convert an official BulkFormer release into a model bundle (layout and preset detected).
 

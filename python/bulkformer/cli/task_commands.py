@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from .inputs import (GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, check_model_dir, column, load_model, read_lengths,
+from .inputs import (GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, output_path, check_model_dir, column, load_model, read_lengths,
                      read_table)
 
 evaluate_app = typer.Typer(
@@ -34,8 +34,8 @@ LENGTHS = typer.Option(None, "--lengths", help="Gene lengths (bp) for counts: CS
 ORIENTATION = typer.Option("samples_by_genes", "--orientation", help=ORIENTATION_HELP)
 LAYER = typer.Option(None, "--layer", help=LAYER_HELP)
 GENE_COLUMN = typer.Option(None, "--gene-column", help=GENE_COLUMN_HELP)
-OUT = typer.Option(None, "--out", "-o", help="Write the full result (metrics, folds, predictions) as JSON.")
-PLOT = typer.Option(None, "--plot", help="Write the task's figure (.png/.pdf/.svg).")
+OUT = typer.Option(None, "--out", "-o", help="Write the full result (metrics, folds, predictions) as JSON.", callback=output_path)
+PLOT = typer.Option(None, "--plot", help="Write the task's figure (.png/.pdf/.svg).", callback=output_path)
 FEATURES = typer.Option("embedding,raw_logtpm", "--features", help="Comma-separated feature sets: embedding, raw_logtpm.")
 FOLDS = typer.Option(10, "--folds", help="Cross-validation folds.")
 SEED = typer.Option(0, "--seed", help="Random seed (splits, models).")

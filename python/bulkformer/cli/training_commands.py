@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .inputs import GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, read_lengths
+from .inputs import GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, output_path, read_lengths
 
 
 def register(app: typer.Typer) -> None:
@@ -34,7 +34,7 @@ def _vocabulary(vocabulary: Optional[Path], n_genes: Optional[int]):
 
 def pretrain(
     data: List[Path] = typer.Argument(..., help="Shard files or a directory of shards (h5ad, parquet, zarr, csv, tsv)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints/, log.jsonl, model/."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints/, log.jsonl, model/.", callback=output_path),
     model: str = typer.Option("37M", "--model", help="Preset for a new model (37M, 50M, 93M, 127M, 147M, v1) or a bundle directory to continue."),
     input: str = typer.Option("counts", "--input", help="counts, tpm, logtpm (natural log1p TPM), or aligned (log1p TPM already in the vocabulary's gene order, -10 = unmeasured)."),
     layer: Optional[str] = typer.Option(None, "--layer", help="h5ad layer holding the values (default X), e.g. counts."),
@@ -113,7 +113,7 @@ def finetune(
     labels: Path = typer.Option(..., "--labels", help="Table of labels, sample ID in the first column."),
     column_name: str = typer.Option(..., "--column", help="The label column."),
     model: Path = typer.Option(..., "--model", "-m", help="A (pre)trained bundle directory."),
-    out: Path = typer.Option(..., "--out", "-o", help="New directory for the fine-tuned model (or an earlier fine-tuning output to replace)."),
+    out: Path = typer.Option(..., "--out", "-o", help="New directory for the fine-tuned model (or an earlier fine-tuning output to replace).", callback=output_path),
     task: str = typer.Option("classification", "--task", help="classification or regression."),
     mode: str = typer.Option("frozen", "--mode", help="frozen, partial or full."),
     trainable_layers: int = typer.Option(1, "--trainable-layers", help="Performer layers trained in partial mode."),
@@ -166,7 +166,7 @@ def finetune(
 
 
 def simulate(
-    out: Path = typer.Option(..., "--out", "-o", help="Directory to write the cohort to."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory to write the cohort to.", callback=output_path),
     n_samples: int = typer.Option(300, "--n-samples"),
     n_genes: int = typer.Option(2000, "--n-genes", help="First N genes of the shipped vocabulary."),
     shards: int = typer.Option(1, "--shards", help="Split the counts into N parquet shards (for pretrain)."),
@@ -193,7 +193,7 @@ def simulate(
 
 
 def demo(
-    out: Path = typer.Option(Path("bulkformer-demo"), "--out", "-o", help="Report directory."),
+    out: Path = typer.Option(Path("bulkformer-demo"), "--out", "-o", help="Report directory.", callback=output_path),
     fast: bool = typer.Option(False, "--fast", help="Seconds instead of minutes (smoke test; numbers mean little)."),
     seed: int = typer.Option(0, "--seed"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),

@@ -17,9 +17,11 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from ..io import read_sample_ids
+from ..io import file_format, read_sample_ids
 from ..model import MASK_VALUE
 
+# what a shard folder is scanned for; a file named on its own may be any table the readers
+# take (.txt, .exp, .tab too: in a folder those are more often notes than data)
 SHARD_SUFFIXES = (".h5ad", ".parquet", ".pq", ".zarr", ".csv", ".tsv", ".csv.gz", ".tsv.gz")
 
 
@@ -195,9 +197,18 @@ def shard_paths(data: str | Path | Sequence[str | Path]) -> list[Path]:
     for path in paths:
         if not path.exists():
             raise FileNotFoundError(f"no such shard: {path}")
-        if not _is_shard_name(path.name):
-            raise ValueError(f"unsupported shard format {path.name}; use one of {', '.join(SHARD_SUFFIXES)}")
+        if not (_is_shard_name(path.name) or _is_readable_table(path)):
+            raise ValueError(f"unsupported shard format {path.name}; use one of {', '.join(SHARD_SUFFIXES)} "
+                             "(or, named on its own, .txt, .tab or .exp, optionally .gz)")
     return paths
+
+
+def _is_readable_table(path: Path) -> bool:
+    try:
+        file_format(path)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_shard_name(name: str, suffixes: Sequence[str] = SHARD_SUFFIXES) -> bool:
