@@ -81,7 +81,8 @@ def match_samples(table: pd.Series | pd.DataFrame | Sequence[Any], sample_ids: S
     present = ids[ids.isin(table.index)]
     if len(present) == 0:
         raise ValueError(f"no sample is in both the data (e.g. {_examples(ids)}) and the {what} "
-                         f"(e.g. {_examples(table.index)}); {what} are matched by sample ID: index both by the same IDs")
+                         f"(e.g. {_examples(table.index)}); {what} are matched by sample ID: index both by the same IDs"
+                         + _prefix_advice(ids, table.index, what))
     matched = table.loc[present]
     if isinstance(matched, pd.Series):
         incomplete = matched.isna()
@@ -141,3 +142,20 @@ def class_labels(labels: pd.Series, *, numeric_hint: str = "") -> tuple[np.ndarr
     if len(classes) < 2:
         raise ValueError(f"classification needs at least 2 classes, got {classes}")
     return text, classes
+
+
+def _prefix_advice(data_ids: pd.Index, table_ids: pd.Index, what: str) -> str:
+    """When one side's IDs are the other's cut short (TCGA aliquot barcodes against
+    15-character sample barcodes): the length to cut to; '' otherwise."""
+    for longer, shorter, whose in ((data_ids, table_ids, "the data's"), (table_ids, data_ids, f"the {what}'s")):
+        lengths = pd.Series([len(str(i)) for i in shorter])
+        if lengths.empty:
+            continue
+        length = int(lengths.mode().iloc[0])
+        cut = pd.Index([str(i)[:length] for i in longer])
+        n_matching = int(cut.isin(shorter.astype(str)).sum())
+        if n_matching:
+            return (f". {whose[0].upper() + whose[1:]} IDs begin with the other's: {n_matching} of {len(longer)} "
+                    f"match when cut to their first {length} characters; cut them to that length before matching (the "
+                    f"command line's --id-length {length})")
+    return ""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -305,3 +306,28 @@ def test_cli_output_inside_a_file_fails_before_the_work(cli, cohort, tmp_path, c
     assert done.returncode == 2, done.stderr
     assert "afile is a file, not a directory; give an output path inside a directory" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_cli_sigterm_removes_the_unfinished_output(cohort, tmp_path):
+    """A scheduler's SIGTERM killed the command outright and left the hidden staging
+    store (.g.zarr.partial) behind; Ctrl-C already cleaned up."""
+    import signal
+    import subprocess
+    import time
+
+    root, _, counts = cohort
+    many = pd.concat([counts] * 150)
+    many.index = [f"S{i}" for i in range(len(many))]
+    many.to_csv(tmp_path / "many.csv")
+    out, staging = tmp_path / "g.zarr", tmp_path / ".g.zarr.partial"
+    command = [sys.executable, "-c", "from bulkformer.cli import main; main()", "embed", str(tmp_path / "many.csv"),
+               "-m", str(root / "model"), "--level", "gene", "-o", str(out), "--batch-size", "1", "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not staging.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert staging.exists(), "the embedding finished (or failed) before it could be stopped"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM, process.stderr.read()
+    assert not staging.exists() and not out.exists()

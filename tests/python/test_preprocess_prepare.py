@@ -141,6 +141,10 @@ def test_user_lengths_override_and_per_sample_lengths():
     prepared = prepare(counts, vocabulary, lengths=user)
     np.testing.assert_allclose(prepared.values, _expected_log1p_tpm(counts.to_numpy(float), user.to_numpy()), rtol=1e-6)
     assert prepared.report.length_sources == {"user": 8}
+    repeated = pd.concat([pd.Series([99.0], index=[ids[0]]), user])  # ids[0] twice: 99 bp, then 500 bp
+    with pytest.warns(UserWarning, match=rf"1 genes have more than one length in lengths= \(e\.g\. {ids[0]}\); the last"):
+        prepared = prepare(counts, vocabulary, lengths=repeated)
+    np.testing.assert_allclose(prepared.values, _expected_log1p_tpm(counts.to_numpy(float), user.to_numpy()), rtol=1e-6)
     for already_normalised in ("tpm", "logtpm"):  # lengths were ignored without a word
         with pytest.raises(ValueError, match=f"lengths= turn counts into TPM, and input='{already_normalised}' values"):
             prepare(counts, vocabulary, input=already_normalised, lengths=user)

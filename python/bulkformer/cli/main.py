@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -134,11 +135,18 @@ def _plain_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {as_cli_advice(str(message))}\n"
 
 
+def _terminated(signum: int, frame) -> None:
+    # SIGTERM (a scheduler's stop, torchrun ending its workers) as an ordinary exit, so
+    # that half-written outputs are removed as they are on Ctrl-C
+    sys.exit(128 + signum)
+
+
 def main() -> None:
     warnings.formatwarning = _plain_warning
     _invoked[:] = _command_path(sys.argv[1:])
     from bulkformer.safe_load import UnsafeCheckpointError
 
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         app()
     except (ValueError, FileNotFoundError, UserError, UnsafeCheckpointError) as err:
@@ -148,3 +156,5 @@ def main() -> None:
         # paths that turned unusable during the run (checked ones fail before it)
         typer.secho(f"error: cannot write {err.filename}: {err.strerror}", err=True, fg=typer.colors.RED)
         sys.exit(2)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

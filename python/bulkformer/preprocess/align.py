@@ -45,6 +45,21 @@ def _user_length_lookup(lengths: Mapping | pd.Series) -> dict[str, float]:
     return lookup
 
 
+def _repeated_length_warnings(lengths: Mapping | pd.Series) -> list[str]:
+    """Genes listed more than once in lengths= with different lengths (annotation tables
+    repeat genes of the X/Y pseudo-autosomal regions, for one): the last one is used."""
+    if not isinstance(lengths, pd.Series):
+        return []  # a mapping cannot repeat a key
+    values = pd.to_numeric(lengths, errors="coerce")
+    keys = pd.Index([str(k).strip() for k in lengths.index])
+    differing = values.groupby(keys).nunique(dropna=False)
+    differing = differing[differing > 1]
+    if differing.empty:
+        return []
+    return [f"{len(differing):,} genes have more than one length in lengths= (e.g. {', '.join(differing.index[:3])}); "
+            "the last one listed is used: give one length per gene to choose"]
+
+
 def plan_alignment(gene_ids: Sequence[str], index: VocabularyIndex, *,
                    lengths: Mapping | pd.Series | None = None) -> AlignmentPlan:
     """Map ``gene_ids`` onto the vocabulary and pick each gene's length:
@@ -64,6 +79,7 @@ def plan_alignment(gene_ids: Sequence[str], index: VocabularyIndex, *,
     plan_warnings: list[str] = []
     if lengths is not None:
         user = _user_length_lookup(lengths)
+        plan_warnings.extend(_repeated_length_warnings(lengths))
         own = by(user, np.asarray(mapping.normalized_ids, dtype=object))
         own = np.where(np.isnan(own), by(user, found.keys), own)
         user_lengths = np.where(np.isnan(own), by(user, vocabulary_ids), own)
