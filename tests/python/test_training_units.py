@@ -2,6 +2,8 @@
 activation checkpointing, and that pretraining learns."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -135,9 +137,14 @@ def test_validation_holds_out_rows_of_one_file_and_whole_shards_of_several():
     assert len(held) == 4 and train.n_samples == 36 and note == "4 of 40 samples"
     assert set(held[:, 0]).isdisjoint(np.concatenate([b[:, 0] for _, b in train.batches(4, epoch=0, seed=0)]))
     several = Corpus(shards([10, 10, 10, 10]))
-    train, held, note = split(several, None, 0.1, 512, None, "aligned", None, None, seed=0)
+    with pytest.warns(UserWarning, match=r"validation takes 25% of the samples \(val_fraction=0.1\) because whole "
+                                         r"shard files are held out \(1 of 4\): give the validation samples with val_data="):
+        train, held, note = split(several, None, 0.1, 512, None, "aligned", None, None, seed=0)
     assert sorted(held[:, 0]) == list(range(30, 40)) and train.n_samples == 30
-    assert "last 1 of 4 shard files (part3.parquet)" in note
+    assert "last 1 of 4 shard files (part3.parquet); whole shards, so 10 samples (25% of 40) leave training" in note
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 10% asked, 10% held out: nothing to say
+        split(Corpus(shards([10] * 10)), None, 0.1, 512, None, "aligned", None, None, seed=0)
     assert split(several, None, 0.0, 512, None, "aligned", None, None, seed=0)[1] is None
 
 

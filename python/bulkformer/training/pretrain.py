@@ -20,6 +20,7 @@ import math
 import os
 import signal
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -585,8 +586,15 @@ def _validation_split(corpus: Corpus, val_data, val_fraction: float, max_val_sam
     held = corpus.shards[-n_val_shards:]
     values = np.concatenate([s.read() for s in held], axis=0)
     keep = np.sort(np.random.default_rng(seed).permutation(len(values))[:max_val_samples])
+    n_leaving = sum(s.n_samples for s in held)
+    share = n_leaving / max(corpus.n_samples, 1)
     note = (f"{len(keep)} samples from the last {n_val_shards} of {len(corpus.shards)} shard files "
-            f"({', '.join(s.name for s in held)}); whole shards, so {sum(s.n_samples for s in held)} samples leave training")
+            f"({', '.join(s.name for s in held)}); whole shards, so {n_leaving} samples ({share:.0%} of "
+            f"{corpus.n_samples}) leave training")
+    if share > 2 * val_fraction:
+        warnings.warn(f"validation takes {share:.0%} of the samples (val_fraction={val_fraction}) because whole shard "
+                      f"files are held out ({n_val_shards} of {len(corpus.shards)}): give the validation samples with "
+                      "val_data=, or split the data into more, smaller shards", UserWarning, stacklevel=3)
     return Corpus(corpus.shards[:-n_val_shards], corpus.shards_in_memory), values[keep], note
 
 
