@@ -152,3 +152,18 @@ def test_feature_set_names_are_checked():
         features.check_include(["embedding", "foo"])
     with pytest.raises(ValueError, match="no feature set chosen"):
         features.check_include([])
+
+
+def test_unconverged_heads_are_one_warning_for_the_run(cohort):
+    """scikit-learn warned once per fold (and per feature set); now one warning says
+    in how many fits the head stopped at max_iter."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        drug_response.evaluate({"a": cohort.module_activity, "b": cohort.module_activity * 2}, cohort.drug_weights,
+                               cohort.drug_response_long(), **{**FAST, "max_iter": 2})
+    assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    ours = [str(w.message) for w in caught if "max_iter=2 before converging" in str(w.message)]
+    assert ours == ["the MLP head stopped at max_iter=2 before converging in 6 of 6 fits (feature sets x folds): raise "
+                    "max_iter for a closer fit"]

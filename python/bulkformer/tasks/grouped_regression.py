@@ -2,10 +2,12 @@
 within groups (per drug, per cell line): shared by drug response and essentiality."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GroupKFold
 from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import Pipeline
@@ -57,13 +59,24 @@ def cross_validate(
     folds = list(GroupKFold(n_splits=n_splits).split(np.zeros(len(table)), groups=groups))
     y = table["value"].to_numpy(dtype=float)
     rows, preds = [], []
+    unconverged = 0
     for name, X in designs.items():
         for fold, (train, test) in enumerate(folds):
-            pred = make_head(hidden, max_iter, seed, alpha).fit(X[train], y[train]).predict(X[test])
+            # one warning for the whole run instead of scikit-learn's one per fit
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
+                pred = make_head(hidden, max_iter, seed, alpha).fit(X[train], y[train]).predict(X[test])
+            unconverged += any(issubclass(w.category, ConvergenceWarning) for w in caught)
+            for other in (w for w in caught if not issubclass(w.category, ConvergenceWarning)):
+                warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
             part = table.iloc[test].assign(pred=pred)
             rows.append({"features": name, "head": "mlp", "fold": fold,
                          "mean_pcc": mean_group_pearson(part, score_by), "pooled_pcc": pearson(part["value"], part["pred"])})
             preds.append(part.assign(features=name, head="mlp", fold=fold))
+    if unconverged:
+        warnings.warn(f"the MLP head stopped at max_iter={max_iter} before converging in {unconverged} of "
+                      f"{len(designs) * len(folds)} fits (feature sets x folds): raise max_iter for a closer fit",
+                      UserWarning, stacklevel=3)
     per_fold = pd.DataFrame(rows)
     predictions = pd.concat(preds, ignore_index=True)
     overall = predictions.groupby(["features", "head"], sort=False).apply(
