@@ -82,7 +82,7 @@ def vocabulary_positions(genes: Sequence[Any] | str, vocabulary: Any, *, what: s
         genes = [genes]
     names = [str(g).strip() for g in genes]
     if not names:
-        raise ValueError(f"{what} is empty: give at least one gene, or None for all of them")
+        raise ValueError(f"{what} is empty: give at least one gene, or leave it out for all of them")
     index = vocabulary_index(resolve_vocabulary(vocabulary))
     positions = lookup_many(names, index).positions
     unknown = [n for n, p in zip(names, positions) if p < 0]
