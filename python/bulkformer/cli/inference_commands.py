@@ -9,8 +9,8 @@ import typer
 
 from bulkformer.atomic import atomic_file
 
-from .inputs import (GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, output_path, check_expression_file, check_model_dir,
-                     load_model, read_lengths)
+from .inputs import (GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, check_expression_file, check_model_dir,
+                     load_model, output_path, read_lengths)
 
 # a .gz text table is compressed by pandas, which infers it from the (staging) name's .gz
 _TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".csv.gz": "csv", ".tsv.gz": "tsv", ".txt.gz": "tsv",

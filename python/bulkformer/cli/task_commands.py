@@ -11,8 +11,8 @@ from typing import Optional
 
 import typer
 
-from .inputs import (GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, output_path, check_model_dir, column, load_model, read_lengths,
-                     read_table)
+from .inputs import (GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, check_model_dir, column, load_model, output_path,
+                     read_lengths, read_table)
 
 evaluate_app = typer.Typer(
     name="evaluate",
