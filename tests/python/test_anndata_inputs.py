@@ -317,6 +317,10 @@ def test_finetune_reads_the_gene_column_of_an_h5ad_file(named_files, cli, tmp_pa
     code, out, err = cli("finetune", root / "opaque.h5ad", "--gene-column", "gene_ids", "-o", tmp_path / "ft", *args)
     assert code == 0, err
     assert json.loads(out[out.index("{\n  \"out\""):])["out"] == str(tmp_path / "ft") and load_finetuned(tmp_path / "ft").classes == ["a", "b"]
+    assert "[bulkformer finetune] epoch 1/1" in out
+    code, out, err = cli("finetune", root / "opaque.h5ad", "--gene-column", "gene_ids", "-o", tmp_path / "ft", *args,
+                         "--no-progress")
+    assert code == 0 and out.startswith("{\n  \"out\""), out  # the result alone, no epoch lines
     code, _, err = cli("finetune", root / "opaque.h5ad", "-o", tmp_path / "ft2", *args)
     assert code == 2 and "pass --gene-column gene_ids" in err, err
     code, _, err = cli("finetune", root / "named.csv", "--gene-column", "gene_ids", "-o", tmp_path / "ft3", *args)

@@ -285,7 +285,7 @@ def test_cli_pretrain_options(tmp_path, counts, capsys, monkeypatch):
     layered.layers["counts"] = counts.to_numpy(np.float32)
     layered.write_h5ad(tmp_path / "cohort.h5ad")
     small = ["--vocabulary", vocabulary, "--dim", "16", "--heads", "2", "--layers", "1", "--batch-size", "8",
-             "--device", "cpu", "--quiet"]
+             "--device", "cpu", "--no-progress"]
     code, err = cli(tmp_path / "cohort.h5ad", "-o", tmp_path / "run", "--layer", "counts", "--checkpoint-every", "2",
                     "--epochs", "2", *small)
     assert code == 0, err

@@ -72,7 +72,8 @@ def pretrain(
     seed: int = typer.Option(0, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda (default: cuda when available)."),
     shards_in_memory: int = typer.Option(2, "--shards-in-memory", help="Shards pooled and shuffled together."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar or log lines."),
+    progress: bool = typer.Option(True, help="Progress bar and log lines (--no-progress: none)."),
+    quiet: bool = typer.Option(False, "--quiet", hidden=True, help="The same as --no-progress."),
 ) -> None:
     """Pretrain a BulkFormer by masked-expression modelling (one process, or many under torchrun).
 
@@ -105,7 +106,7 @@ def pretrain(
         precision=precision, activation_checkpointing=activation_checkpointing, checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints, resume=resume, seed=seed, device=device,
         shards_in_memory=shards_in_memory, dim=dim, p_repeat=p_repeat, heads=heads, dropout=dropout,
-        gene_init=gene_init, progress=not quiet)
+        gene_init=gene_init, progress=progress and not quiet)
 
 
 def finetune(
@@ -129,6 +130,7 @@ def finetune(
     head_lr: float = typer.Option(1e-3, "--head-lr"),
     seed: int = typer.Option(0, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda (default: cuda when available)."),
+    progress: bool = typer.Option(True, help="One line per epoch (--no-progress: none)."),
 ) -> None:
     """Fine-tune a classification or regression head on a BulkFormer encoder.
 
@@ -161,7 +163,7 @@ def finetune(
     result = run(str(data), target, model, task=task, mode=mode, trainable_layers=trainable_layers, input=input,
                  lengths=read_lengths(lengths), orientation=orientation, layer=layer, gene_names=gene_column,
                  val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr,
-                 head_lr=head_lr, seed=seed, device=device, out=out)
+                 head_lr=head_lr, seed=seed, device=device, out=out, progress=progress)
     typer.echo(json.dumps({"out": str(out), "validation": json_safe(result.metrics)}, indent=2))
 
 
