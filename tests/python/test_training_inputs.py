@@ -238,7 +238,8 @@ def test_output_directory_is_checked_before_training(tmp_path, counts):
 
 def test_resume_refuses_other_settings_and_keeps_the_checkpoints_graph(tmp_path, counts):
     run = tmp_path / "run"
-    bulkformer.pretrain(counts, run, epochs=2, checkpoint_every=3, val_fraction=0, **SMALL)
+    finished = bulkformer.pretrain(counts, run, epochs=2, checkpoint_every=3, val_fraction=0, **SMALL)
+    assert finished.bundle.metadata["pretraining"]["epochs_completed"] == 2  # was 1: the last epoch's index
     latest = ckpt.latest_checkpoint(run)
     assert latest.name == "step-00000009"
     with pytest.raises(ValueError, match=r"other settings: lr=0.0001 \(now 0.01\)"):  # was silently ignored

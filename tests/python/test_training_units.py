@@ -282,3 +282,27 @@ def test_gene_init_is_checked():
     vocabulary = pd.DataFrame({"ensembl_id": [f"ENSG{i:011d}" for i in range(20)]})
     with pytest.raises(ValueError, match="gene_init must be 'pca' or 'random'"):
         bulkformer.pretrain(values, None, vocabulary=vocabulary, input="aligned", gene_init="esm2", progress=False)
+
+
+def test_validation_reports_the_gene_mean_baseline_and_warns_below_it():
+    """The validation r rose epoch by epoch while the model stayed below each gene's
+    training mean, and nothing said so."""
+    from bulkformer.annotation import default_vocabulary
+    from bulkformer.training.evaluation import evaluation_mask, gene_mean_baseline, masked_pearson
+
+    vocabulary = default_vocabulary().iloc[:80]
+    log_tpm = bulkformer.simulate_cohort(n_samples=120, vocabulary=vocabulary, n_genes=None, seed=5).log_tpm
+    settings = dict(vocabulary=vocabulary, input="logtpm", dim=16, heads=2, p_repeat=1, batch_size=8, dropout=0.0,
+                    val_data=log_tpm.iloc[100:], progress=False, seed=3)
+    with pytest.warns(UserWarning, match=r"masked Pearson r on the held-out samples \(0\.\d+\) is below the gene-mean "
+                                         r"baseline's \(0\.\d+\)"):
+        untrained = bulkformer.pretrain(log_tpm.iloc[:100], None, epochs=1, lr=1e-7, **settings)
+    held = np.asarray(log_tpm.iloc[100:], np.float32)
+    masked, mask = evaluation_mask(held, 0.15, seed=3 + 7919)
+    expected = masked_pearson(gene_mean_baseline(np.asarray(log_tpm.iloc[:100], np.float32), masked), held, mask)
+    assert untrained.validation["gene_mean_pcc"].tolist() == pytest.approx([expected] * len(untrained.validation))
+    assert untrained.bundle.metadata["pretraining"]["val_gene_mean_pcc"] == pytest.approx(expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        trained = bulkformer.pretrain(log_tpm.iloc[:100], None, epochs=30, lr=3e-3, **settings)
+    assert trained.validation["masked_pcc"].iloc[-1] > expected

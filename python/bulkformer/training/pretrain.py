@@ -36,7 +36,7 @@ from ..model import MASK_VALUE, PRESETS, BulkFormer, ModelConfig
 from . import checkpoint as ckpt
 from .data import Corpus, build_corpus, check_distinct_samples, in_memory_corpus
 from .distributed import DistContext, all_reduce_sum, barrier, init_distributed, shutdown
-from .evaluation import evaluation_mask, masked_pearson, model_predictions
+from .evaluation import evaluation_mask, gene_mean_baseline, masked_pearson, model_predictions
 from .masking import check_mask_rates, mask_measured, masked_sse, missing_share, step_generator
 from .schedule import warmup_cosine
 
@@ -291,6 +291,8 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
     say(f"pretraining {config.version} d={config.dim} x {depth} over {config.n_genes} genes: "
         f"{corpus.n_samples} samples, {total_steps} steps of {step_samples}, {ctx.world_size} process(es) on {ctx.device}")
 
+    # what the model's validation r is to be read against: each gene's training mean
+    baseline_pcc = _gene_mean_baseline_pcc(corpus, val_values, seed, mask_fraction)
     kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0)
     started = time.time()
     while step < total_steps:
@@ -306,7 +308,7 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
                 with open(run_dir / "log.jsonl", "a") as handle:
                     handle.write(json.dumps(record) + "\n")
             if step % max(1, log_every) == 0 or step == total_steps:
-                say(f"step {step}/{total_steps} epoch {epoch} loss {record['loss']:.4f} lr {record['lr']:.2e} "
+                say(f"step {step}/{total_steps} epoch {epoch + 1} loss {record['loss']:.4f} lr {record['lr']:.2e} "
                     f"({time.time() - started:.0f}s)")
             if checkpoint_every and step % checkpoint_every == 0 and step < total_steps:
                 _checkpoint(ctx, run_dir, bundle, optimizer, scheduler, step, epoch, position, history, validation,
@@ -316,19 +318,24 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
             if step >= total_steps:
                 break
         else:  # the epoch's data ran out
-            validation.append(_validate(net, val_values, epoch, step, seed, mask_fraction, ctx, use_bf16, say))
+            validation.append(_validate(net, val_values, epoch, step, seed, mask_fraction, ctx, use_bf16, say, baseline_pcc))
             epoch, position = epoch + 1, 0
     if not validation or validation[-1]["step"] != step:
-        validation.append(_validate(net, val_values, epoch, step, seed, mask_fraction, ctx, use_bf16, say))
+        validation.append(_validate(net, val_values, epoch, step, seed, mask_fraction, ctx, use_bf16, say, baseline_pcc))
 
     net.eval()
     disable_activation_checkpointing(net)
     last = validation[-1]
     bundle.metadata = {**bundle.metadata, "pretraining": {
-        "steps": step, "epochs_completed": epoch, "samples_per_step": step_samples, "seed": seed,
+        "steps": step, "epochs_completed": step // steps_per_epoch, "samples_per_step": step_samples, "seed": seed,
         "mask_fraction": mask_fraction, "mask_fraction_max": mask_fraction_max, "observed_weight": observed_weight, "peak_lr": lr, "final_loss": history[-1]["loss"] if history else None,
-        "val_masked_pcc": last["masked_pcc"],
+        "val_masked_pcc": last["masked_pcc"], "val_gene_mean_pcc": baseline_pcc,
     }}
+    if ctx.is_main and last["masked_pcc"] < baseline_pcc:
+        warnings.warn(f"the model's masked Pearson r on the held-out samples ({last['masked_pcc']:.4f}) is below the "
+                      f"gene-mean baseline's ({baseline_pcc:.4f}): it has not learned more than each gene's average; "
+                      "train for more epochs (or check the data and learning rate) before using it", UserWarning,
+                      stacklevel=2)
     history_frame, validation_frame = pd.DataFrame(history), pd.DataFrame(validation)
     if ctx.is_main and run_dir is not None:
         bundle.save(run_dir / "model")
@@ -382,18 +389,33 @@ def _train_step(wrapped, net, optimizer, scheduler, batch: np.ndarray, ctx: Dist
     return {"loss": float(sse_total) / n_masked, "lr": lr_now, "grad_norm": grad_norm, "n_masked": n_masked}
 
 
-def _validate(net: BulkFormer, val_values: np.ndarray | None, epoch: int, step: int, seed: int, mask_fraction: float,
-              ctx: DistContext, use_bf16: bool, say) -> dict[str, Any]:
-    """Masked-entry Pearson r on the held-out samples (the same masks every epoch)."""
+def _validation_mask(val_values: np.ndarray, seed: int, mask_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    return evaluation_mask(val_values, mask_fraction, seed=seed + 7919)  # the same masks every epoch
+
+
+def _gene_mean_baseline_pcc(corpus: Corpus, val_values: np.ndarray | None, seed: int, mask_fraction: float) -> float:
+    """Masked Pearson r of each gene's mean over (up to 2,000) training samples, on the
+    validation masks: the floor a model must clear to have learned anything."""
     if val_values is None or not len(val_values):
-        return {"epoch": epoch, "step": step, "masked_pcc": float("nan"), "masked_mse": float("nan"), "n_masked": 0}
-    masked, mask = evaluation_mask(val_values, mask_fraction, seed=seed + 7919)
+        return float("nan")
+    masked, mask = _validation_mask(val_values, seed, mask_fraction)
+    return masked_pearson(gene_mean_baseline(corpus.sample(2000, seed), masked), val_values, mask)
+
+
+def _validate(net: BulkFormer, val_values: np.ndarray | None, epoch: int, step: int, seed: int, mask_fraction: float,
+              ctx: DistContext, use_bf16: bool, say, baseline_pcc: float) -> dict[str, Any]:
+    """Masked-entry Pearson r on the held-out samples, beside the gene-mean baseline's."""
+    if val_values is None or not len(val_values):
+        return {"epoch": epoch, "step": step, "masked_pcc": float("nan"), "masked_mse": float("nan"), "n_masked": 0,
+                "gene_mean_pcc": baseline_pcc}
+    masked, mask = _validation_mask(val_values, seed, mask_fraction)
     pred = model_predictions(net, masked, device=ctx.device, bf16=use_bf16)
     pcc = masked_pearson(pred, val_values, mask)
     mse = float(((pred - val_values)[mask] ** 2).mean()) if mask.any() else float("nan")
-    say(f"validation after epoch {epoch} (step {step}): masked Pearson r {pcc:.4f}, MSE {mse:.4f} "
-        f"over {int(mask.sum())} masked entries of {len(val_values)} held-out samples")
-    return {"epoch": epoch, "step": step, "masked_pcc": pcc, "masked_mse": mse, "n_masked": int(mask.sum())}
+    say(f"validation in epoch {epoch + 1} (step {step}): masked Pearson r {pcc:.4f} (gene-mean baseline "
+        f"{baseline_pcc:.4f}), MSE {mse:.4f} over {int(mask.sum())} masked entries of {len(val_values)} held-out samples")
+    return {"epoch": epoch, "step": step, "masked_pcc": pcc, "masked_mse": mse, "n_masked": int(mask.sum()),
+            "gene_mean_pcc": baseline_pcc}
 
 
 def _checkpoint(ctx, run_dir, bundle, optimizer, scheduler, step, epoch, position, history, validation, step_samples, keep,
