@@ -56,6 +56,20 @@ def test_classification_learns_tissue_and_round_trips(cohort, bundle, tmp_path):
     np.testing.assert_allclose(a.sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_the_head_reads_standardised_features_and_learns_with_the_defaults(cohort, bundle):
+    """The pooled features vary little between samples, and the head's LayerNorm (per
+    sample) kept that signal tiny: with the default settings accuracy was 0.29-0.58 on
+    this cohort (chance 0.25), now 0.83-0.92 (seeds 0-2)."""
+    result = finetune(cohort.counts, cohort.obs["tissue"], bundle, mode="frozen", lengths=cohort.lengths,
+                      progress=False)
+    assert result.metrics["accuracy"] > 0.75
+    scaler = result.model.head[0]
+    train = result.model.sample_features(torch.from_numpy(np.asarray(
+        bulkformer.prepare(cohort.counts, bundle, lengths=cohort.lengths).values, np.float32)))
+    assert torch.all(scaler.scale > 0) and scaler.mean.shape == train.shape[1:]
+    assert float(((train - scaler.mean) / scaler.scale).std(dim=0).mean()) == pytest.approx(1.0, abs=0.15)
+
+
 def test_regression_and_label_errors(cohort, bundle):
     result = finetune(cohort.counts, cohort.drug_response["drug_1"], bundle, task="regression", mode="frozen",
                       lengths=cohort.lengths, epochs=3, progress=False)

@@ -1,7 +1,8 @@
 """Fine-tuning: a classification or regression head on the BulkFormer encoder.
 
 The sample representation is the encoder's gene-level features (d+3 for v2) aggregated
-over genes (mean or max), fed to a small MLP head. Modes:
+over genes (mean or max), standardised with the training samples' mean and SD (of the
+encoder before fine-tuning; saved with the head), fed to a small MLP head. Modes:
   frozen   encoder fixed (features computed without gradients), head trained
   partial  the last ``trainable_layers`` Performer layers, the final layer norm and the
            head trained; embeddings, graph convolution and earlier layers fixed
@@ -33,8 +34,27 @@ Task = Literal["classification", "regression"]
 Mode = Literal["frozen", "partial", "full"]
 
 
+class FeatureScaler(nn.Module):
+    """Pooled encoder features put on the training samples' scale. They vary little between
+    samples (SD ~0.1 around values ~0.7), and a LayerNorm, which normalises each sample on
+    its own, leaves that signal as small as it found it: the head learned little from it."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("scale", torch.ones(width))
+
+    def fit(self, features: torch.Tensor) -> None:
+        std = features.std(dim=0)
+        self.mean.copy_(features.mean(dim=0))
+        self.scale.copy_(torch.where(std > 0, std, torch.ones_like(std)))  # constant features stay as they are
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return (features - self.mean) / self.scale
+
+
 class FinetunedModel(nn.Module):
-    """Encoder + aggregation over genes + MLP head."""
+    """Encoder + aggregation over genes + MLP head (on standardised features)."""
 
     def __init__(self, bundle: Bundle, task: Task, n_outputs: int, *, aggregate: str = "mean", hidden: int = 64,
                  dropout: float = 0.1, classes: list[str] | None = None, target_mean: float = 0.0,
@@ -50,7 +70,7 @@ class FinetunedModel(nn.Module):
         self.task, self.aggregate, self.classes = task, aggregate, classes
         self.hidden_size, self.dropout_p = hidden, dropout
         width = bundle.config.feature_dim
-        self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout),
+        self.head = nn.Sequential(FeatureScaler(width), nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout),
                                   nn.Linear(hidden, n_outputs))
 
     def sample_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -229,12 +249,15 @@ def finetune(
     target = torch.as_tensor(y, dtype=torch.long if task == "classification" else torch.float32)
     x_all = torch.from_numpy(values)
 
-    frozen_features = None
-    if mode == "frozen":  # the encoder never changes: compute its features once
-        net.eval()
-        with torch.no_grad():
-            frozen_features = torch.cat([net.sample_features(x_all[i:i + batch_size].to(device_)).cpu()
-                                         for i in range(0, len(x_all), batch_size)])
+    # the encoder's features before training: all of them when it stays frozen (computed
+    # once), the training samples' otherwise, to set the head's feature scale
+    rows_for_scale = np.arange(len(x_all)) if mode == "frozen" else train_idx
+    net.eval()
+    with torch.no_grad():
+        initial = torch.cat([net.sample_features(x_all[rows_for_scale[i:i + batch_size]].to(device_)).cpu()
+                             for i in range(0, len(rows_for_scale), batch_size)])
+    net.head[0].fit(initial[train_idx].to(device_) if mode == "frozen" else initial.to(device_))
+    frozen_features = initial if mode == "frozen" else None
 
     def outputs(rows: np.ndarray, train: bool) -> torch.Tensor:
         net.train(train)
