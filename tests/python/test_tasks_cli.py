@@ -220,3 +220,19 @@ def test_genes_by_symbol_and_depmap_effect_columns(files):
                                    "--features", "raw_logtpm", "--hidden", "8", "--max-iter", "30"])
     assert res.exit_code == 0, res.output
     assert "mean_pcc" in res.output
+
+
+def test_finetune_matches_labels_on_cut_ids(files, tmp_path):
+    """The no-overlap error told finetune users to pass --id-length, which only the
+    evaluate commands had ('No such option')."""
+    root, cohort = files
+    long_ids = cohort.log_tpm.set_axis([f"{s}-01A-11R-A29S-07" for s in cohort.log_tpm.index])
+    long_ids.iloc[:-1].to_csv(tmp_path / "aliquots.csv")  # the last sample's labels go unused
+    common = ["finetune", str(tmp_path / "aliquots.csv"), "--input", "logtpm", "--labels", str(root / "obs.tsv"),
+              "--column", "tissue", "-m", str(root / "model"), "--epochs", "2", "--no-progress"]
+    res = CliRunner().invoke(app, [*common, "-o", str(tmp_path / "ft")])
+    assert res.exit_code != 0 and "--id-length" in str(res.exception)
+    res = CliRunner().invoke(app, [*common, "--id-length", str(len(cohort.log_tpm.index[0])), "-o", str(tmp_path / "ft")])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert metrics["settings"]["n_train"] + metrics["settings"]["n_val"] == len(cohort.log_tpm) - 1

@@ -138,6 +138,25 @@ def _match_prefix(index, length: Optional[int]):
     return index if not length else index.astype(str).str[:length]
 
 
+def labels_by_data_ids(labels, data: Path, data_args: dict, id_length: Optional[int]):
+    """``labels`` (indexed by IDs cut to ``id_length``) re-indexed by the data's full sample
+    IDs, for code that reads the data itself (finetune): each kept sample gets the label of
+    its cut ID; samples whose cut ID repeats an earlier one are left out, as in _samples."""
+    import pandas as pd
+
+    if not id_length:
+        return labels
+    kept_cut = _samples(data, data_args, id_length)
+    from bulkformer.tasks.features import sample_ids
+
+    full = pd.Index(sample_ids(data, orientation=data_args["orientation"], layer=data_args["layer"],
+                               gene_names=data_args["gene_names"]))
+    cut = _match_prefix(full, id_length)
+    labels = _cut_ids(labels.to_frame(), id_length).iloc[:, 0]
+    keep = ~cut.duplicated() & cut.isin(kept_cut) & cut.isin(labels.index)
+    return pd.Series(labels.reindex(cut[keep]).to_numpy(), index=full[keep], name=labels.name)
+
+
 
 # ---- commands ---------------------------------------------------------------------
 @evaluate_app.command("classification")

@@ -130,6 +130,7 @@ def finetune(
     head_lr: float = typer.Option(1e-3, "--head-lr"),
     seed: int = typer.Option(0, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda (default: cuda when available)."),
+    id_length: Optional[int] = typer.Option(None, "--id-length", help="Match samples to labels on the first N characters (TCGA: 15)."),
     progress: bool = typer.Option(True, help="One line per epoch (--no-progress: none)."),
 ) -> None:
     """Fine-tune a classification or regression head on a BulkFormer encoder.
@@ -160,6 +161,10 @@ def finetune(
     check_expression_file(data, layer, gene_column)
     check_model_dir(model)
     target = column(read_table(labels, "labels"), column_name, "labels")
+    if id_length is not None:
+        from .task_commands import _data_args, labels_by_data_ids
+
+        target = labels_by_data_ids(target, data, _data_args(input, orientation, None, layer, gene_column), id_length)
     result = run(str(data), target, model, task=task, mode=mode, trainable_layers=trainable_layers, input=input,
                  lengths=read_lengths(lengths), orientation=orientation, layer=layer, gene_names=gene_column,
                  val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr,
