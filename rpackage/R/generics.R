@@ -165,7 +165,12 @@ bulkformerEmbedding <- function(x, name = "bulkformer") {
     }
     embedding <- SummarizedExperiment::colData(x)[[name]]
     if (is.null(embedding)) {
-        stop("no embedding '", name, "' in colData(x); run bulkformerEmbed(x, model) first", call. = FALSE)
+        stored <- names(S4Vectors::metadata(x)$bulkformer_embedding)
+        stop("no embedding '", name, "' in colData(x); ", if (length(stored)) {
+            paste0("its embeddings are: ", paste(stored, collapse = ", "), " (choose one with name = ...)")
+        } else {
+            "run bulkformerEmbed(x, model) first"
+        }, call. = FALSE)
     }
     embedding <- as.matrix(embedding)
     rownames(embedding) <- colnames(x)

@@ -128,6 +128,11 @@ bulkformer_envname <- function() {
 
 # The lazily imported top-level module, or a submodule such as "bulkformer.inference".
 .py_module <- function(name = "bulkformer") {
+    requested <- Sys.getenv("RETICULATE_PYTHON")
+    if (nzchar(requested) && !file.exists(requested)) {
+        stop("RETICULATE_PYTHON is set to ", requested, ", which does not exist: point it at the Python that has ",
+             "the bulkformer package (e.g. path/to/.venv/bin/python), or unset it", call. = FALSE)
+    }
     .import_torch_with_own_blas()
     if (!reticulate::py_module_available("bulkformer")) {
         python <- tryCatch(reticulate::py_config()$python, error = function(e) "none found")
@@ -220,9 +225,13 @@ bulkformer_envname <- function() {
     for (index in seq_len(reticulate::py_len(caught)) - 1L) {
         record <- reticulate::py_get_item(caught, index)
         if (!reticulate::py_to_r(builtins$issubclass(record$category, builtins$UserWarning))) next
+        message <- reticulate::py_to_r(builtins$str(record$message))
+        # anndata's, on the AnnData made from x: repeated genes are summed and reported by the
+        # engine, repeated samples are an error of its own, and the advice is a Python method
+        if (grepl("^(Observation|Variable) names are not unique", message)) next
         warning(structure(
             class = c("bulkformer_python_warning", "warning", "condition"),
-            list(message = .as_r_advice(reticulate::py_to_r(builtins$str(record$message))), call = call)
+            list(message = .as_r_advice(message), call = call)
         ))
     }
 }

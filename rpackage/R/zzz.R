@@ -23,6 +23,15 @@
         return(invisible(NULL))
     }
     .bulkformer_state$torch_imported <- TRUE
+    # torch imported before (a python chunk, reticulate::import("torch")) is bound already
+    if (reticulate::py_available(initialize = FALSE) &&
+        isTRUE(tryCatch(reticulate::py_eval("'torch' in __import__('sys').modules"), error = function(e) FALSE))) {
+        warning("torch was imported into this R session before bulkformer, so its matrix products use R's BLAS: ",
+                "about 15x slower, and about 1e-6 off the numbers Python gives. Restart R and call ",
+                "bulkformer_available() before anything else imports torch (in R Markdown: in the first R chunk, ",
+                "before any python chunk)", call. = FALSE)
+        return(invisible(NULL))
+    }
     # Called before this package's first Python use; a missing torch is reported
     # later, where the bulkformer import fails with its own message.
     try(reticulate::py_run_string(paste(

@@ -383,10 +383,11 @@ def _too_few_matched(report: MappingReport, min_fraction: float, block: Expressi
     if not report.n_unmatched:
         return message + (f"All {report.n_input_genes:,} input genes matched, but they are too few: for a targeted "
                           "panel, lower min_matched_fraction (the model sees the other genes as unmeasured).")
+    kinds = ", ".join(f"{kind} {n:,}" for kind, n in report.id_types.items())
     return message + (
-        f"Unmatched input genes include {', '.join(report.unmatched_examples[:5])} (ID kinds: "
-        f"{report.id_types}). Use human Ensembl gene IDs, HGNC symbols or Entrez IDs; check that gene IDs are "
-        "the row/column labels (orientation=); or lower min_matched_fraction for a targeted panel.")
+        f"Unmatched input genes include {', '.join(report.unmatched_examples[:5])} (ID kinds: {kinds}). Use human "
+        "Ensembl gene IDs, HGNC symbols or Entrez IDs; check that gene IDs are the row/column labels (orientation=); "
+        "or lower min_matched_fraction for a targeted panel.")
 
 
 def _better_gene_column(columns: pd.DataFrame | None, n_measured: int, index: VocabularyIndex,

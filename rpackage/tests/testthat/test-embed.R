@@ -37,6 +37,7 @@ test_that("embeddings never overwrite a colData column of the user's; each keeps
     expect_identical(c(records$bf_max$aggregate, records$bf_mean$aggregate), c("max", "mean"))
     expect_identical(both$group, se$group)
     # an earlier embedding may be replaced, and its record with it
+    expect_error(bulkformerEmbedding(both), "no embedding 'bulkformer' in colData\\(x\\); its embeddings are: bf_max, bf_mean")
     again <- bulkformerEmbed(both, model, aggregate = "median", name = "bf_max", progress = FALSE)
     expect_identical(S4Vectors::metadata(again)$bulkformer_embedding$bf_max$aggregate, "median")
     expect_gt(max_abs_diff(bulkformerEmbedding(again, "bf_max"), bulkformerEmbedding(both, "bf_max")), 1e-4)
@@ -58,7 +59,9 @@ test_that("a matrix gives a samples x features matrix; gene subsets and names ar
     on_subset <- bulkformerEmbed(counts, model, aggregate = "mean", genes = subset, progress = FALSE)
     expect_identical(dim(on_subset), dim(embedding))
     expect_gt(max_abs_diff(on_subset, embedding), 1e-4)
-    expect_error(bulkformerEmbedding(se), "bulkformerEmbed")
+    expect_error(bulkformerEmbedding(se), "its embeddings are: bf_mean \\(choose one with name = ...\\)")
+    expect_error(bulkformerEmbedding(SummarizedExperiment::SummarizedExperiment(list(counts = counts))),
+                 "run bulkformerEmbed\\(x, model\\) first")
 })
 
 test_that("gene-level embeddings are written to disk and read back", {

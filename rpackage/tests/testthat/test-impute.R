@@ -312,6 +312,13 @@ test_that("gene.column takes the gene IDs from a rowData column (rownames that a
                           "rowData column 'gene_id' holds Ensembl IDs .* pass gene.column = \"gene_id\""),
                    class = "bulkformer_python_warning")
     expect_no_warning(bulkformerImpute(by_symbol, model, gene.column = "gene_id", progress = FALSE))
+    # repeated rownames: the engine sums and reports them; anndata's own warning (a Python method) is not relayed
+    repeated <- by_symbol[c(seq_len(nrow(by_symbol)), 1:3), ]
+    warnings <- character()
+    withCallingHandlers(bulkformerImpute(repeated, model, gene.column = "gene_id", progress = FALSE),
+                        warning = function(w) { warnings <<- c(warnings, conditionMessage(w)); invokeRestart("muffleWarning") })
+    expect_false(any(grepl("names are not unique", warnings)))
+    expect_true(any(grepl("merged into vocabulary genes", warnings)))
     expect_error(bulkformerImpute(by_symbol, model, gene.column = "nope", progress = FALSE),
                  "its columns: c\\(\"gene_id\", \"gc\"\\)")  # every rowData column, numbers too
 })

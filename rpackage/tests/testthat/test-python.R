@@ -61,3 +61,36 @@ test_that("Python advice is told in R terms", {
                      "batch.size must be at least 1, got batch.size = \"4\"; or lengths = NULL")
     expect_identical(advice("nothing to translate"), "nothing to translate")
 })
+
+# a fresh R session, as a user starts one: the calls under test depend on what ran before
+run_in_fresh_r <- function(code, env = character()) {
+    script <- tempfile(fileext = ".R")
+    writeLines(c(sprintf(".libPaths(%s)", paste(deparse(.libPaths()), collapse = "")), code), script)
+    output <- suppressWarnings(system2(file.path(R.home("bin"), "Rscript"), script, stdout = TRUE, stderr = TRUE,
+                                       env = env))
+    paste(output, collapse = "\n")
+}
+
+test_that("torch imported before bulkformer (a python chunk first) is warned about", {
+    skip_if_no_bulkformer(api = FALSE)
+    python <- reticulate::py_config()$python
+    output <- run_in_fresh_r(c(
+        "reticulate::py_run_string('import torch')  # what a python chunk before the first R chunk does",
+        "library(bulkformer)",
+        "withCallingHandlers(bulkformer_available(), warning = function(w) {",
+        "    cat('WARNING:', conditionMessage(w), '\\n'); invokeRestart('muffleWarning') })"
+    ), env = c(paste0("RETICULATE_PYTHON=", python), "OMP_NUM_THREADS=1"))
+    expect_match(output, "WARNING: torch was imported into this R session before bulkformer, so its matrix products use R's BLAS")
+    output <- run_in_fresh_r(c("library(bulkformer)", "bulkformer_available()",
+                               "reticulate::py_run_string('import torch')", "cat('no warning\\n')"),
+                             env = c(paste0("RETICULATE_PYTHON=", python), "OMP_NUM_THREADS=1"))
+    expect_match(output, "no warning")
+    expect_no_match(output, "R's BLAS")
+})
+
+test_that("a RETICULATE_PYTHON that does not exist is named as such", {
+    output <- run_in_fresh_r(c("library(bulkformer)",
+                               "tryCatch(bulkformer_tiny_model(n_genes = 5), error = function(e) cat(conditionMessage(e)))"),
+                             env = "RETICULATE_PYTHON=/nonexistent/python")
+    expect_match(output, "RETICULATE_PYTHON is set to /nonexistent/python, which does not exist")
+})
