@@ -62,7 +62,13 @@ NULL
 #'   - assay `logtpm`: the observed log1p TPM, `NA` where the data lacks the gene;
 #'   - assay `imputed`: observed values where measured, predictions elsewhere;
 #'   - assay `predicted` (with `predicted = TRUE`): predictions for all genes;
-#'   - `rowData`: `ensembl_id`, `symbol`, `length` and `measured` (logical);
+#'   - `rowData`: `ensembl_id`, `symbol`, `length`, `measured` (logical) and
+#'     `input_id`, the row name (or `gene.column` ID) of `x` that measured each gene
+#'     (several joined by `;` where they were merged; `NA` where unmeasured), to join
+#'     results back to `x`, e.g. to DESeq2 results. `measured` describes one call's
+#'     data: before `cbind()` of results from batches that measured different genes,
+#'     drop it (`rowData(x)$measured <- NULL`; per sample it is
+#'     `!is.na(assay(x, "logtpm"))`), and `input_id` alike;
 #'   - `colData`: that of `x` (sample names for a matrix; `sample1`, `sample2`, ...
 #'     when `x` has no colnames);
 #'   - `metadata(.)`: that of `x` (for a SummarizedExperiment) plus `mapping_report`,

@@ -27,6 +27,9 @@ NULL
     }
     genes <- bulkformerVocabulary(model)[gene_ids, , drop = FALSE]
     genes$measured <- as.logical(reticulate::py_to_r(result$measured))
+    # the input row(s) behind each measured gene, to join results back to x (NA: unmeasured)
+    input.ids <- reticulate::py_to_r(result$input_ids)
+    genes$input_id <- vapply(input.ids, function(id) if (is.null(id)) NA_character_ else id, character(1))
     if (is.null(col.data)) {
         col.data <- S4Vectors::DataFrame(row.names = samples)
     }

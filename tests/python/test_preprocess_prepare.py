@@ -232,3 +232,17 @@ def test_map_genes_gives_the_per_gene_detail():
     assert table["vocabulary_id"].tolist() == [tp53, tp53, None, tp53, None, None]
     assert table["route"].tolist() == ["symbol", "ensembl", "superseded", "entrez", "unmatched", "unmatched"]
     assert table.loc[0, "length_bp"] == BY_SYMBOL.loc["TP53", "length"] and table.loc[4, "length_bp"] == 1000.0
+
+
+def test_input_ids_join_the_vocabulary_genes_back_to_the_input_rows():
+    """Genes matched through another Ensembl ID, a version or a symbol could not be
+    joined back to the input (e.g. to DESeq2 results) by the vocabulary ID."""
+    vocabulary = _vocabulary_subset()
+    ids = list(vocabulary["ensembl_id"])
+    counts = _counts(ids)
+    labels = [f"{ids[0]}.5", *ids[1:6], str(vocabulary["symbol"].iloc[6]), ids[1]]  # ids[1] twice: merged
+    with pytest.warns(UserWarning, match="merged"):
+        prepared = prepare(counts.set_axis(labels, axis=1), vocabulary)
+    assert prepared.input_ids == [f"{ids[0]}.5", f"{ids[1]};{ids[1]}", *ids[2:6], str(vocabulary["symbol"].iloc[6]),
+                                  None]
+    assert list(prepared.measured) == [i is not None for i in prepared.input_ids]

@@ -26,7 +26,8 @@ class ImputationResult:
     observed: the input, NaN where not measured; imputed: observed where measured,
     model prediction where missing; predicted: model output for every gene;
     measured: (G,) which vocabulary genes the data set measures; gene_symbols: the
-    vocabulary's symbol of each gene (None where it has none)."""
+    vocabulary's symbol of each gene (None where it has none); input_ids: the input gene
+    label(s) behind each measured gene (see ``PreparedInput.input_ids``)."""
 
     observed: np.ndarray
     imputed: np.ndarray
@@ -37,6 +38,7 @@ class ImputationResult:
     report: Any  # bulkformer.preprocess.MappingReport
     model: dict[str, Any] | None = None  # Bundle.describe(): which model produced it
     gene_symbols: list[str | None] | None = None
+    input_ids: list[str | None] | None = None
 
     def to_frame(self, which: str = "missing") -> pd.DataFrame:
         """``missing``: imputed values of the unmeasured genes; ``all``: predictions."""
@@ -122,6 +124,7 @@ def run_imputation(
         measured=np.asarray(prepared.measured, dtype=bool),
         sample_ids=[str(s) for s in prepared.sample_ids], gene_ids=list(prepared.gene_ids),
         report=prepared.report, model=engine.bundle.describe(), gene_symbols=_symbols(engine.bundle, prepared.gene_ids),
+        input_ids=prepared.input_ids,
     )
 
 

@@ -37,7 +37,9 @@ _BLOCK_SAMPLES = 4096  # in-memory inputs are transformed in blocks of samples (
 class PreparedInput:
     """``values`` float32 (n_samples, G) natural log1p TPM in vocabulary order, -10 where
     the vocabulary gene is not measured (``measured`` False); ``mask_prob`` = share of
-    vocabulary genes not measured."""
+    vocabulary genes not measured; ``input_ids``: per vocabulary gene, the input gene
+    label that measured it (several joined by ";" where they were merged; None where
+    unmeasured), to join results back to the input's rows."""
 
     values: np.ndarray
     measured: np.ndarray
@@ -45,6 +47,7 @@ class PreparedInput:
     gene_ids: list[str]
     report: MappingReport
     mask_prob: float
+    input_ids: list[str | None] | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """samples x vocabulary genes DataFrame (a copy-free view of ``values``)."""
@@ -184,7 +187,8 @@ def prepare(
         values = parts[0].values if len(parts) == 1 else np.concatenate([p.values for p in parts])
     last = parts[-1]
     return PreparedInput(values=values, measured=last.measured, sample_ids=[s for p in parts for s in p.sample_ids],
-                         gene_ids=last.gene_ids, report=last.report, mask_prob=last.report.mask_prob)
+                         gene_ids=last.gene_ids, report=last.report, mask_prob=last.report.mask_prob,
+                         input_ids=last.input_ids)
 
 
 def prepare_chunks(data: Any, vocabulary: Any, *, input: InputKind = "counts", genes=None, samples=None,
@@ -245,6 +249,7 @@ def _prepare_blocks(source: _Source, vocabulary: Any, *, input: str, orientation
     sample_lengths, length_series = _split_lengths(lengths, orientation)
     plan = plan_alignment(gene_ids, index, lengths=length_series)
     measured = plan.measured
+    input_ids = _input_ids(gene_ids, plan.column_index, index.n_genes)
     output = out(index.n_genes) if out is not None else None
     seen: set[str] = set()
     offset = 0
@@ -271,9 +276,19 @@ def _prepare_blocks(source: _Source, vocabulary: Any, *, input: str, orientation
         offset += n_block
         report.n_samples = offset
         yield PreparedInput(values=values, measured=measured, sample_ids=list(block.sample_ids),
-                            gene_ids=list(index.ensembl_ids), report=report, mask_prob=report.mask_prob)
+                            gene_ids=list(index.ensembl_ids), report=report, mask_prob=report.mask_prob,
+                            input_ids=input_ids)
     if report is None:
         check_not_empty(0, len(gene_ids))
+
+
+def _input_ids(gene_ids: Sequence[str], column_index: np.ndarray, n_genes: int) -> list[str | None]:
+    """Per vocabulary gene, the input labels that map to it (";"-joined), None for none."""
+    found: list[list[str]] = [[] for _ in range(n_genes)]
+    for label, position in zip(gene_ids, column_index):
+        if position >= 0:
+            found[position].append(str(label))
+    return [";".join(labels) if labels else None for labels in found]
 
 
 def _blocks(matrix: ExpressionMatrix, size: int) -> Iterator[ExpressionMatrix]:

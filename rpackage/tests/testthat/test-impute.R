@@ -39,6 +39,7 @@ test_that("observed values are log1p TPM of the counts and imputation fills exac
 
     expect_identical(SummarizedExperiment::rowData(out)$measured, measured)
     expect_identical(SummarizedExperiment::rowData(out)$symbol, vocabulary$symbol)
+    expect_identical(SummarizedExperiment::rowData(out)$input_id, ifelse(measured, vocabulary$ensembl_id, NA_character_))
     expected <- reference_logtpm(counts, vocabulary[rownames(counts), "length"])
     expect_equal(logtpm[rownames(counts), ], expected, tolerance = 1e-6)
     expect_true(all(is.na(logtpm[!measured, ])))
@@ -311,7 +312,14 @@ test_that("gene.column takes the gene IDs from a rowData column (rownames that a
                    paste0("The rownames are gene symbols \\(", sum(named), " matched as symbols or aliases\\), but the ",
                           "rowData column 'gene_id' holds Ensembl IDs .* pass gene.column = \"gene_id\""),
                    class = "bulkformer_python_warning")
+    by_id <- bulkformerImpute(by_symbol, model, gene.column = "gene_id", progress = FALSE)
     expect_no_warning(bulkformerImpute(by_symbol, model, gene.column = "gene_id", progress = FALSE))
+    # results join back to the input's rows: by the IDs read, versions and all
+    versioned <- by_symbol
+    SummarizedExperiment::rowData(versioned)$gene_id <- paste0(ids[named], ".7")
+    joined <- SummarizedExperiment::rowData(bulkformerImpute(versioned, model, gene.column = "gene_id",
+                                                             progress = FALSE))$input_id
+    expect_identical(joined[!is.na(joined)], paste0(ids[named], ".7")[match(rownames(by_id)[!is.na(joined)], ids[named])])
     # repeated rownames: the engine sums and reports them; anndata's own warning (a Python method) is not relayed
     repeated <- by_symbol[c(seq_len(nrow(by_symbol)), 1:3), ]
     warnings <- character()
