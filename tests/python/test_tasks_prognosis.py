@@ -61,6 +61,11 @@ def test_gene_hazard_ratios_find_survival_module_genes(cohort, tmp_path):
     assert row["ci_low"] < row["hazard_ratio"] < row["ci_high"]
     assert result.metrics["gene"].iloc[0] == strongest
     assert result.plot(tmp_path / "km.png").stat().st_size > 1000
+    # Benjamini-Hochberg over the 4 genes tested: q = min over ranks >= k of p_(j) * m / j
+    p = result.metrics["logrank_p"].to_numpy()  # sorted ascending
+    expected = np.minimum.accumulate((p * len(p) / np.arange(1, len(p) + 1))[::-1])[::-1].clip(max=1)
+    np.testing.assert_allclose(result.metrics["logrank_q"], expected, rtol=1e-12)
+    assert (result.metrics["q_value"] >= result.metrics["p_value"]).all()
 
 
 def test_bad_survival_input(feature_sets, cohort):

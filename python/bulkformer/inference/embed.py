@@ -15,7 +15,8 @@ from . import distributed
 from .execution import Engine
 from .impute import _report_dict, _without_none
 from .inputs import is_anndata, prepare_for
-from .stores import STORE_MARKERS, GeneEmbeddingWriter, cast_checked, check_dtype, check_store_path
+from .stores import (STORE_MARKERS, GeneEmbeddingWriter, cast_checked, check_dtype, check_store_path,
+                     discard_staging)
 
 _AGGREGATES = ("max", "mean", "median", "all")
 _LEVELS = ("sample", "gene")
@@ -153,12 +154,15 @@ def embed(
 
     width = bundle.config.feature_dim + (0 if table is None else table.shape[1])
     fused = None if table is None else table[positions]
-    if shard.is_main:
-        writer = GeneEmbeddingWriter(out, n_samples=values.shape[0], n_genes=len(positions), feature_dim=width, dtype=dtype)
-    distributed.barrier(shard)
-    if not shard.is_main:
-        writer = GeneEmbeddingWriter(out, create=False)
+    # the writer is made inside the try: a signal while it creates the staging store must
+    # remove that store too
     try:
+        if shard.is_main:
+            writer = GeneEmbeddingWriter(out, n_samples=values.shape[0], n_genes=len(positions), feature_dim=width,
+                                         dtype=dtype)
+        distributed.barrier(shard)
+        if not shard.is_main:
+            writer = GeneEmbeddingWriter(out, create=False)
         for batch in engine.stream(values, prepared.mask_prob, want_expr=False, feature_index=positions,
                                    rows=shard.rows, description="gene embeddings"):
             features = batch.features
@@ -176,6 +180,6 @@ def embed(
         distributed.barrier(shard)
     except BaseException:
         if shard.is_main:
-            writer.abort()
+            discard_staging(out)
         raise
     return str(out)

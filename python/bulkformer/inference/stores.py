@@ -112,8 +112,10 @@ class GeneEmbeddingWriter:
         replace_directory(self.staging, self.out)
         return self.out
 
-    def abort(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
+
+def discard_staging(out: str | Path) -> None:
+    """Remove an unfinished store's staging directory (if any)."""
+    shutil.rmtree(staging_path(Path(out)), ignore_errors=True)
 
 
 @dataclass

@@ -15,6 +15,7 @@ import pandas as pd
 from lifelines import CoxPHFitter
 from lifelines.statistics import logrank_test
 from lifelines.utils import concordance_index
+from scipy.stats import false_discovery_control
 from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -180,7 +181,9 @@ def gene_hazard_ratios(
     n_plot: int = 4,
 ) -> TaskResult:
     """Per-gene hazard ratio of high (> median) vs low expression, from a univariate Cox
-    model on the split (lifelines), with its 95% CI, Wald p and log-rank p.
+    model on the split (lifelines), with its 95% CI, Wald p and log-rank p, and their
+    Benjamini-Hochberg q-values over the genes tested (``q_value``, ``logrank_q``); rows
+    sorted by log-rank p.
 
     expression: samples x genes (e.g. log1p TPM, or imputed values; NaN = not measured:
     each gene is tested on the samples that measure it); ``genes`` restricts it to some
@@ -235,7 +238,11 @@ def gene_hazard_ratios(
         groups[str(gene)] = (measured, high)
     if not rows:
         raise ValueError("no gene could be split at its median (all constant, or measured in fewer than 4 samples)")
-    metrics = pd.DataFrame(rows).sort_values("logrank_p", kind="stable").reset_index(drop=True)
+    metrics = pd.DataFrame(rows)
+    # one test per gene: Benjamini-Hochberg q-values over the genes tested
+    metrics["q_value"] = false_discovery_control(metrics["p_value"].to_numpy(), method="bh")
+    metrics["logrank_q"] = false_discovery_control(metrics["logrank_p"].to_numpy(), method="bh")
+    metrics = metrics.sort_values("logrank_p", kind="stable").reset_index(drop=True)
     top = metrics["gene"].head(n_plot).tolist()
     predictions = pd.concat([
         pd.DataFrame({"features": features_name, "head": "median_split_cox", "gene": gene,
