@@ -321,6 +321,18 @@ def test_finetune_reads_the_gene_column_of_an_h5ad_file(named_files, cli, tmp_pa
     code, out, err = cli("finetune", root / "opaque.h5ad", "--gene-column", "gene_ids", "-o", tmp_path / "ft", *args,
                          "--no-progress")
     assert code == 0 and out.startswith("{\n  \"out\""), out  # the result alone, no epoch lines
+    # predictions from the command line (there was no command for them)
+    code, out, err = cli("predict", root / "opaque.h5ad", "--gene-column", "gene_ids", "-m", tmp_path / "ft",
+                         "-o", tmp_path / "predicted.csv")
+    assert code == 0, err
+    assert "wrote" in out and "2 classes (classification)" in out
+    expected = _quiet(load_finetuned(tmp_path / "ft").predict, root / "opaque.h5ad", gene_names="gene_ids")
+    written = pd.read_csv(tmp_path / "predicted.csv", index_col=0)
+    assert list(written.index) == list(expected.index) and list(written.columns) == ["a", "b"]
+    np.testing.assert_allclose(written.to_numpy(), expected.to_numpy(), rtol=1e-5, atol=1e-7)
+    code, _, err = cli("predict", root / "opaque.h5ad", "--gene-column", "gene_ids", "-m", root / "model",
+                       "-o", tmp_path / "p2.csv")
+    assert code == 2 and "no fine-tuned model" in err and "it is a model bundle" in err, err
     code, _, err = cli("finetune", root / "opaque.h5ad", "-o", tmp_path / "ft2", *args)
     assert code == 2 and "pass --gene-column gene_ids" in err, err
     code, _, err = cli("finetune", root / "named.csv", "--gene-column", "gene_ids", "-o", tmp_path / "ft3", *args)

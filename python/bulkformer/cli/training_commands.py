@@ -12,6 +12,7 @@ from .inputs import GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, output_path,
 def register(app: typer.Typer) -> None:
     app.command("pretrain")(pretrain)
     app.command("finetune")(finetune)
+    app.command("predict")(predict)
     app.command("simulate")(simulate)
     app.command("demo")(demo)
 
@@ -139,7 +140,8 @@ def finetune(
 
     -o gets the model, finetune.json and metrics.json (validation metrics, history, settings).
 
-    It is not a bundle: in Python, bulkformer.training.load_finetuned(DIR).predict(data); as -m, DIR/encoder.
+    Predict with it: bulkformer predict DATA -m DIR -o predictions.csv (in Python, load_finetuned(DIR).predict(data)).
+    It is not a bundle: where a command wants one (-m), give DIR/encoder.
 
     Examples:
       bulkformer finetune sim/counts.parquet --labels sim/obs.tsv --column tissue -m runs/sim/model -o runs/tissue
@@ -170,6 +172,43 @@ def finetune(
                  val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr,
                  head_lr=head_lr, seed=seed, device=device, out=out, progress=progress)
     typer.echo(json.dumps({"out": str(out), "validation": json_safe(result.metrics)}, indent=2))
+
+
+def predict(
+    data: Path = typer.Argument(..., help="Expression file (csv/tsv/parquet/h5ad), samples x genes unless --orientation."),
+    model: Path = typer.Option(..., "--model", "-m", help="A fine-tuning output directory (bulkformer finetune -o)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Predictions table: .csv or .tsv (optionally .gz), .parquet or .h5ad.", callback=output_path),
+    input: str = typer.Option("counts", "--input", help="counts, tpm or logtpm (natural log1p TPM)."),
+    lengths: Optional[Path] = typer.Option(None, "--lengths", help="TSV gene ID -> length in bp (default: the shipped annotation)."),
+    orientation: str = typer.Option("samples_by_genes", "--orientation", help=ORIENTATION_HELP),
+    layer: Optional[str] = typer.Option(None, "--layer", help=LAYER_HELP),
+    gene_column: Optional[str] = typer.Option(None, "--gene-column", help=GENE_COLUMN_HELP),
+    batch_size: int = typer.Option(16, "--batch-size", help="Samples per batch."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda (default: cuda when available)."),
+) -> None:
+    """Apply a fine-tuned model to samples: one column per class (probabilities) or the regression value.
+
+    The data are read as by finetune; rows of the output are the samples, in the data's order.
+
+    Examples:
+      bulkformer predict new_counts.csv -m runs/tissue -o tissue_probabilities.csv
+      bulkformer predict cohort.h5ad --layer counts --gene-column gene_ids -m runs/risk -o risk.parquet
+    """
+    from bulkformer.arguments import check_at_least
+    from bulkformer.training.finetune import load_finetuned
+
+    from .inference_commands import _TABLE_SUFFIXES, _output_format, _write_table
+    from .inputs import check_expression_file
+
+    check_at_least(batch_size, 1, "batch_size")
+    _output_format(out, _TABLE_SUFFIXES)
+    check_expression_file(data, layer, gene_column)
+    finetuned = load_finetuned(model, device=device or "cpu")
+    frame = finetuned.predict(str(data), input=input, lengths=read_lengths(lengths), batch_size=batch_size, device=device,
+                              gene_names=gene_column, orientation=orientation, layer=layer)
+    _write_table(frame, out, data, orientation)
+    typer.echo(f"wrote {out}: {frame.shape[0]} samples x {frame.shape[1]} "
+               f"{'classes' if finetuned.task == 'classification' else 'column'} ({finetuned.task})")
 
 
 def simulate(
