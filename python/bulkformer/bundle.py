@@ -127,8 +127,8 @@ def check_bundle_dir(path: str | Path) -> Path:
         raise FileNotFoundError(f"no model bundle at {path}: expected a directory{hint}")
     if is_finetuned(path) and not (path / "config.json").is_file():
         raise ValueError(f"{path} is a fine-tuned model (it has {FINETUNED_MARKER}), not a model bundle: load it with "
-                         f"bulkformer.training.load_finetuned('{path}') and call .predict(data), or use its encoder "
-                         f"as the model: {path / 'encoder'}")
+                         f"bulkformer.training.load_finetuned('{path}') and call .predict(data) (on the command line: "
+                         f"bulkformer predict DATA -m {path}), or use its encoder as the model: {path / 'encoder'}")
     if not (path / "config.json").exists() and (path / "model" / "config.json").is_file():
         # `pretrain -o runs/x` and `demo -o out` write the trained bundle to their model/
         raise FileNotFoundError(f"{path} is an output directory (a pretraining run or the demo), not a model bundle: "
