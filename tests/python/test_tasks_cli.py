@@ -39,6 +39,8 @@ def test_classification_and_prognosis_commands(files):
     assert "weighted_f1" in res.output
     payload = json.loads(out.read_text())
     assert {m["features"] for m in payload["metrics"]} == {"embedding", "raw_logtpm"}
+    provenance = payload["params"]["provenance"]  # which command, version and directory produced the file
+    assert provenance["bulkformer_version"] == bulkformer.__version__ and provenance["command"].startswith("bulkformer")
     assert (root / "cls.png").stat().st_size > 1000
     res = runner.invoke(app, ["evaluate", "prognosis", str(root / "logtpm.csv"), "--input", "logtpm",
                               "--survival", str(root / "obs.tsv"), "--time-column", "survival_time",
@@ -107,6 +109,8 @@ def test_essentiality_command(files):
     assert res.exit_code == 0, res.output
     payload = json.loads((root / "ess.json").read_text())
     assert {m["features"] for m in payload["metrics"]} == {"embedding", "raw_logtpm"}
+    provenance = payload["params"]["provenance"]  # which command, version and directory produced the file
+    assert provenance["bulkformer_version"] == bulkformer.__version__ and provenance["command"].startswith("bulkformer")
     assert payload["metrics"][0]["n_cell_lines"] == 30
 
 

@@ -124,8 +124,16 @@ def _feature_sets(data: Path, model, include: list[str], data_args: dict, aggreg
 
 
 def _report(result, out: Optional[Path], plot: Optional[Path]) -> None:
+    import sys
+
     import pandas as pd
 
+    import bulkformer
+
+    # what produced the file: a result JSON read months later must say which data and model
+    result.params = {**result.params, "provenance": {
+        "command": " ".join(["bulkformer", *sys.argv[1:]]), "bulkformer_version": bulkformer.__version__,
+        "working_directory": str(Path.cwd())}}
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         typer.echo(result.metrics.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if out is not None:
