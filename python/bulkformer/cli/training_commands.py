@@ -9,6 +9,14 @@ import typer
 from .inputs import GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, output_path, read_lengths
 
 
+# how finetune and predict read the expression file (the same way)
+_INPUT = typer.Option("counts", "--input", help="counts, tpm or logtpm (natural log1p TPM).")
+_LENGTHS = typer.Option(None, "--lengths", help="TSV gene ID -> length in bp (default: the shipped annotation).")
+_ORIENTATION = typer.Option("samples_by_genes", "--orientation", help=ORIENTATION_HELP)
+_LAYER = typer.Option(None, "--layer", help=LAYER_HELP)
+_GENE_COLUMN = typer.Option(None, "--gene-column", help=GENE_COLUMN_HELP)
+
+
 def register(app: typer.Typer) -> None:
     app.command("pretrain")(pretrain)
     app.command("finetune")(finetune)
@@ -119,11 +127,8 @@ def finetune(
     task: str = typer.Option("classification", "--task", help="classification or regression."),
     mode: str = typer.Option("frozen", "--mode", help="frozen, partial or full."),
     trainable_layers: int = typer.Option(1, "--trainable-layers", help="Performer layers trained in partial mode."),
-    input: str = typer.Option("counts", "--input", help="counts, tpm or logtpm (natural log1p TPM)."),
-    lengths: Optional[Path] = typer.Option(None, "--lengths", help="TSV gene ID -> length in bp (default: the shipped annotation)."),
-    orientation: str = typer.Option("samples_by_genes", "--orientation", help=ORIENTATION_HELP),
-    layer: Optional[str] = typer.Option(None, "--layer", help=LAYER_HELP),
-    gene_column: Optional[str] = typer.Option(None, "--gene-column", help=GENE_COLUMN_HELP),
+    input: str = _INPUT, lengths: Optional[Path] = _LENGTHS, orientation: str = _ORIENTATION,
+    layer: Optional[str] = _LAYER, gene_column: Optional[str] = _GENE_COLUMN,
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of labelled samples held out for the reported metrics (0: none)."),
     epochs: int = typer.Option(20, "--epochs"),
     batch_size: int = typer.Option(16, "--batch-size"),
@@ -178,11 +183,8 @@ def predict(
     data: Path = typer.Argument(..., help="Expression file (csv/tsv/parquet/h5ad), samples x genes unless --orientation."),
     model: Path = typer.Option(..., "--model", "-m", help="A fine-tuning output directory (bulkformer finetune -o)."),
     out: Path = typer.Option(..., "--out", "-o", help="Predictions table: .csv or .tsv (optionally .gz), .parquet or .h5ad.", callback=output_path),
-    input: str = typer.Option("counts", "--input", help="counts, tpm or logtpm (natural log1p TPM)."),
-    lengths: Optional[Path] = typer.Option(None, "--lengths", help="TSV gene ID -> length in bp (default: the shipped annotation)."),
-    orientation: str = typer.Option("samples_by_genes", "--orientation", help=ORIENTATION_HELP),
-    layer: Optional[str] = typer.Option(None, "--layer", help=LAYER_HELP),
-    gene_column: Optional[str] = typer.Option(None, "--gene-column", help=GENE_COLUMN_HELP),
+    input: str = _INPUT, lengths: Optional[Path] = _LENGTHS, orientation: str = _ORIENTATION,
+    layer: Optional[str] = _LAYER, gene_column: Optional[str] = _GENE_COLUMN,
     batch_size: int = typer.Option(16, "--batch-size", help="Samples per batch."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda (default: cuda when available)."),
 ) -> None:
