@@ -63,6 +63,42 @@ def infer_config(state: dict[str, torch.Tensor]) -> ModelConfig:
     )
 
 
+def _layout(config: ModelConfig) -> str:
+    """The layout in words (a dataclass repr reads like options the command does not have)."""
+    table = f", gene table {config.gene_table_dim} wide" if config.gene_table_dim else ""
+    return (f"{config.version}, {config.n_genes:,} genes, width {config.dim}, {config.gb_repeat} block(s) of "
+            f"{config.p_repeat} Performer layer(s), {config.full_head} heads{table}")
+
+
+def _with_performer_aliases(state: dict[str, torch.Tensor], model: BulkFormer) -> dict[str, torch.Tensor]:
+    """performer-pytorch holds each layer twice (``...net.*`` and the same tensors as
+    ``...proj_updater.instance.*``) plus a redraw counter; exports that drop the duplicates
+    (safetensors' save_model) get them back from ``net``."""
+    filled = dict(state)
+    for key, tensor in model.state_dict().items():
+        if key in filled:
+            continue
+        if ".proj_updater.instance." in key:
+            twin = key.replace(".proj_updater.instance.", ".net.")
+            if twin in filled:
+                filled[key] = filled[twin]
+        elif key.endswith(".proj_updater.calls_since_last_redraw"):
+            filled[key] = tensor
+    return filled
+
+
+def _warn_if_graph_covers_few_genes(edge_index: torch.Tensor, n_genes: int, graph: str | Path) -> None:
+    """A graph built for a smaller vocabulary fits (its indices are all in range) but leaves
+    most genes without neighbours: the graph convolution then does nothing for them."""
+    if not edge_index.numel():
+        return
+    highest = int(edge_index.max())
+    if highest + 1 < n_genes // 2:
+        warnings.warn(f"the graph {graph} only names genes 0-{highest} of the checkpoint's {n_genes:,}: it looks built "
+                      "for another vocabulary (the release's graph for this checkpoint covers all of them); genes "
+                      "beyond it get no graph neighbours", UserWarning, stacklevel=3)
+
+
 def preset_name(config: ModelConfig) -> str | None:
     """Name of the published preset with this shape (any vocabulary size), if any."""
     for name, candidate in PRESETS.items():
@@ -89,6 +125,11 @@ def read_gene_info(path: str | Path, n_genes: int) -> pd.DataFrame:
         raise ValueError(f"{path}: {int(blank.sum())} rows have no ensg_id (lines {rows[:5]}); every vocabulary "
                          "gene needs its Ensembl ID, in model order: use the gene-info file of the release")
     table = pd.DataFrame({"ensembl_id": info["ensg_id"].astype(str).str.strip().str.split(".").str[0]})
+    not_ensembl = ~table["ensembl_id"].str.fullmatch(r"ENSG\d{11}")
+    if not_ensembl.any():  # symbols here would leave every Ensembl-ID input unmatched, found only much later
+        warnings.warn(f"{path}: {int(not_ensembl.sum()):,} of {len(table):,} ensg_id values are not human Ensembl gene "
+                      f"IDs (e.g. {table['ensembl_id'][not_ensembl].iloc[0]!r}); the vocabulary is keyed by them: use "
+                      "the release's gene-info file", UserWarning, stacklevel=3)
     symbol = next((c for c in _SYMBOL_COLUMNS if c in info.columns), None)
     table["symbol"] = info[symbol].astype("string") if symbol else pd.NA
     length = next((c for c in _LENGTH_COLUMNS if c in info.columns), None)
@@ -158,13 +199,14 @@ def import_checkpoint(
         model = BulkFormer(config, edge_index, edge_weight)
     except ValueError as err:  # the graph does not fit the checkpoint
         raise ValueError(f"the graph {graph} does not fit the checkpoint {checkpoint}: {err}") from None
+    _warn_if_graph_covers_few_genes(edge_index, config.n_genes, graph)
     try:
-        result = model.load_state_dict(state, strict=False)
+        result = model.load_state_dict(_with_performer_aliases(state, model), strict=False)
     except RuntimeError as err:  # shape mismatches
-        raise ValueError(f"the checkpoint does not fit the inferred layout {config}: {err}") from None
+        raise ValueError(f"the checkpoint does not fit the layout read from it ({_layout(config)}): {err}") from None
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(
-            f"the checkpoint does not fit the inferred layout {config}: "
+            f"the checkpoint does not fit the layout read from it ({_layout(config)}): "
             f"missing {result.missing_keys[:8]}, unexpected {result.unexpected_keys[:8]}"
         )
     model.eval()

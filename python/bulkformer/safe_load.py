@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +24,43 @@ def safe_torch_load(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if not _refused_as_unsafe(err, path):
+            raise _unreadable(path, err) from None
         raise UnsafeCheckpointError(
             f"refused to load {path}: it contains Python objects beyond tensors, and unpickling them "
             "could execute code. If you trust its origin, convert it once to a plain state dict in an "
             "isolated environment, e.g.\n"
             f"    python -c \"import torch; obj = torch.load('{path}', weights_only=False); "
-            f"torch.save(obj.state_dict() if hasattr(obj, 'state_dict') else obj, '{path.with_suffix('.safe.pt')}')\"\n"
+            f"torch.save(obj.state_dict() if hasattr(obj, 'state_dict') else {_as_tensor_hint(err)}, "
+            f"'{path.with_suffix('.safe.pt')}')\"\n"
             "then pass the converted file (a dict of tensors) instead.\n"
             f"Details: {err}"
         ) from None
     except (PermissionError, MemoryError):
         raise
     except Exception as err:  # torch's own errors for truncated, empty or non-torch files are cryptic
-        raise ValueError(
-            f"cannot read {path} as a PyTorch .pt file: it is empty, truncated or corrupt (download or copy it "
-            "again and compare its size with the original), or not a file written by torch.save (a CSV or "
-            f"a .safetensors file given in the wrong place?). Details: {type(err).__name__}: {err}"
-        ) from None
+        raise _unreadable(path, err) from None
+
+
+def _refused_as_unsafe(err: pickle.UnpicklingError, path: Path) -> bool:
+    """torch's weights-only unpickler names what it refused: a GLOBAL (a class or function
+    outside its allow-list). Its other errors ("Unsupported operand") mean damaged bytes in
+    a torch.save zip file, or, in any other file, a plain pickle it cannot vet: unsafe."""
+    return "GLOBAL" in str(err) or not zipfile.is_zipfile(path)
+
+
+def _as_tensor_hint(err: pickle.UnpicklingError) -> str:
+    # a numpy array (a graph or gene table saved from numpy) must become a tensor, or the
+    # re-saved file is refused again
+    return "torch.as_tensor(obj)" if "numpy" in str(err) else "obj"
+
+
+def _unreadable(path: Path, err: Exception) -> ValueError:
+    return ValueError(
+        f"cannot read {path} as a PyTorch .pt file: it is empty, truncated or corrupt (download or copy it "
+        "again and compare its size with the original), or not a file written by torch.save (a CSV or "
+        f"a .safetensors file given in the wrong place?). Details: {type(err).__name__}: {err}"
+    )
 
 
 def unwrap_state_dict(obj: Any, source: str | Path = "checkpoint") -> dict[str, torch.Tensor]:

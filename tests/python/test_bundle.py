@@ -165,3 +165,35 @@ def test_a_bundle_prints_as_one_line_summary():
     assert text == str(bundle) and "\n" not in text and len(text) < 200
     assert text.startswith("<bulkformer model: v2, 300 genes, dim 16, 1 Performer layer, feature dim 19, ")
     assert f"{bundle.edge_index.shape[1]:,} graph edges" in text and "random weights" in text
+
+
+def test_converter_restores_performer_duplicates_and_warns_about_a_partial_graph(tmp_path):
+    """A state dict without performer-pytorch's duplicate proj_updater.instance.* copies
+    (safetensors' save_model drops them) was refused as missing keys; a graph of a smaller
+    vocabulary was taken without a word; errors printed the config's dataclass repr."""
+    files = write_official_release("v2_tiny", tmp_path / "release")
+    reference = import_checkpoint(**files)
+    state = torch.load(files["checkpoint"], weights_only=True)
+    torch.save({k: v for k, v in state.items() if ".proj_updater." not in k}, files["checkpoint"])
+    slim = import_checkpoint(**files)
+    for key, value in reference.model.state_dict().items():
+        assert torch.equal(slim.model.state_dict()[key], value), key
+    smaller = tmp_path / "G_small.pt"
+    edges = torch.load(files["graph"], weights_only=True)
+    kept = (edges < 100).all(dim=0)
+    torch.save(edges[:, kept].clone(), smaller)
+    weights = tmp_path / "G_small_weight.pt"
+    torch.save(torch.load(files["graph_weight"], weights_only=True)[kept].clone(), weights)
+    with pytest.warns(UserWarning, match=r"G_small.pt only names genes 0-9\d of the checkpoint's 300: it looks built "
+                                         r"for another vocabulary"):
+        import_checkpoint(**{**files, "graph": smaller, "graph_weight": weights})
+    state.pop("module.head.3.weight")
+    torch.save(state, files["checkpoint"])
+    with pytest.raises(ValueError, match=r"does not fit the layout read from it \(v2, 300 genes, width 32, \d block"):
+        import_checkpoint(**files)
+    from bulkformer.convert import read_gene_info
+
+    symbols = tmp_path / "symbols.csv"
+    pd.DataFrame({"ensg_id": ["TSPAN6", "ENSG00000000005.6"]}).to_csv(symbols, index=False)
+    with pytest.warns(UserWarning, match=r"1 of 2 ensg_id values are not human Ensembl gene IDs \(e\.g\. 'TSPAN6'\)"):
+        read_gene_info(symbols, 2)

@@ -47,3 +47,25 @@ def test_hostile_pickle_through_converter_and_cli(tmp_path):
     assert isinstance(result.exception, UnsafeCheckpointError)
     assert not marker.exists()
     assert not (tmp_path / "out").exists()
+
+
+def test_damaged_bytes_are_called_corrupt_not_unsafe(tmp_path):
+    """A checkpoint with damaged bytes was refused as 'unsafe', with advice to load it
+    with weights_only=False: the wrong diagnosis, and dangerous advice."""
+    path = tmp_path / "damaged.pt"
+    torch.save({f"layer{i}.weight": torch.ones(2) for i in range(200)}, path)
+    data = bytearray(path.read_bytes())
+    data[1000:2000] = bytes(1000)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="empty, truncated or corrupt") as caught:
+        safe_torch_load(path)
+    assert not isinstance(caught.value, UnsafeCheckpointError)
+
+
+def test_a_numpy_array_file_is_refused_with_a_recipe_that_makes_it_a_tensor(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "graph_np.pt"
+    torch.save(np.zeros((2, 5), dtype=np.int64), path)
+    with pytest.raises(UnsafeCheckpointError, match=r"else torch\.as_tensor\(obj\)"):
+        safe_torch_load(path)
