@@ -32,10 +32,12 @@ def _output_format(path: Path, allowed: dict[str, str]) -> str:
     return fmt
 
 
-def _write_table(frame, path: Path, source: Optional[Path] = None, orientation: str = "samples_by_genes") -> None:
+def _write_table(frame, path: Path, source: Optional[Path] = None, orientation: str = "samples_by_genes",
+                 var=None) -> None:
     """Write a samples x columns table to a temporary sibling, then rename. An h5ad output
-    of an h5ad ``source`` keeps the source's sample annotations (obs), per-sample matrices
-    (obsm, obsp) and uns, as the library's AnnData results do."""
+    gets ``var`` (the columns' annotation; default: their names) and, for an h5ad
+    ``source``, the source's sample annotations (obs), per-sample matrices (obsm, obsp) and
+    uns, as the library's AnnData results do."""
     fmt = _output_format(path, _TABLE_SUFFIXES)
     with atomic_file(path) as staging:
         if fmt in ("csv", "tsv"):
@@ -47,7 +49,6 @@ def _write_table(frame, path: Path, source: Optional[Path] = None, orientation: 
             import numpy as np
             import pandas as pd
 
-            from bulkformer.inference.impute import gene_annotation
             from bulkformer.io import read_sample_slots
 
             slots = read_sample_slots(source, orientation=orientation) if source is not None else None
@@ -57,8 +58,7 @@ def _write_table(frame, path: Path, source: Optional[Path] = None, orientation: 
             obs = (slots.obs.set_axis(pd.Index(sample_ids, name=slots.obs.index.name)) if carried
                    else pd.DataFrame(index=sample_ids))
             adata = anndata.AnnData(X=frame.to_numpy(dtype=np.float32), obs=obs,
-                                    var=gene_annotation(frame) if "gene_symbols" in frame.attrs  # imputed genes
-                                    else pd.DataFrame(index=frame.columns.astype(str)))  # embedding features
+                                    var=var if var is not None else pd.DataFrame(index=frame.columns.astype(str)))
             if carried:
                 slots.attach(adata)
             adata.uns["bulkformer"] = {"mapping_report": frame.attrs.get("mapping_report", {})}
@@ -112,17 +112,19 @@ def impute(
       bulkformer impute tpm.tsv -m models/bulkformer-147M --input tpm --which all -o denoised.h5ad
       torchrun --nproc_per_node 4 "$(command -v bulkformer)" impute counts.parquet -m model -o imputed.parquet
     """
-    from bulkformer.inference import impute as run
+    from bulkformer.inference import run_imputation
 
     check_expression_file(data, layer, gene_column)
     _output_format(out, _TABLE_SUFFIXES)
     check_model_dir(model)
-    frame = run(str(data), str(model), which=which, input=input, orientation=orientation, layer=layer,
-                gene_names=gene_column, lengths=read_lengths(lengths), min_matched_fraction=min_matched_fraction,
-                batch_size=batch_size, device=device, precision=precision, progress=progress)
+    result = run_imputation(str(data), str(model), which=which, input=input, orientation=orientation, layer=layer,
+                            gene_names=gene_column, lengths=read_lengths(lengths),
+                            min_matched_fraction=min_matched_fraction, batch_size=batch_size, device=device,
+                            precision=precision, progress=progress)
+    frame = result.to_frame(which)
     _report(frame)
     if _is_main_process():
-        _write_table(frame, out, data, orientation)
+        _write_table(frame, out, data, orientation, var=result.gene_annotation(frame))
         typer.echo(f"wrote {out}: {frame.shape[0]} samples x {frame.shape[1]} genes")
         if which == "missing" and frame.shape[1] == 0:
             typer.echo("the data measure every vocabulary gene, so none is missing: --which all gives denoised "

@@ -50,22 +50,20 @@ class ImputationResult:
             values = self.imputed[:, keep]
             columns = [g for g, k in zip(self.gene_ids, keep) if k]
         frame = pd.DataFrame(values, index=pd.Index(self.sample_ids, name="sample"), columns=pd.Index(columns, name="gene"))
+        # attrs hold small things only: pandas deep-copies them on every column operation,
+        # so a per-gene list there made writing 20,000 columns take a minute (gene_annotation)
         frame.attrs["mapping_report"] = _report_dict(self.report)
         frame.attrs["model"] = self.model
-        if self.gene_symbols is not None:
-            symbol_of = dict(zip(self.gene_ids, self.gene_symbols))
-            frame.attrs["gene_symbols"] = [symbol_of[g] for g in columns]
         return frame
 
-
-def gene_annotation(frame: pd.DataFrame) -> pd.DataFrame:
-    """The ``var`` table of an AnnData over an imputed frame's genes: the gene IDs as index
-    and, where the frame carries them, their symbols (scanpy users label plots with these)."""
-    var = pd.DataFrame(index=pd.Index([str(c) for c in frame.columns], name="gene"))
-    symbols = frame.attrs.get("gene_symbols")
-    if symbols is not None and len(symbols) == frame.shape[1]:
-        var["symbol"] = ["" if s is None else str(s) for s in symbols]  # h5ad strings: "" for none
-    return var
+    def gene_annotation(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The ``var`` table of an AnnData over ``frame``'s genes (from :meth:`to_frame`): the
+        gene IDs as index and their symbols (scanpy users label plots with these)."""
+        var = pd.DataFrame(index=pd.Index([str(c) for c in frame.columns], name="gene"))
+        if self.gene_symbols is not None:
+            symbol_of = dict(zip(self.gene_ids, self.gene_symbols))
+            var["symbol"] = ["" if symbol_of.get(g) is None else str(symbol_of[g]) for g in var.index]  # h5ad: ""
+        return var
 
 
 def _check_which(which: str) -> None:
@@ -159,7 +157,8 @@ def impute(
     ``Bundle.describe``) is returned, or, for AnnData input, an AnnData over the returned
     genes (``X`` and ``layers["bulkformer_imputed"]``, the input's ``obs``, ``obsm``, ``obsp`` and
     ``uns`` (its ``var``, ``varm`` and ``varp`` for ``orientation="genes_by_samples"``),
-    ``var["symbol"]``, ``uns["bulkformer"]["mapping_report"]`` and ``["model"]``). The frame's ``attrs["gene_symbols"]`` holds the columns' symbols.
+    ``var["symbol"]``, ``uns["bulkformer"]["mapping_report"]`` and ``["model"]``). The genes' symbols are in the
+    model's vocabulary (``bundle.genes``) and in :meth:`ImputationResult.gene_annotation`.
 
     ``gene_names``: gene IDs replacing the data's own labels (one per gene), or for
     AnnData and h5ad files the name of the ``var`` column that holds them (e.g. ``"gene_ids"`` when
@@ -185,10 +184,10 @@ def impute(
     frame = result.to_frame(which)
     if not is_anndata(data):
         return frame
-    return _as_anndata(frame, data, which, orientation)
+    return _as_anndata(frame, result.gene_annotation(frame), data, which, orientation)
 
 
-def _as_anndata(frame: pd.DataFrame, source, which: str, orientation: str = "samples_by_genes"):
+def _as_anndata(frame: pd.DataFrame, var: pd.DataFrame, source, which: str, orientation: str = "samples_by_genes"):
     import anndata
 
     # the sample annotations (var of a genes x samples AnnData) and, with them, the per-sample
@@ -199,7 +198,7 @@ def _as_anndata(frame: pd.DataFrame, source, which: str, orientation: str = "sam
     obs = slots.obs if same_samples else pd.DataFrame(index=frame.index)
     obs.index = pd.Index([str(s) for s in frame.index], name=obs.index.name)
     values = frame.to_numpy(dtype=np.float32)
-    adata = anndata.AnnData(X=values, obs=obs, var=gene_annotation(frame), layers={"bulkformer_imputed": values.copy()})
+    adata = anndata.AnnData(X=values, obs=obs, var=var, layers={"bulkformer_imputed": values.copy()})
     if same_samples:
         slots.attach(adata)
     else:
