@@ -335,3 +335,20 @@ def test_cli_sigterm_removes_the_unfinished_output(cohort, tmp_path):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 128 + signal.SIGTERM, process.stderr.read()
     assert not staging.exists() and not out.exists()
+
+
+@pytest.mark.parametrize("failure,message", [
+    (OSError(28, "No space left on device", "store/c/0/0/0"), "error: no space left on the device writing store/c/0/0/0: free space"),
+    (MemoryError(), "error: out of memory: lower --batch-size"),
+])
+def test_cli_full_disk_and_memory_are_one_line_errors(cli, cohort, tmp_path, monkeypatch, failure, message):
+    """A full disk or exhausted memory ended in a raw traceback with no advice."""
+    root, _, _ = cohort
+    import bulkformer.inference as inference
+
+    def fail(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(inference.execution.Engine, "create", fail)
+    done = cli("embed", root / "counts.csv", "-m", root / "model", "--level", "gene", "-o", tmp_path / "g.zarr")
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -1,6 +1,7 @@
 """Entry point: assembles the command modules into one typer app."""
 from __future__ import annotations
 
+import errno
 import importlib
 import re
 import signal
@@ -155,6 +156,17 @@ def main() -> None:
     except (PermissionError, FileExistsError, NotADirectoryError, IsADirectoryError) as err:
         # paths that turned unusable during the run (checked ones fail before it)
         typer.secho(f"error: cannot write {err.filename}: {err.strerror}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        typer.secho(f"error: no space left on the device{f' writing {err.filename}' if err.filename else ''}: free "
+                    "space or write the output elsewhere (a gene-level store holds samples x genes x features values, "
+                    "4 bytes each; --dtype float16 halves it, --genes keeps fewer genes)", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except MemoryError:
+        typer.secho("error: out of memory: lower --batch-size, or process the samples in parts", err=True,
+                    fg=typer.colors.RED)
         sys.exit(2)
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -114,8 +115,14 @@ class GeneEmbeddingWriter:
 
 
 def discard_staging(out: str | Path) -> None:
-    """Remove an unfinished store's staging directory (if any)."""
-    shutil.rmtree(staging_path(Path(out)), ignore_errors=True)
+    """Remove an unfinished store's staging directory (if any). zarr may still be finishing
+    chunk writes it had started (after a full disk, say), so removal is tried a few times."""
+    staging = staging_path(Path(out))
+    for _ in range(20):
+        shutil.rmtree(staging, ignore_errors=True)
+        if not staging.exists():
+            return
+        time.sleep(0.05)
 
 
 @dataclass
