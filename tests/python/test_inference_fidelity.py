@@ -40,6 +40,9 @@ def test_imputation_reproduces_the_release(reference_bundles, name, batch_size):
     assert np.array_equal(result.imputed[x != -10], x[x != -10])
     assert np.array_equal(result.imputed[x == -10], result.predicted[x == -10])
     assert np.isnan(result.observed[x == -10]).all()
+    # two result-sized matrices held, not four (observed and imputed are made on request)
+    held = [k for k, v in vars(result).items() if isinstance(v, np.ndarray) and v.shape == x.shape]
+    assert sorted(held) == ["predicted", "values"]
     frame = impute(prepared, bundle, which="all", progress=False)
     assert np.abs(frame.to_numpy() - expected).max() <= TOLERANCE
     missing = impute(prepared, bundle, progress=False)

@@ -23,14 +23,15 @@ _WHICH = ("missing", "all")
 class ImputationResult:
     """All arrays are samples x vocabulary genes (float32 log1p TPM).
 
-    observed: the input, NaN where not measured; imputed: observed where measured,
-    model prediction where missing; predicted: model output for every gene;
-    measured: (G,) which vocabulary genes the data set measures; gene_symbols: the
-    vocabulary's symbol of each gene (None where it has none); input_ids: the input gene
-    label(s) behind each measured gene (see ``PreparedInput.input_ids``)."""
+    values: the aligned input (-10 where not measured); predicted: model output for every
+    gene; observed (computed): the input, NaN where not measured; imputed (computed):
+    observed where measured, model prediction where missing; measured: (G,) which
+    vocabulary genes the data set measures; gene_symbols: the vocabulary's symbol of each
+    gene (None where it has none); input_ids: the input gene label(s) behind each measured
+    gene (see ``PreparedInput.input_ids``). observed and imputed are made when asked for:
+    held as well, they made a call hold four result-sized matrices instead of two."""
 
-    observed: np.ndarray
-    imputed: np.ndarray
+    values: np.ndarray
     predicted: np.ndarray
     measured: np.ndarray
     sample_ids: list[str]
@@ -40,14 +41,22 @@ class ImputationResult:
     gene_symbols: list[str | None] | None = None
     input_ids: list[str | None] | None = None
 
+    @property
+    def observed(self) -> np.ndarray:
+        return np.where(self.values == MASK_VALUE, np.float32(np.nan), self.values)
+
+    @property
+    def imputed(self) -> np.ndarray:
+        return np.where(self.values == MASK_VALUE, self.predicted, self.values)
+
     def to_frame(self, which: str = "missing") -> pd.DataFrame:
         """``missing``: imputed values of the unmeasured genes; ``all``: predictions."""
         _check_which(which)
         if which == "all":
             values, columns = self.predicted, self.gene_ids
         else:
-            keep = ~self.measured
-            values = self.imputed[:, keep]
+            keep = ~self.measured  # genes no sample measures: the imputed values are the predictions
+            values = self.predicted[:, keep]
             columns = [g for g, k in zip(self.gene_ids, keep) if k]
         frame = pd.DataFrame(values, index=pd.Index(self.sample_ids, name="sample"), columns=pd.Index(columns, name="gene"))
         # attrs hold small things only: pandas deep-copies them on every column operation,
@@ -114,11 +123,8 @@ def run_imputation(
     for batch in engine.stream(values, prepared.mask_prob, rows=shard.rows, description="imputing"):
         predicted[batch.start - shard.rows.start:batch.stop - shard.rows.start] = batch.expr
     predicted = distributed.gather_rows(shard, predicted)
-    missing = values == MASK_VALUE
-    observed = np.where(missing, np.float32(np.nan), values)
-    imputed = np.where(missing, predicted, values)
     return ImputationResult(
-        observed=observed, imputed=imputed, predicted=predicted,
+        values=values, predicted=predicted,
         measured=np.asarray(prepared.measured, dtype=bool),
         sample_ids=[str(s) for s in prepared.sample_ids], gene_ids=list(prepared.gene_ids),
         report=prepared.report, model=engine.bundle.describe(), gene_symbols=_symbols(engine.bundle, prepared.gene_ids),
