@@ -73,24 +73,39 @@ def _samples(data: Path, data_args: dict, id_length: Optional[int] = None):
     """The data's sample IDs (read without the values, checking --layer and --gene-column),
     cut to ``id_length`` characters; samples whose cut ID repeats an earlier one are left
     out with a warning."""
-    import warnings
+    ids = _data_sample_ids(data, data_args)
+    if not _checked_id_length(id_length):
+        return ids
+    cut, first = _first_of_each_cut(ids, id_length)
+    return cut[first]
 
+
+def _data_sample_ids(data: Path, data_args: dict):
     import pandas as pd
 
     from bulkformer.tasks.features import sample_ids
 
+    return pd.Index(sample_ids(data, orientation=data_args["orientation"], layer=data_args["layer"],
+                               gene_names=data_args["gene_names"]))
+
+
+def _checked_id_length(id_length: Optional[int]) -> Optional[int]:
     if id_length is not None and id_length < 1:
         raise ValueError(f"--id-length must be at least 1 (the characters of a sample ID to match on), got {id_length}")
-    ids = pd.Index(sample_ids(data, orientation=data_args["orientation"], layer=data_args["layer"],
-                              gene_names=data_args["gene_names"]))
-    if id_length:
-        cut = _match_prefix(ids, id_length)
-        repeated = cut.duplicated()
-        if repeated.any():
-            warnings.warn(f"{int(repeated.sum())} samples share their first {id_length} characters with an earlier "
-                          f"sample and are left out (e.g. {list(ids[repeated][:2])})", stacklevel=2)
-        ids = cut[~repeated]
-    return ids
+    return id_length
+
+
+def _first_of_each_cut(ids, id_length: int):
+    """(IDs cut to ``id_length``, mask of the first sample of each cut ID); the others are
+    named in a warning as left out."""
+    import warnings
+
+    cut = _match_prefix(ids, id_length)
+    repeated = cut.duplicated()
+    if repeated.any():
+        warnings.warn(f"{int(repeated.sum())} samples share their first {id_length} characters with an earlier "
+                      f"sample and are left out (e.g. {list(ids[repeated][:2])})", stacklevel=3)
+    return cut, ~repeated
 
 
 def _cut_ids(frame, id_length: Optional[int], *, first: bool = True):
@@ -152,18 +167,13 @@ def labels_by_data_ids(labels, data: Path, data_args: dict, id_length: Optional[
     its cut ID; samples whose cut ID repeats an earlier one are left out, as in _samples."""
     import pandas as pd
 
-    if not id_length:
+    if not _checked_id_length(id_length):
         return labels
-    kept_cut = _samples(data, data_args, id_length)
-    from bulkformer.tasks.features import sample_ids
-
-    full = pd.Index(sample_ids(data, orientation=data_args["orientation"], layer=data_args["layer"],
-                               gene_names=data_args["gene_names"]))
-    cut = _match_prefix(full, id_length)
+    full = _data_sample_ids(data, data_args)
+    cut, first = _first_of_each_cut(full, id_length)
     labels = _cut_ids(labels.to_frame(), id_length).iloc[:, 0]
-    keep = ~cut.duplicated() & cut.isin(kept_cut) & cut.isin(labels.index)
+    keep = first & cut.isin(labels.index)
     return pd.Series(labels.reindex(cut[keep]).to_numpy(), index=full[keep], name=labels.name)
-
 
 
 # ---- commands ---------------------------------------------------------------------
