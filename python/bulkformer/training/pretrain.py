@@ -224,6 +224,7 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
         "training_shards": [[s.name, s.n_samples] for s in corpus.shards],
     }
     step_samples = batch_size * grad_accum
+    profile = None  # up to 2,000 training samples: read for a new model's graph and init, and for the baseline
     if start_from is not None:
         state = ckpt.load_trainer_state(start_from)
         _check_resumed_settings(state.get("settings"), settings, start_from)
@@ -292,7 +293,10 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
         f"{corpus.n_samples} samples, {total_steps} steps of {step_samples}, {ctx.world_size} process(es) on {ctx.device}")
 
     # what the model's validation r is to be read against: each gene's training mean
-    baseline_pcc = _gene_mean_baseline_pcc(corpus, val_values, seed, mask_fraction)
+    baseline_pcc = float("nan")
+    if val_values is not None and len(val_values):
+        training = profile if profile is not None else _training_profile(corpus, seed)
+        baseline_pcc = _gene_mean_baseline_pcc(training, val_values, seed, mask_fraction)
     kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0)
     started = time.time()
     while step < total_steps:
@@ -393,13 +397,11 @@ def _validation_mask(val_values: np.ndarray, seed: int, mask_fraction: float) ->
     return evaluation_mask(val_values, mask_fraction, seed=seed + 7919)  # the same masks every epoch
 
 
-def _gene_mean_baseline_pcc(corpus: Corpus, val_values: np.ndarray | None, seed: int, mask_fraction: float) -> float:
-    """Masked Pearson r of each gene's mean over (up to 2,000) training samples, on the
-    validation masks: the floor a model must clear to have learned anything."""
-    if val_values is None or not len(val_values):
-        return float("nan")
+def _gene_mean_baseline_pcc(training: np.ndarray, val_values: np.ndarray, seed: int, mask_fraction: float) -> float:
+    """Masked Pearson r of each gene's mean over the ``training`` samples (NaN or -10 where
+    unmeasured), on the validation masks: the floor a model must clear to have learned anything."""
     masked, mask = _validation_mask(val_values, seed, mask_fraction)
-    return masked_pearson(gene_mean_baseline(corpus.sample(2000, seed), masked), val_values, mask)
+    return masked_pearson(gene_mean_baseline(training, masked), val_values, mask)
 
 
 def _validate(net: BulkFormer, val_values: np.ndarray | None, epoch: int, step: int, seed: int, mask_fraction: float,
