@@ -48,7 +48,8 @@ def as_label_series(labels: Any) -> Any:
 
 
 def match_samples(table: pd.Series | pd.DataFrame | Sequence[Any], sample_ids: Sequence[Any], *,
-                  what: str = "labels", complete: bool = True) -> pd.Series | pd.DataFrame:
+                  what: str = "labels", complete: bool = True,
+                  id_length_option: bool = True) -> pd.Series | pd.DataFrame:
     """``table`` restricted to the data's samples, in the data's order, indexed by the
     sample IDs (as strings).
 
@@ -56,7 +57,9 @@ def match_samples(table: pd.Series | pd.DataFrame | Sequence[Any], sample_ids: S
     in sample order and must have one entry per sample. Samples without a row or with a
     missing value (any column; with ``complete=False`` only a row missing every value)
     are left out with a warning; so are rows naming samples the data lacks. No sample
-    left is an error."""
+    left is an error; when one side's IDs are the other's cut short, it says to what length
+    (naming the command line's --id-length unless ``id_length_option`` is False: the
+    caller has no such option)."""
     ids = pd.Index([str(s) for s in sample_ids])
     if isinstance(table, pd.DataFrame) or isinstance(table, pd.Series):
         positional = False
@@ -82,7 +85,7 @@ def match_samples(table: pd.Series | pd.DataFrame | Sequence[Any], sample_ids: S
     if len(present) == 0:
         raise ValueError(f"no sample is in both the data (e.g. {_examples(ids)}) and the {what} "
                          f"(e.g. {_examples(table.index)}); {what} are matched by sample ID: index both by the same IDs"
-                         + _prefix_advice(ids, table.index, what))
+                         + _prefix_advice(ids, table.index, what, id_length_option))
     matched = table.loc[present]
     if isinstance(matched, pd.Series):
         incomplete = matched.isna()
@@ -144,7 +147,7 @@ def class_labels(labels: pd.Series, *, numeric_hint: str = "") -> tuple[np.ndarr
     return text, classes
 
 
-def _prefix_advice(data_ids: pd.Index, table_ids: pd.Index, what: str) -> str:
+def _prefix_advice(data_ids: pd.Index, table_ids: pd.Index, what: str, id_length_option: bool = True) -> str:
     """When one side's IDs are the other's cut short (TCGA aliquot barcodes against
     15-character sample barcodes): the length to cut to; '' otherwise."""
     for longer, shorter, whose in ((data_ids, table_ids, "the data's"), (table_ids, data_ids, f"the {what}'s")):
@@ -155,7 +158,7 @@ def _prefix_advice(data_ids: pd.Index, table_ids: pd.Index, what: str) -> str:
         cut = pd.Index([str(i)[:length] for i in longer])
         n_matching = int(cut.isin(shorter.astype(str)).sum())
         if n_matching:
+            option = f" (the command line's --id-length {length})" if id_length_option else ""
             return (f". {whose[0].upper() + whose[1:]} IDs begin with the other's: {n_matching} of {len(longer)} "
-                    f"match when cut to their first {length} characters; cut them to that length before matching (the "
-                    f"command line's --id-length {length})")
+                    f"match when cut to their first {length} characters; cut them to that length before matching{option}")
     return ""

@@ -45,6 +45,12 @@ def test_tissue_recovered_by_both_heads_and_feature_sets(feature_sets, cohort):
     pooled = result.predictions.query("features == 'raw_logtpm' and head == 'random_forest'")
     assert np.trace(matrix) == (pooled["y_true"] == pooled["y_pred"]).sum()
     assert sorted(pooled["sample"]) == sorted(labels.index)  # every sample held out exactly once
+    # Held-out class probabilities: one column per class, rows sum to 1, and the forest's
+    # predicted class is its most probable one.
+    classes = result.details["classes"]
+    proba = pooled[[f"p_{c}" for c in classes]].to_numpy()
+    assert proba.sum(axis=1) == pytest.approx(np.ones(len(pooled)))
+    assert (np.array(classes)[proba.argmax(axis=1)] == pooled["y_pred"].to_numpy()).mean() > 0.95
 
 
 def test_shuffled_labels_stay_at_chance(feature_sets, cohort):

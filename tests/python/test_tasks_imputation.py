@@ -79,8 +79,23 @@ def test_model_imputer_runs_through_the_same_protocol(tmp_path):
     result.plot(tmp_path / "imputation.png")
 
 
+def test_saved_predictions_pair_up_across_methods(cohort):
+    """A subsample of the hidden entries is saved: the same entries for every method, so a
+    per-entry comparison (paired test, scatter of method against method) is possible."""
+    result = imputation.evaluate(cohort.observed_log_tpm(), max_predictions=200)
+    pred = result.predictions
+    entries = {name: list(zip(part["sample"], part["gene"])) for name, part in pred.groupby("features")}
+    assert len(entries["knn"]) == 200
+    assert entries["knn"] == entries["gene_mean"]
+    assert (pred.query("features == 'knn'")["true"].to_numpy() == pred.query("features == 'gene_mean'")["true"].to_numpy()).all()
+
+
 def test_bad_input(cohort):
     observed = cohort.observed_log_tpm()
+    empty = observed.copy()
+    empty.iloc[3] = np.nan
+    with pytest.raises(ValueError, match=rf"1 samples have no observed value.*{empty.index[3]}.*drop them"):
+        imputation.evaluate(empty)
     with pytest.raises(ValueError, match="negative"):
         imputation.evaluate(observed.fillna(-10.0))
     with pytest.raises(ValueError, match="mask_fraction"):

@@ -105,3 +105,6 @@ def test_ids_that_are_the_others_cut_short_are_named_with_the_length():
     with pytest.raises(ValueError, match=r"The survival table's IDs begin with the other's: 2 of 2 match .* first 15 "):
         match_samples(survival.set_axis([i + "A-11R" for i in survival.index]), [d[:15] for d in data],
                       what="survival table")
+    # a caller without the option (evaluate essentiality) gets the advice without naming it
+    with pytest.raises(ValueError, match=r"first 15 characters; cut them to that length before matching$"):
+        match_samples(survival, data, what="gene effects", id_length_option=False)

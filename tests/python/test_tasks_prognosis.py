@@ -38,6 +38,12 @@ def test_cox_and_forest_recover_the_true_risk(result, cohort):
         assert result.metric("auroc", features, "random_forest") > 0.6
     assert result.metrics["n_events"].iloc[0] == obs["event"].sum()
     assert len(result.per_fold) == 2 * 2 * 4
+    # the score column means a different thing per head; the result says which, and both
+    # rise with risk (a higher score goes with the true risk)
+    assert set(result.details["score"]) == {"random_forest", "cox"}
+    for head in ("random_forest", "cox"):
+        part = result.predictions.query("features == 'truth' and head == @head").set_index("sample")
+        assert part["score"].corr(obs["risk_score"].set_axis(obs.index.astype(str)).loc[part.index], method="spearman") > 0.3
 
 
 def test_shuffled_outcome_gives_chance(feature_sets, cohort):

@@ -44,6 +44,7 @@ DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cu
 AGGREGATE = typer.Option("max", "--aggregate", help="Sample embedding pooling over genes: max | mean | median | all.")
 HIDDEN = typer.Option("256,64", "--hidden", help="MLP hidden layer sizes, comma-separated.")
 MAX_ITER = typer.Option(300, "--max-iter", help="MLP training epochs (early stopping on a 10% split).")
+ID_LENGTH = typer.Option(None, "--id-length", help="Match samples on the first N characters of their IDs (TCGA: 15).")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -182,6 +183,7 @@ def classification(
     data: Path = DATA,
     labels: Path = typer.Option(..., "--labels", help="Table: sample ID (first column) -> label; or an h5ad file (its obs)."),
     column_name: Optional[str] = typer.Option(None, "--column", help="Label column of --labels (if it has several)."),
+    id_length: Optional[int] = ID_LENGTH,
     model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER,
     gene_column: Optional[str] = GENE_COLUMN, features: str = FEATURES,
     aggregate: str = AGGREGATE, folds: int = FOLDS,
@@ -207,10 +209,11 @@ def classification(
     task.check_settings(n_splits=folds, n_components=n_components, n_estimators=trees)
     include = _include(features)
     check_model_dir(model)
-    target = column(read_table(labels, "labels"), column_name, "labels")
-    target = match_samples(target, _samples(data, data_args), what="labels")
+    target = _cut_ids(column(read_table(labels, "labels"), column_name, "labels").to_frame(), id_length, first=False).iloc[:, 0]
+    target = match_samples(target, _samples(data, data_args, id_length), what="labels")
     task.check_labels(target, folds)
-    sets = _feature_sets(data, model, include, data_args, aggregate, batch_size, device, samples=target.index)
+    sets = _feature_sets(data, model, include, data_args, aggregate, batch_size, device, samples=target.index,
+                         id_length=id_length)
     result = task.evaluate(sets, target, n_splits=folds, n_components=n_components, n_estimators=trees, seed=seed)
     _report(result, out, plot)
 
@@ -221,7 +224,7 @@ def prognosis(
     survival: Path = typer.Option(..., "--survival", help="Table: sample ID (first column), time and event columns; or an h5ad file (its obs)."),
     time_column: str = typer.Option("OS.time", "--time-column"),
     event_column: str = typer.Option("OS", "--event-column", help="1 = event, 0 = censored."),
-    id_length: Optional[int] = typer.Option(None, "--id-length", help="Match samples on the first N characters (TCGA: 15)."),
+    id_length: Optional[int] = ID_LENGTH,
     model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER,
     gene_column: Optional[str] = GENE_COLUMN, features: str = FEATURES,
     aggregate: str = AGGREGATE, folds: int = FOLDS,
@@ -329,7 +332,7 @@ def essentiality(
     include = _include(features)
     bundle = load_model(model)
     table = task.effects_by_vocabulary(read_table(effects, "gene effects"), bundle)
-    table = match_samples(table, _samples(data, data_args), what="gene effects", complete=False)
+    table = match_samples(table, _samples(data, data_args), what="gene effects", complete=False, id_length_option=False)
     effect = task.long_effects(table)  # values checked before the embedding pass
     logtpm = build.raw_logtpm_features(data, bundle, **data_args)
     measured = set(logtpm.columns)
@@ -390,7 +393,7 @@ def gene_survival(
     genes: str = typer.Option(..., "--genes", help="Comma-separated genes (Ensembl IDs, symbols, Entrez IDs), or a file with one per line."),
     time_column: str = typer.Option("OS.time", "--time-column"),
     event_column: str = typer.Option("OS", "--event-column", help="1 = event, 0 = censored."),
-    id_length: Optional[int] = typer.Option(None, "--id-length", help="Match samples on the first N characters (TCGA: 15)."),
+    id_length: Optional[int] = ID_LENGTH,
     model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER,
     gene_column: Optional[str] = GENE_COLUMN,
     n_plot: int = typer.Option(4, "--n-plot", help="Kaplan-Meier panels (genes with the smallest log-rank p)."),

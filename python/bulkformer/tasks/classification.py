@@ -78,6 +78,8 @@ def evaluate(
     heads: "random_forest" (``n_estimators`` trees) and/or "logistic_regression", each after
         scaling and PCA to ``n_components`` (capped by the training samples and features).
     n_splits: stratified folds; ``seed`` fixes folds, PCA and forest.
+    ``predictions`` has one row per held-out sample and head: ``y_true``, ``y_pred`` and a
+    probability column ``p_<class>`` per class.
     """
     check_settings(n_splits=n_splits, n_components=n_components, n_estimators=n_estimators, heads=heads)
     sets = as_feature_sets(features)
@@ -92,9 +94,14 @@ def evaluate(
     def fit_predict(model: Pipeline, X: np.ndarray, train: np.ndarray, test: np.ndarray) -> dict:
         model.fit(X[train], y[train])
         pred = model.predict(X[test])
+        # held-out class probabilities, one column per class (classes a fold's training
+        # part lacks get 0), so that AUROC and calibration can be computed afterwards
+        proba = np.zeros((len(test), len(classes)))
+        proba[:, np.searchsorted(classes, model.classes_)] = model.predict_proba(X[test])
         return {
             "test": test,
             "pred": pred,
+            "proba": proba,
             "accuracy": accuracy_score(y[test], pred),
             "weighted_f1": f1_score(y[test], pred, average="weighted", labels=classes, zero_division=0),
             "macro_f1": f1_score(y[test], pred, average="macro", labels=classes, zero_division=0),
@@ -110,11 +117,12 @@ def evaluate(
         }
         outputs += run_heads({name: frame}, factories, folds, fit_predict)
 
-    per_fold = pd.DataFrame([{k: v for k, v in o.items() if k not in ("test", "pred")} for o in outputs])
+    per_fold = pd.DataFrame([{k: v for k, v in o.items() if k not in ("test", "pred", "proba")} for o in outputs])
     predictions = pd.concat(
         [
             pd.DataFrame({"features": o["features"], "head": o["head"], "fold": o["fold"],
-                          "sample": index[o["test"]].astype(str), "y_true": y[o["test"]], "y_pred": o["pred"]})
+                          "sample": index[o["test"]].astype(str), "y_true": y[o["test"]], "y_pred": o["pred"],
+                          **{f"p_{c}": o["proba"][:, i] for i, c in enumerate(classes)}})
             for o in outputs
         ],
         ignore_index=True,

@@ -32,10 +32,19 @@ def check_settings(*, n_splits: int, hidden: Sequence[int], max_iter: int) -> No
         raise ValueError(f"hidden must be one or more positive layer sizes, got hidden={tuple(hidden)}")
 
 
-def mean_group_pearson(part: pd.DataFrame, key: str, min_size: int = 3) -> float:
-    """Mean over groups (drugs / cell lines) of Pearson r between value and pred."""
+MIN_GROUP_SIZE = 3
+
+
+def group_pearsons(part: pd.DataFrame, key: str, min_size: int = MIN_GROUP_SIZE) -> list[float]:
+    """Pearson r between value and pred within each group (drug / cell line) of at least
+    ``min_size`` rows; groups where r is undefined (a constant side) are left out."""
     values = [pearson(g["value"], g["pred"]) for _, g in part.groupby(key) if len(g) >= min_size]
-    values = [v for v in values if np.isfinite(v)]
+    return [v for v in values if np.isfinite(v)]
+
+
+def mean_group_pearson(part: pd.DataFrame, key: str, min_size: int = MIN_GROUP_SIZE) -> float:
+    """Mean over groups (drugs / cell lines) of Pearson r between value and pred."""
+    values = group_pearsons(part, key, min_size)
     return float(np.mean(values)) if values else float("nan")
 
 
@@ -56,7 +65,9 @@ def cross_validate(
     with ``mean_pcc`` (Pearson r within ``score_by`` groups, averaged) and ``pooled_pcc``."""
     groups = table["cell_line"].to_numpy()
     check_folds(n_splits, len(set(groups)), "cell lines")
-    folds = list(GroupKFold(n_splits=n_splits).split(np.zeros(len(table)), groups=groups))
+    # shuffled so that the seed decides which cell lines are tested together (unshuffled
+    # GroupKFold assigns them by file order)
+    folds = list(GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(len(table)), groups=groups))
     y = table["value"].to_numpy(dtype=float)
     rows, preds = [], []
     unconverged = 0
@@ -70,14 +81,25 @@ def cross_validate(
             for other in (w for w in caught if not issubclass(w.category, ConvergenceWarning)):
                 warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
             part = table.iloc[test].assign(pred=pred)
+            scored = group_pearsons(part, score_by)
             rows.append({"features": name, "head": "mlp", "fold": fold,
-                         "mean_pcc": mean_group_pearson(part, score_by), "pooled_pcc": pearson(part["value"], part["pred"])})
+                         "mean_pcc": float(np.mean(scored)) if scored else float("nan"),
+                         "pooled_pcc": pearson(part["value"], part["pred"]), f"n_{score_by}s_scored": len(scored)})
             preds.append(part.assign(features=name, head="mlp", fold=fold))
     if unconverged:
         warnings.warn(f"the MLP head stopped at max_iter={max_iter} before converging in {unconverged} of "
                       f"{len(designs) * len(folds)} fits (feature sets x folds): raise max_iter for a closer fit",
                       UserWarning, stacklevel=3)
     per_fold = pd.DataFrame(rows)
+    unscored = per_fold.loc[per_fold["mean_pcc"].isna(), "fold"].unique()
+    if len(unscored):
+        # the fold mean of mean_pcc skips these folds; say so rather than average fewer folds silently
+        warnings.warn(
+            f"mean_pcc is undefined in {len(unscored)} of {len(folds)} folds (folds {sorted(unscored.tolist())}): no "
+            f"{score_by} there has {MIN_GROUP_SIZE} or more held-out rows with a Pearson r. The fold mean of mean_pcc "
+            f"averages the other folds only; mean_pcc_overall scores the pooled held-out predictions of all folds. "
+            f"Use fewer folds (n_splits) for more held-out cell lines per fold",
+            UserWarning, stacklevel=3)
     predictions = pd.concat(preds, ignore_index=True)
     overall = predictions.groupby(["features", "head"], sort=False).apply(
         lambda p: pd.Series({"mean_pcc_overall": mean_group_pearson(p, score_by),
@@ -85,5 +107,6 @@ def cross_validate(
         include_groups=False,
     ).reset_index()
     metrics = summarise_folds(per_fold).merge(overall, on=["features", "head"])
+    metrics["n_folds_scored"] = metrics["features"].map(per_fold.groupby("features")["mean_pcc"].count())
     metrics["n_pairs"], metrics["n_cell_lines"] = len(table), len(set(groups))
     return per_fold, predictions, metrics

@@ -90,6 +90,10 @@ def hide_entries(observed: pd.DataFrame, fraction: float, rng: np.random.Generat
     """Boolean mask of the entries to hide: ``fraction`` of each sample's observed genes
     (at least one per sample)."""
     visible = ~np.isnan(observed.to_numpy(dtype=np.float64))
+    empty = ~visible.any(axis=1)
+    if empty.any():
+        raise ValueError(f"{int(empty.sum())} samples have no observed value, so nothing can be hidden and scored "
+                         f"(e.g. {observed.index[empty][:3].astype(str).tolist()}); drop them before evaluating")
     hidden = np.zeros_like(visible)
     for row in range(visible.shape[0]):
         candidates = np.flatnonzero(visible[row])
@@ -132,7 +136,7 @@ def evaluate(
     Metrics per method (means over ``n_repeats`` random masks): pearson, spearman, mae;
     ``details["by_decile"]`` the same per decile (``n_deciles`` quantile bins) of the true
     value of the hidden entries.
-    ``predictions`` keeps a random ``max_predictions`` hidden entries per method (first mask).
+    ``predictions`` keeps the same random ``max_predictions`` hidden entries for every method (first mask).
     """
     if not isinstance(observed, pd.DataFrame):
         raise ValueError("observed must be a samples x genes DataFrame of log1p TPM (NaN where not measured)")
@@ -167,6 +171,8 @@ def evaluate(
         masked = observed.mask(hidden)
         true = values[hidden]
         decile = pd.qcut(true, n_deciles, labels=False, duplicates="drop")
+        # one draw for all methods, so that the saved predictions pair up entry by entry
+        keep = np.sort(rng_keep.choice(true.size, size=min(true.size, max_predictions), replace=False))
         for name, imputer in methods.items():
             filled = imputer(masked)
             if filled.shape != observed.shape:
@@ -181,7 +187,6 @@ def evaluate(
                                     "true_mean": float(true[sel].mean()), **score(true[sel], pred[sel])})
             if repeat == 0:
                 r, c = np.nonzero(hidden)
-                keep = np.sort(rng_keep.choice(r.size, size=min(r.size, max_predictions), replace=False))
                 r, c = r[keep], c[keep]
                 preds.append(pd.DataFrame({"features": name, "head": "impute", "fold": repeat,
                                            "sample": observed.index[r].astype(str), "gene": observed.columns[c].astype(str),

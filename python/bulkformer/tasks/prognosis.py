@@ -29,6 +29,10 @@ from ..labels import check_unique_ids, match_samples, numeric_column
 from .result import TaskResult
 
 HEADS = ("random_forest", "cox")
+SCORE_MEANING = {
+    "random_forest": "probability of an event (forest classifying event vs no event); higher = worse prognosis",
+    "cox": "partial hazard of the Cox model on the PCA components; higher = worse prognosis",
+}
 
 
 def check_survival(survival: pd.DataFrame, time_col: str, event_col: str) -> pd.DataFrame:
@@ -110,6 +114,10 @@ def evaluate(
     either are left out with a warning. ``heads``: "random_forest" (``n_estimators``
     trees) and/or "cox" (``penalizer``); ``n_splits`` folds stratified by event,
     ``seed`` fixes folds, PCA and forest.
+
+    ``predictions``: one row per held-out sample and head; its ``score`` is the forest's
+    probability of an event, or the Cox model's partial hazard (both: higher = worse
+    prognosis), as ``details["score"]`` records.
     """
     check_settings(n_splits=n_splits, n_components=n_components, n_estimators=n_estimators, heads=heads)
     sets = as_feature_sets(features)
@@ -164,6 +172,7 @@ def evaluate(
         metrics=metrics,
         per_fold=per_fold,
         predictions=pd.concat(preds, ignore_index=True),
+        details={"score": {head: SCORE_MEANING[head] for head in heads}},
         params={"time_col": time_col, "event_col": event_col, "n_splits": n_splits, "n_components": n_components,
                 "n_estimators": n_estimators, "penalizer": penalizer, "seed": seed, "heads": list(heads),
                 "feature_sets": list(sets)},
