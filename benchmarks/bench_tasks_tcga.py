@@ -10,7 +10,8 @@ head, e.g.
     task=prognosis features=embedding head=cox c_index=0.71
     task=prognosis features=embedding head=random_forest auroc=0.74 auprc=0.52
 
-and a final key=value line. The model comes from --model; without it the first bundle
+(prognosis also scores ``cancer_type_only``, a one-hot of the cancer type: survival
+differs between the six types, so that is the level expression features must beat) and a final key=value line. The model comes from --model; without it the first bundle
 found among the pretraining outputs (see MODEL_CANDIDATES) is used, else a random-weight
 ``tiny_bundle`` over TCGA-measured vocabulary genes. Random weights say nothing about
 the foundation model: the output states which model was used and whether it is trained.
@@ -141,6 +142,10 @@ def main() -> int:
     surv = survival[~survival.index.duplicated()]
     by_patient = {k: v.set_axis(v.index.str[:15]) for k, v in sets.items()}
     by_patient = {k: v[~v.index.duplicated()] for k, v in by_patient.items()}
+    # The cohort pools six cancer types whose survival differs: the cancer type alone is the
+    # baseline an expression feature set has to beat to show more than the type.
+    cancer_type = pd.get_dummies(cancer, dtype=float).set_axis(cancer.index.str[:15])
+    by_patient["cancer_type_only"] = cancer_type[~cancer_type.index.duplicated()]
     result = prognosis.evaluate(by_patient, surv, time_col="OS.time", event_col="OS", n_splits=args.folds,
                                 n_estimators=args.trees, seed=args.seed)
     print(f"prognosis: {int(result.metrics['n_samples'].iloc[0])} samples with OS, {int(result.metrics['n_events'].iloc[0])} deaths")

@@ -47,6 +47,13 @@ def test_classification_and_prognosis_commands(files):
                               "--event-column", "event", "-m", str(root / "model"), "--folds", "3", "--trees", "10"])
     assert res.exit_code == 0, res.output
     assert "c_index" in res.output
+    horizon = str(float(_.obs["survival_time"].median()))
+    res = runner.invoke(app, ["evaluate", "prognosis", str(root / "logtpm.csv"), "--input", "logtpm",
+                              "--survival", str(root / "obs.tsv"), "--time-column", "survival_time", "--event-column", "event",
+                              "-m", str(root / "model"), "--folds", "3", "--trees", "10", "--features", "raw_logtpm",
+                              "--horizon", horizon, "-o", str(root / "horizon.json")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((root / "horizon.json").read_text())["params"]["horizon"] == float(horizon)
 
 
 def test_user_errors_exit_cleanly(files, monkeypatch, capsys):

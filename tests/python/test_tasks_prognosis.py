@@ -101,3 +101,32 @@ def test_survival_values_are_checked_not_coerced(feature_sets, cohort):
     with pytest.warns(UserWarning, match=f"7 of {len(obs)} samples are left out: 7 have a blank or NaN entry"):
         result = prognosis.evaluate(feature_sets["truth"], blank, **kw)
     assert result.metric("n_samples") == len(obs) - 7
+
+
+def test_horizon_classifies_status_at_a_time_and_leaves_out_the_unknown(feature_sets, cohort):
+    """The paper's forest counts a sample censored early as a survivor; with a horizon it
+    classifies an event by then, and samples censored before it are neither trained on
+    nor scored."""
+    from sklearn.metrics import roc_auc_score
+
+    obs = cohort.obs
+    horizon = float(obs["survival_time"].median())
+    result = prognosis.evaluate(feature_sets["truth"], obs, time_col="survival_time", event_col="event",
+                                heads=("random_forest",), n_splits=4, n_estimators=60, horizon=horizon)
+    pred = result.predictions.set_index("sample")
+    early_censored = (obs["event"] == 0) & (obs["survival_time"] <= horizon)
+    early_censored.index = early_censored.index.astype(str)
+    assert pred["event_by_horizon"].isna().equals(early_censored.loc[pred.index])
+    by_then = ((obs["event"] == 1) & (obs["survival_time"] <= horizon)).set_axis(obs.index.astype(str))
+    known = pred.dropna(subset=["event_by_horizon"])
+    assert (known["event_by_horizon"] == by_then.loc[known.index].astype(float)).all()
+    for fold, part in known.groupby("fold"):
+        expected = roc_auc_score(part["event_by_horizon"], part["score"])
+        assert result.per_fold.loc[result.per_fold["fold"] == fold, "auroc"].item() == pytest.approx(expected)
+    assert result.params["horizon"] == horizon
+    assert result.metric("auroc") > 0.6
+    with pytest.raises(ValueError, match="horizon must be a positive time"):
+        prognosis.evaluate(feature_sets["truth"], obs, time_col="survival_time", event_col="event", horizon=-1)
+    with pytest.raises(ValueError, match="0 samples have an event by then"):
+        prognosis.evaluate(feature_sets["truth"], obs, time_col="survival_time", event_col="event",
+                           horizon=float(obs["survival_time"].min()) / 2)

@@ -230,6 +230,9 @@ def prognosis(
     aggregate: str = AGGREGATE, folds: int = FOLDS,
     n_components: int = typer.Option(10, "--pca", help="PCA components of the Cox model."),
     trees: int = typer.Option(500, "--trees", help="Random forest size."),
+    horizon: Optional[float] = typer.Option(None, "--horizon", help="Forest head: event by this time (time column's units) "
+                                            "vs followed beyond it; samples censored earlier are left out of that head. "
+                                            "Default: event vs no event, as the paper."),
     seed: int = SEED, batch_size: int = BATCH, device: Optional[str] = DEVICE,
     out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
 ) -> None:
@@ -251,10 +254,12 @@ def prognosis(
     table = _cut_ids(read_table(survival, "survival"), id_length, first=False)
     checked = task.survival_for(table, _samples(data, data_args, id_length), time_col=time_column, event_col=event_column)
     task.check_events(checked["event"].to_numpy(), folds)
+    if horizon is not None:
+        task.status_at(horizon, checked["time"].to_numpy(dtype=float), checked["event"].to_numpy())
     sets = _feature_sets(data, model, include, data_args, aggregate, batch_size, device,
                          samples=checked.index, id_length=id_length)
     result = task.evaluate(sets, table.loc[checked.index], time_col=time_column, event_col=event_column, n_splits=folds,
-                           n_components=n_components, n_estimators=trees, seed=seed)
+                           n_components=n_components, n_estimators=trees, horizon=horizon, seed=seed)
     _report(result, out, plot)
 
 
