@@ -352,3 +352,16 @@ def test_cli_full_disk_and_memory_are_one_line_errors(cli, cohort, tmp_path, mon
     monkeypatch.setattr(inference.execution.Engine, "create", fail)
     done = cli("embed", root / "counts.csv", "-m", root / "model", "--level", "gene", "-o", tmp_path / "g.zarr")
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_gene_lists_take_a_file_by_path_or_at_path(tmp_path):
+    """embed documented --genes @genes.txt and gene-survival --genes genes.txt; each
+    command refused the other's spelling, treating it as one gene name."""
+    from bulkformer.cli.inputs import gene_list
+
+    (tmp_path / "genes.txt").write_text("TP53\nBRCA1, EGFR\n\n")
+    assert gene_list(str(tmp_path / "genes.txt")) == ["TP53", "BRCA1", "EGFR"]
+    assert gene_list("@" + str(tmp_path / "genes.txt")) == ["TP53", "BRCA1", "EGFR"]
+    assert gene_list("TP53, BRCA1") == ["TP53", "BRCA1"]
+    with pytest.raises(FileNotFoundError, match="gene list file .*missing.txt does not exist"):
+        gene_list("@" + str(tmp_path / "missing.txt"))

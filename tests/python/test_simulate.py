@@ -188,6 +188,9 @@ def test_simulate_command_writes_shards_and_truth(tmp_path):
     counts = pd.concat([pd.read_parquet(p) for p in shards])
     expected = simulate_cohort(n_samples=30, n_genes=80, seed=2)
     pd.testing.assert_frame_equal(counts, expected.counts, check_names=False)
+    # the whole file stays beside the shards: finetune and evaluate read one file, and the
+    # help's examples run them on sim/counts.parquet after a sharded simulate
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "sim" / "counts.parquet"), expected.counts, check_names=False)
     obs = pd.read_csv(tmp_path / "sim" / "obs.tsv", sep="\t", index_col=0)
     assert obs["tissue"].tolist() == expected.obs["tissue"].astype(str).tolist()
     for name in ("lengths.tsv", "log_tpm.parquet", "gene_info.tsv", "essentiality_truth.tsv", "missing_genes.json"):

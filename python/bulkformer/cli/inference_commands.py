@@ -9,7 +9,7 @@ import typer
 
 from bulkformer.atomic import atomic_file
 
-from .inputs import (GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, check_expression_file, check_model_dir,
+from .inputs import (GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, check_expression_file, check_model_dir, gene_list,
                      load_model, output_path, read_lengths)
 
 # a .gz text table is compressed by pandas, which infers it from the (staging) name's .gz
@@ -63,18 +63,6 @@ def _write_table(frame, path: Path, source: Optional[Path] = None, orientation: 
                 slots.attach(adata)
             adata.uns["bulkformer"] = {"mapping_report": frame.attrs.get("mapping_report", {})}
             adata.write_h5ad(staging)
-
-
-def _gene_list(genes: Optional[str]) -> Optional[list[str]]:
-    """Comma-separated IDs, or @file with one ID per line."""
-    if genes is None:
-        return None
-    if genes.startswith("@"):
-        source = Path(genes[1:])
-        if not source.is_file():
-            raise FileNotFoundError(f"gene list file {source} does not exist")
-        return [line.strip() for line in source.read_text().splitlines() if line.strip()]
-    return [g.strip() for g in genes.split(",") if g.strip()]
 
 
 def _report(frame_or_dict) -> None:
@@ -137,7 +125,7 @@ def embed(
     out: Path = typer.Option(..., "--out", "-o", help="Sample level: .csv/.tsv(.gz), .parquet or .h5ad; gene level: a .zarr store.", callback=output_path),
     level: str = typer.Option("sample", help="sample (one vector per sample) or gene (one per sample and gene)."),
     aggregate: str = typer.Option("max", help="Sample level: max, mean, median or all (their sum)."),
-    genes: Optional[str] = typer.Option(None, help="Gene subset: comma-separated Ensembl IDs or symbols, or @file (one per line)."),
+    genes: Optional[str] = typer.Option(None, help="Gene subset: comma-separated Ensembl IDs or symbols, or a file with one per line (path or @path)."),
     dtype: str = typer.Option("float32", help="Gene level: float32 or float16."),
     fuse_gene_features: bool = typer.Option(False, help="Gene level: append the bundle's per-gene table (ESM2)."),
     input: str = typer.Option("counts", "--input", help=_INPUT_HELP),
@@ -172,7 +160,7 @@ def embed(
     else:
         _output_format(out, _TABLE_SUFFIXES)
     check_model_dir(model)
-    result = run(str(data), str(model), level=level, aggregate=aggregate, genes=_gene_list(genes),
+    result = run(str(data), str(model), level=level, aggregate=aggregate, genes=gene_list(genes),
                  out=out if level == "gene" else None, dtype=dtype, fuse_gene_features=fuse_gene_features,
                  input=input, orientation=orientation, layer=layer, gene_names=gene_column,
                  lengths=read_lengths(lengths),

@@ -80,6 +80,22 @@ def read_lengths(path: Optional[Path]):
     return pd.Series(lengths.to_numpy(), index=table.iloc[:, 0].astype(str).to_numpy())
 
 
+def gene_list(genes: Optional[str]) -> Optional[list[str]]:
+    """Comma-separated IDs, or a file with one ID per line named as ``@file`` or by its
+    path alone (both spellings in every command that takes --genes)."""
+    if genes is None:
+        return None
+    if genes.startswith("@"):
+        source = Path(genes[1:])
+        if not source.is_file():
+            raise FileNotFoundError(f"gene list file {source} does not exist")
+    elif Path(genes).is_file():
+        source = Path(genes)
+    else:
+        return [g.strip() for g in genes.split(",") if g.strip()]
+    return [g.strip() for line in source.read_text().splitlines() for g in line.split(",") if g.strip()]
+
+
 def _is_number(text: Any) -> bool:
     try:
         float(text)

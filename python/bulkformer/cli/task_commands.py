@@ -11,8 +11,8 @@ from typing import Optional
 
 import typer
 
-from .inputs import (GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, check_model_dir, column, load_model, output_path,
-                     read_lengths, read_table)
+from .inputs import (GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, check_model_dir, column, gene_list, load_model,
+                     output_path, read_lengths, read_table)
 
 evaluate_app = typer.Typer(
     name="evaluate",
@@ -395,7 +395,7 @@ def imputation(
 def gene_survival(
     data: Path = DATA,
     survival: Path = typer.Option(..., "--survival", help="Table: sample ID (first column), time and event columns; or an h5ad file (its obs)."),
-    genes: str = typer.Option(..., "--genes", help="Comma-separated genes (Ensembl IDs, symbols, Entrez IDs), or a file with one per line."),
+    genes: str = typer.Option(..., "--genes", help="Comma-separated genes (Ensembl IDs, symbols, Entrez IDs), or a file with one per line (path or @path)."),
     time_column: str = typer.Option("OS.time", "--time-column"),
     event_column: str = typer.Option("OS", "--event-column", help="1 = event, 0 = censored."),
     id_length: Optional[int] = ID_LENGTH,
@@ -421,12 +421,12 @@ def gene_survival(
     data_args = _data_args(input, orientation, lengths, layer, gene_column)
     check_at_least(n_plot, 1, "n_plot")
     bundle = load_model(model)
-    gene_list = Path(genes).read_text().split() if Path(genes).is_file() else [g.strip() for g in genes.split(",") if g.strip()]
-    wanted = [bundle.gene_ids[p] for p in vocabulary_positions(gene_list, bundle, what="--genes")]
+    wanted_genes = gene_list(genes)
+    wanted = [bundle.gene_ids[p] for p in vocabulary_positions(wanted_genes, bundle, what="--genes")]
     table = _cut_ids(read_table(survival, "survival"), id_length, first=False)
     checked = task.survival_for(table, _samples(data, data_args, id_length), time_col=time_column, event_col=event_column)
     expression = logtpm_matrix(data, bundle, **data_args)
-    unmeasured = [name for name, gene in zip(gene_list, wanted) if gene not in expression.columns]
+    unmeasured = [name for name, gene in zip(wanted_genes, wanted) if gene not in expression.columns]
     if unmeasured:
         raise ValueError(f"{len(unmeasured)} of the --genes are vocabulary genes that no sample of the data measures "
                          f"(e.g. {unmeasured[:5]}); pick measured genes")

@@ -217,7 +217,7 @@ def simulate(
     out: Path = typer.Option(..., "--out", "-o", help="Directory to write the cohort to.", callback=output_path),
     n_samples: int = typer.Option(300, "--n-samples"),
     n_genes: int = typer.Option(2000, "--n-genes", help="First N genes of the shipped vocabulary."),
-    shards: int = typer.Option(1, "--shards", help="Split the counts into N parquet shards (for pretrain)."),
+    shards: int = typer.Option(1, "--shards", help="Also split the counts into N parquet shards under shards/ (for pretrain)."),
     seed: int = typer.Option(0, "--seed"),
     missing_fraction: float = typer.Option(0.1, "--missing-fraction", help="Share of genes each batch lacks."),
 ) -> None:
@@ -236,7 +236,7 @@ def simulate(
 
     cohort = simulate_cohort(n_samples=n_samples, n_genes=n_genes, seed=seed, missing_fraction=missing_fraction)
     cohort.save(out, shards=shards)
-    what = f"{shards} shards in {out / 'shards'}" if shards > 1 else str(out / "counts.parquet")
+    what = str(out / "counts.parquet") + (f" (and {shards} shards in {out / 'shards'})" if shards > 1 else "")
     typer.echo(f"wrote {n_samples} samples x {n_genes} genes to {out} (counts: {what}; labels: obs.tsv; truth tables beside)")
 
 

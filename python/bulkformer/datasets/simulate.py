@@ -117,8 +117,9 @@ class SimulatedCohort:
                             columns=[f"is_{drug}" for drug in drugs])
 
     def save(self, path: str | Path, shards: int = 1) -> Path:
-        """Write the cohort to a directory (atomically): ``counts.parquet`` (or
-        ``shards/part-NNNN.parquet`` with ``shards`` > 1, e.g. for ``bulkformer pretrain``),
+        """Write the cohort to a directory (atomically): ``counts.parquet`` (with ``shards``
+        > 1 also split into ``shards/part-NNNN.parquet``, e.g. for ``bulkformer pretrain``;
+        the whole file stays for the commands that read one file: finetune, evaluate),
         ``lengths.tsv``, ``obs.tsv``, ``measured.parquet``, the label tables (drug responses
         also long, ``drug_responses_long.tsv``, with ``drug_descriptors.tsv``: the inputs of
         ``bulkformer evaluate drug-response``) and the truth
@@ -129,9 +130,8 @@ class SimulatedCohort:
         if shards < 1:
             raise ValueError(f"shards must be >= 1, got {shards}")
         with atomic_directory(path, marker="params.json", what="a simulated cohort") as staging:
-            if shards == 1:
-                self.counts.to_parquet(staging / "counts.parquet")
-            else:
+            self.counts.to_parquet(staging / "counts.parquet")
+            if shards > 1:
                 (staging / "shards").mkdir()
                 for i, rows in enumerate(np.array_split(np.arange(len(self.counts)), shards)):
                     self.counts.iloc[rows].to_parquet(staging / "shards" / f"part-{i:04d}.parquet")

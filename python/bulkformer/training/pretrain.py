@@ -168,8 +168,11 @@ def pretrain(
 
         vocabulary = bulkformer.annotation.default_vocabulary().iloc[:1000]   # a small model: 1,000 genes
         cohort = bulkformer.simulate_cohort(n_samples=400, vocabulary=vocabulary, n_genes=None)
-        result = bulkformer.pretrain(cohort, "runs/sim", vocabulary=vocabulary, dim=32, heads=4, epochs=5)
-        result.validation   # masked_pcc per epoch
+        # a small model learns faster than the 147M preset's lr 1e-4 allows: ~20 s on one core,
+        # masked r ~0.89 against the gene mean's ~0.76
+        result = bulkformer.pretrain(cohort, "runs/sim", vocabulary=vocabulary, dim=32, heads=4, p_repeat=1, epochs=5,
+                                     batch_size=8, lr=3e-3, observed_weight=0.25)
+        result.validation   # masked_pcc (and the gene-mean baseline's gene_mean_pcc) per epoch
     """
     arguments = dict(locals())
     _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, mask_fraction_max, observed_weight, val_fraction,
