@@ -48,6 +48,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--folds", type=int, default=5, help="how many of the 5 folds to evaluate (default all)")
+    parser.add_argument("--fold-ids", default=None,
+                        help="comma-separated fold numbers (1-5) to evaluate instead, e.g. to run folds in parallel "
+                             "processes; the summary then covers those folds only")
     parser.add_argument("--epochs", type=int, default=160)
     parser.add_argument("--n-genes", type=int, default=1000,
                         help="model the N most variable genes (variance over the fold's training samples; "
@@ -100,7 +103,9 @@ def main() -> int:
 
     folds = list(KFold(n_splits=5, shuffle=True, random_state=args.seed).split(values))
     rows = []
-    for fold, (train_idx, test_idx) in enumerate(folds[:args.folds]):
+    chosen = range(args.folds) if args.fold_ids is None else [int(f) - 1 for f in args.fold_ids.split(",")]
+    for fold in chosen:
+        train_idx, test_idx = folds[fold]
         fold_start = time.time()
         genes = np.arange(values.shape[1])
         if args.n_genes and args.n_genes < values.shape[1]:

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 
 from .atomic import atomic_directory
 from .model import BulkFormer, ModelConfig
+from .json_safe import json_safe
 
 BUNDLE_FORMAT_VERSION = 1
 GENE_COLUMNS = ["ensembl_id", "symbol", "length"]
@@ -94,7 +95,8 @@ class Bundle:
                 "model": self.config.to_dict(),
                 "metadata": self.metadata,
             }
-            (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+            # NaN metadata (a run without validation) as null: strict JSON readers (R, JS) reject NaN
+            (staging / "config.json").write_text(json.dumps(json_safe(config), indent=2, allow_nan=False) + "\n")
             # save_model drops the aliased proj_updater.instance.* copies; load_model restores them
             save_model(self.model, str(staging / "model.safetensors"))
             self.genes.to_csv(staging / "genes.tsv", sep="\t", index=False)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from .atomic import atomic_directory, check_replaceable
 from .model import MASK_VALUE
+from .json_safe import json_safe
 
 # what marks an earlier demo report, which a new run may replace (anything else it refuses)
 DEMO_MARKER = "report.html"
@@ -134,7 +135,7 @@ def run_demo(out: str | Path = "bulkformer-demo", settings: DemoSettings | None 
         bundle.save(staging / "model")
         lap("report")
         metrics["seconds"] = timings
-        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+        (staging / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n")
         (staging / DEMO_MARKER).write_text(_html(metrics, result))
     say(f"masked Pearson r on {metrics['n_masked_entries']} held-out entries: BulkFormer {scores['BulkFormer']:.3f}, "
         f"gene mean {scores['gene mean']:.3f}, KNN {scores['KNN (k=10)']:.3f}")

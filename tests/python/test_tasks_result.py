@@ -55,3 +55,16 @@ def test_plots_are_written(tmp_path, suffix):
     surv = pd.DataFrame({"OS.time": rng.exponential(100, 40) + 1, "OS": np.tile([0, 1], 20)}, index=X.index)
     prog = prognosis.evaluate(X, surv, n_splits=2, n_estimators=5, n_components=2)
     assert prog.plot(tmp_path / f"prognosis.{suffix}").stat().st_size > 1000
+
+
+def test_every_listed_task_module_imports():
+    """tasks.__all__ listed a 'labels' submodule that had moved to bulkformer.labels:
+    `from bulkformer.tasks import *` raised ModuleNotFoundError."""
+    import importlib
+
+    tasks = importlib.import_module("bulkformer.tasks")
+    for name in tasks.__all__:
+        assert getattr(tasks, name) is not None, name
+    namespace: dict = {}
+    exec("from bulkformer.tasks import *", namespace)
+    assert "prognosis" in namespace

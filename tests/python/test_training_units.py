@@ -228,6 +228,34 @@ def test_pretraining_learns(tmp_path):
     assert (tmp_path / "run" / "history.csv").is_file() and (tmp_path / "run" / "log.jsonl").is_file()
 
 
+def _strict_json(text: str):
+    """json.loads that refuses NaN/Infinity, as R's jsonlite and JavaScript do."""
+    import json
+
+    def refuse(token):
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_run_files_are_strict_json_without_validation_or_clipping(tmp_path):
+    """With val_fraction=0 the validation scores are NaN and without clipping so is each
+    step's grad_norm: they were written as the bare token NaN, which strict parsers reject."""
+    vocabulary = bulkformer.annotation.default_vocabulary().iloc[:40]
+    cohort = bulkformer.simulate_cohort(n_samples=24, vocabulary=vocabulary, n_genes=None, seed=1)
+    bulkformer.pretrain(cohort, tmp_path / "run", vocabulary=vocabulary, dim=8, heads=2, p_repeat=1, epochs=1,
+                        batch_size=8, val_fraction=0.0, clip_norm=None, progress=False)
+    config = _strict_json((tmp_path / "run" / "model" / "config.json").read_text())
+    assert config["metadata"]["pretraining"]["val_masked_pcc"] is None
+    records = [_strict_json(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert records and all(r["grad_norm"] is None for r in records)
+    bundle = bulkformer.load(tmp_path / "run" / "model")
+    bulkformer.embed(cohort.counts.iloc[:3], bundle, level="gene", lengths=cohort.lengths,
+                     out=tmp_path / "genes.zarr", progress=False)
+    zarr_json = next((tmp_path / "genes.zarr").glob("zarr.json"), None) or next((tmp_path / "genes.zarr").glob(".zattrs"))
+    _strict_json(zarr_json.read_text())
+
+
 def test_bad_arguments(tmp_path):
     values = np.zeros((10, 20), np.float32)
     vocabulary = pd.DataFrame({"ensembl_id": [f"ENSG{i:011d}" for i in range(20)]})

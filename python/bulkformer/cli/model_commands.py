@@ -51,7 +51,7 @@ def info(
         "gene_features": None if bundle.gene_features is None else list(bundle.gene_features.shape),
         "metadata": bundle.metadata,
     }
-    typer.echo(json.dumps(summary, indent=2, default=str))
+    typer.echo(json.dumps(json_safe(summary), indent=2))
 
 
 def import_checkpoint(

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..atomic import check_replaceable, replace_directory
 from ..preprocess import vocabulary_positions
+from ..json_safe import json_safe
 
 STORE_FORMAT = "bulkformer-gene-embeddings"
 STORE_FORMAT_VERSION = 1
@@ -105,7 +106,7 @@ class GeneEmbeddingWriter:
             "sample_ids": [str(s) for s in sample_ids],
             "gene_ids": [str(g) for g in gene_ids],
             "feature_dim": int(self.array.shape[2]),
-            **json.loads(json.dumps(metadata, default=str)),
+            **json_safe(metadata),  # NaN/inf as null: zarr writes the attributes as JSON
             "complete": True,
         }
         self.group.attrs.update(attrs)

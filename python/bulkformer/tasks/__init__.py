@@ -21,7 +21,7 @@ from typing import Any
 from .result import TaskResult
 
 TASKS = ("imputation", "classification", "prognosis", "drug_response", "essentiality")
-_SUBMODULES = (*TASKS, "features", "labels", "common", "result")
+_SUBMODULES = (*TASKS, "features", "common", "result", "grouped_regression")
 
 
 def __getattr__(name: str) -> Any:
@@ -30,4 +30,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'bulkformer.tasks' has no attribute {name!r}")
 
 
-__all__ = ["TASKS", "TaskResult", *TASKS, "features", "labels"]
+__all__ = ["TASKS", "TaskResult", *TASKS, "features"]

@@ -113,7 +113,7 @@ class FinetunedModel(nn.Module):
             meta = {"task": self.task, "aggregate": self.aggregate, "classes": self.classes, "hidden": self.hidden_size,
                     "dropout": self.dropout_p, "n_outputs": int(self.head[-1].out_features),
                     "target_mean": self.target_mean, "target_scale": self.target_scale}
-            (staging / FINETUNED_MARKER).write_text(json.dumps(meta, indent=2) + "\n")
+            (staging / FINETUNED_MARKER).write_text(json.dumps(json_safe(meta), indent=2, allow_nan=False) + "\n")
             if report is not None:
                 (staging / "metrics.json").write_text(json.dumps(json_safe(report), indent=2) + "\n")
         return path

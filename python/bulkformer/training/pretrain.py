@@ -39,6 +39,7 @@ from .distributed import DistContext, all_reduce_sum, barrier, init_distributed,
 from .evaluation import evaluation_mask, gene_mean_baseline, masked_pearson, model_predictions
 from .masking import check_mask_rates, mask_measured, masked_sse, missing_share, step_generator
 from .schedule import warmup_cosine
+from ..json_safe import json_safe
 
 # Fault injection for the kill-and-resume test: SIGKILL this process after that step.
 KILL_AFTER_STEP_ENV = "BULKFORMER_KILL_AFTER_STEP"
@@ -313,7 +314,7 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
             history.append(record)
             if ctx.is_main and run_dir is not None:
                 with open(run_dir / "log.jsonl", "a") as handle:
-                    handle.write(json.dumps(record) + "\n")
+                    handle.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
             if step % max(1, log_every) == 0 or step == total_steps:
                 say(f"step {step}/{total_steps} epoch {epoch + 1} loss {record['loss']:.4f} lr {record['lr']:.2e} "
                     f"({time.time() - started:.0f}s)")
@@ -787,7 +788,7 @@ def _write_log(run_dir: Path, history: list[dict[str, Any]]) -> None:
     """(Re)write log.jsonl from the history: after a resume it drops the steps the
     interrupted run logged past its last checkpoint."""
     with atomic_file(run_dir / "log.jsonl") as staging:
-        staging.write_text("".join(json.dumps(r) + "\n" for r in history))
+        staging.write_text("".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in history))
 
 
 def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
