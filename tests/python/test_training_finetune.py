@@ -174,3 +174,20 @@ def test_task_hints_and_bad_settings(small, bundle):
                          (dict(mode="partial", trainable_layers=99), "trainable_layers=99 but the model has 1 Performer")]:
         with pytest.raises(ValueError, match=message):
             _quick(small, small.obs["tissue"], bundle, **bad)
+
+
+def test_aligned_input_gets_the_checks_pretraining_has(small, bundle):
+    """finetune(input='aligned') took any samples x G array: a table with its genes
+    reordered trained with every gene in the wrong place, NaN trained to a NaN loss, and
+    a DataFrame's sample IDs were replaced by row numbers so that labels matched nothing."""
+    aligned = bulkformer.preprocess.prepare(small.counts, bundle, input="counts", lengths=small.lengths)
+    frame = pd.DataFrame(aligned.values, index=aligned.sample_ids, columns=bundle.gene_ids)
+    labels = small.obs["tissue"].set_axis(small.obs.index.astype(str))
+    by_ids = finetune(frame, labels, bundle, input="aligned", epochs=1, progress=False)
+    assert by_ids.metrics == _quick(small, labels, bundle).metrics  # same data, same model
+    with pytest.raises(ValueError, match="not the vocabulary's 150 in order"):
+        finetune(frame[frame.columns[::-1]], labels, bundle, input="aligned", epochs=1, progress=False)
+    with_nan = frame.copy()
+    with_nan.iloc[0, 0] = np.nan
+    with pytest.raises(ValueError, match="1 NaN or infinite values"):
+        finetune(with_nan, labels, bundle, input="aligned", epochs=1, progress=False)

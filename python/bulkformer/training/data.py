@@ -42,11 +42,11 @@ def prepare_values(data: Any, vocabulary: pd.DataFrame, *, input: str = "counts"
     """samples x vocabulary float32 log1p TPM (-10 where unmeasured) via the data-preparation
     module; ``input="aligned"`` takes values already in that form. ``gene_names``: the
     ``var`` column (AnnData, h5ad, zarr) holding the gene IDs, as ``prepare``'s ``genes``."""
-    return _prepared(data, vocabulary, input=input, layer=layer, lengths=lengths, orientation=orientation,
+    return prepared_with_ids(data, vocabulary, input=input, layer=layer, lengths=lengths, orientation=orientation,
                      min_matched_fraction=min_matched_fraction, gene_names=gene_names)[0]
 
 
-def _prepared(data: Any, vocabulary: pd.DataFrame, *, input: str, layer: str | None, lengths: Any, orientation: str,
+def prepared_with_ids(data: Any, vocabulary: pd.DataFrame, *, input: str, layer: str | None, lengths: Any, orientation: str,
               min_matched_fraction: float, gene_names: str | None = None) -> tuple[np.ndarray, list[str] | None]:
     """(prepare_values' array, the sample IDs or None where the data carry none)."""
     if input == "aligned":
@@ -311,7 +311,7 @@ def build_corpus(data: Any, vocabulary: pd.DataFrame, *, input: str = "counts", 
         values = prepare_values(data.counts, vocabulary, input="counts", lengths=data.lengths)
         return in_memory_corpus(apply_measured(values, data, vocabulary), shards_in_memory=shards_in_memory,
                                 sample_ids=[str(s) for s in data.counts.index])
-    values, sample_ids = _prepared(data, vocabulary, input=input, layer=layer, lengths=lengths, orientation=orientation,
+    values, sample_ids = prepared_with_ids(data, vocabulary, input=input, layer=layer, lengths=lengths, orientation=orientation,
                                    min_matched_fraction=min_matched_fraction, gene_names=gene_names)
     return in_memory_corpus(values, shards_in_memory=shards_in_memory, sample_ids=sample_ids)
 

@@ -27,6 +27,7 @@ from ..atomic import atomic_directory, check_replaceable
 from ..bundle import FINETUNED_MARKER, Bundle, is_finetuned, load
 from ..json_safe import json_safe
 from ..labels import as_label_series, class_labels, match_samples, numeric_column
+from .data import prepared_with_ids
 from .distributed import choose_device
 from .masking import missing_share
 
@@ -355,18 +356,11 @@ def _set_trainable(net: FinetunedModel, mode: str, trainable_layers: int) -> lis
 
 def _prepare(data: Any, bundle: Bundle, input: str, lengths: Any, *, gene_names: Any = None,
              orientation: str = "samples_by_genes", layer: str | None = None) -> tuple[np.ndarray, list[str]]:
-    if input == "aligned":
-        if gene_names is not None or layer is not None or orientation != "samples_by_genes":
-            raise ValueError("input='aligned' is a samples x vocabulary array already: gene_names=, layer= and "
-                             "orientation= apply to data that is still to be prepared; leave them out")
-        values = np.asarray(data, dtype=np.float32)
-        if values.ndim != 2 or values.shape[1] != bundle.config.n_genes:
-            raise ValueError(f"aligned input must be samples x {bundle.config.n_genes}, got {values.shape}")
-        return values, [str(i) for i in range(len(values))]
-    from ..preprocess import prepare
-
-    prepared = prepare(data, bundle, input=input, lengths=lengths, genes=gene_names, orientation=orientation, layer=layer)
-    return np.asarray(prepared.values, dtype=np.float32), list(prepared.sample_ids)
+    """(values, sample IDs) with pretraining's checks: input='aligned' data must name the
+    vocabulary's genes in order and hold no NaN; positions stand in for IDs a plain array lacks."""
+    values, sample_ids = prepared_with_ids(data, bundle.genes, input=input, layer=layer, lengths=lengths,
+                                           orientation=orientation, min_matched_fraction=0.5, gene_names=gene_names)
+    return values, list(sample_ids) if sample_ids is not None else [str(i) for i in range(len(values))]
 
 
 def _align_labels(labels: Any, sample_ids: list[str], task: str) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
