@@ -171,6 +171,12 @@ def test_invalid_lengths():
         prepare(_counts(), VOCABULARY, lengths=per_sample)
     with pytest.raises(ValueError, match=r"Series indexed by gene ID"):
         prepare(_counts(), VOCABULARY, lengths=np.ones(40))
+    # text that is not a number was coerced to NaN and the gene quietly took the vocabulary's
+    # length (the command line's lengths reader refused it: the two now agree)
+    text = pd.Series(["1000"] * len(GENES), index=GENES, dtype=object)
+    text.iloc[2] = "1,234"
+    with pytest.raises(ValueError, match=r"lengths=: 1 gene lengths are not numbers \(e.g. \['1,234'\]\)"):
+        prepare(_counts(), VOCABULARY, lengths=text)
 
 
 def test_zero_per_sample_length_where_count_is_zero_is_harmless():

@@ -191,7 +191,7 @@ def test_input_errors_name_flags_before_any_work(files, monkeypatch, capsys, tmp
     assert "--cell-column ... / --drug-column ... / --value-column ..." in err
     bad_lengths = tmp_path / "lengths.tsv"
     bad_lengths.write_text("gene\tlength\nENSG00000000003\t4.5kb\n")
-    assert "1 lengths are not numbers (e.g. ['4.5kb'])" in _error(
+    assert "1 gene lengths are not numbers (e.g. ['4.5kb'])" in _error(
         monkeypatch, capsys, [*cls, "--lengths", str(bad_lengths)])
     other = tmp_path / "other.tsv"
     cohort.obs.set_axis([f"X{i}" for i in range(len(cohort.obs))]).to_csv(other, sep="\t")

@@ -72,11 +72,9 @@ def read_lengths(path: Optional[Path]):
                          "length (bp) columns") from None
     if table.shape[1] < 2:
         raise ValueError(f"{path} needs two columns: gene ID and length (bp)")
-    lengths = pd.to_numeric(table.iloc[:, 1], errors="coerce")
-    bad = lengths.isna() & table.iloc[:, 1].notna()
-    if bad.any():
-        raise ValueError(f"{path}: {int(bad.sum())} lengths are not numbers (e.g. {table.iloc[:, 1][bad].tolist()[:3]}); "
-                         "the second column must be the length in bp")
+    from bulkformer.preprocess.align import numeric_lengths
+
+    lengths = numeric_lengths(table.iloc[:, 1], f"{path} (second column: length in bp)")
     return pd.Series(lengths.to_numpy(), index=table.iloc[:, 0].astype(str).to_numpy())
 
 

@@ -33,9 +33,21 @@ class AlignmentPlan:
         return measured
 
 
+def numeric_lengths(values: pd.Series, source: str = "lengths=") -> pd.Series:
+    """Gene lengths as floats; an entry that is not a number ("1,234", "n/a") is an error
+    naming examples rather than a silent fallback to another length. Blank entries stay
+    NaN (that gene has no length here)."""
+    parsed = pd.to_numeric(values, errors="coerce")
+    bad = parsed.isna() & values.notna()
+    if bad.any():
+        raise ValueError(f"{source}: {int(bad.sum()):,} gene lengths are not numbers (e.g. {values[bad].tolist()[:3]}); "
+                         "give plain numbers of base pairs (no thousands separators or units)")
+    return parsed.astype(np.float64)
+
+
 def _user_length_lookup(lengths: Mapping | pd.Series) -> dict[str, float]:
     series = pd.Series(lengths) if not isinstance(lengths, pd.Series) else lengths
-    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+    values = numeric_lengths(series).to_numpy(dtype=np.float64)
     keys = [str(k).strip() for k in series.index]
     lookup = dict(zip(keys, values))
     kinds, stripped = classify_many(keys)
