@@ -130,3 +130,18 @@ def test_horizon_classifies_status_at_a_time_and_leaves_out_the_unknown(feature_
     with pytest.raises(ValueError, match="0 samples have an event by then"):
         prognosis.evaluate(feature_sets["truth"], obs, time_col="survival_time", event_col="event",
                            horizon=float(obs["survival_time"].min()) / 2)
+
+
+def test_a_gene_that_separates_events_is_flagged_not_hidden():
+    """All events in the high group: lifelines warns that the fit did not converge and the
+    hazard ratio runs off to ~1e8 with p ~1; that warning was silenced."""
+    rng = np.random.default_rng(0)
+    ids = [f"s{i}" for i in range(30)]
+    expression = pd.DataFrame({"SEP": np.r_[rng.uniform(5, 6, 15), rng.uniform(1, 2, 15)], "RND": rng.normal(size=30)},
+                              index=ids)
+    survival = pd.DataFrame({"OS.time": rng.uniform(100, 1000, 30), "OS": np.r_[np.ones(15), np.zeros(15)].astype(int)},
+                            index=ids)
+    with pytest.warns(UserWarning, match=r"did not converge cleanly for 1 genes \(e.g. \['SEP'\]"):
+        result = prognosis.gene_hazard_ratios(expression, survival)
+    converged = result.metrics.set_index("gene")["converged"]
+    assert converged.to_dict() == {"SEP": False, "RND": True}

@@ -70,7 +70,7 @@ def test_folds_without_a_scorable_drug_are_reported(cohort):
     mean would silently average nothing; a warning says so and metrics count the folds."""
     long = cohort.drug_response_long()
     few = long[long["cell_line"].isin(long["cell_line"].unique()[:8])]
-    with pytest.warns(UserWarning, match=r"mean_pcc is undefined in 4 of 4 folds"):
+    with pytest.warns(UserWarning, match=r"mean_pcc is undefined in 4 of 4 fold fits \(no drug with 3 or more"):
         result = drug_response.evaluate(cohort.module_activity, cohort.drug_weights, few,
                                         **{**FAST, "n_splits": 4, "max_iter": 20})
     assert result.metric("n_folds_scored") == 0

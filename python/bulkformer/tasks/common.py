@@ -95,6 +95,21 @@ def spearman(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(stats.spearmanr(y_true, y_pred)[0])
 
 
+def warn_unscored_folds(per_fold: pd.DataFrame, metrics: Sequence[str], why: str, *, stacklevel: int = 3) -> None:
+    """One warning when a metric is undefined (NaN) in some folds: the fold mean then
+    averages the other folds only, which a reader of the summary cannot see."""
+    for metric in metrics:
+        if metric not in per_fold.columns:
+            continue
+        missing = per_fold[per_fold[metric].isna()]
+        if len(missing):
+            where = sorted({(str(r.features), str(r.head)) for r in missing.itertuples()})
+            warnings.warn(f"{metric} is undefined in {len(missing)} of {len(per_fold)} fold fits ({why}; e.g. "
+                          f"features/head {where[0][0]}/{where[0][1]}, fold {int(missing['fold'].iloc[0]) + 1}): its "
+                          f"mean averages the other folds only. Use fewer folds (n_splits) for larger test folds",
+                          UserWarning, stacklevel=stacklevel)
+
+
 def summarise_folds(per_fold: pd.DataFrame, keys: Iterable[str] = ("features", "head")) -> pd.DataFrame:
     """Mean of every numeric per-fold column, per (features, head), with its std as ``<metric>_sd``."""
     keys = list(keys)

@@ -13,7 +13,7 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .common import check_at_least, check_folds, pearson, summarise_folds
+from .common import check_at_least, check_folds, pearson, summarise_folds, warn_unscored_folds
 
 
 def make_head(hidden: tuple[int, ...], max_iter: int, seed: int, alpha: float) -> Pipeline:
@@ -91,15 +91,8 @@ def cross_validate(
                       f"{len(designs) * len(folds)} fits (feature sets x folds): raise max_iter for a closer fit",
                       UserWarning, stacklevel=3)
     per_fold = pd.DataFrame(rows)
-    unscored = per_fold.loc[per_fold["mean_pcc"].isna(), "fold"].unique()
-    if len(unscored):
-        # the fold mean of mean_pcc skips these folds; say so rather than average fewer folds silently
-        warnings.warn(
-            f"mean_pcc is undefined in {len(unscored)} of {len(folds)} folds (folds {sorted(unscored.tolist())}): no "
-            f"{score_by} there has {MIN_GROUP_SIZE} or more held-out rows with a Pearson r. The fold mean of mean_pcc "
-            f"averages the other folds only; mean_pcc_overall scores the pooled held-out predictions of all folds. "
-            f"Use fewer folds (n_splits) for more held-out cell lines per fold",
-            UserWarning, stacklevel=3)
+    warn_unscored_folds(per_fold, ["mean_pcc"], f"no {score_by} with {MIN_GROUP_SIZE} or more held-out rows and a "
+                        f"Pearson r; mean_pcc_overall scores the pooled held-out predictions of all folds", stacklevel=4)
     predictions = pd.concat(preds, ignore_index=True)
     overall = predictions.groupby(["features", "head"], sort=False).apply(
         lambda p: pd.Series({"mean_pcc_overall": mean_group_pearson(p, score_by),

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter
+from lifelines.exceptions import ConvergenceWarning
 from lifelines.statistics import logrank_test
 from lifelines.utils import concordance_index
 from scipy.stats import false_discovery_control
@@ -24,7 +25,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .common import (as_feature_sets, check_at_least, check_folds, check_pca_head_settings, on_samples, shared_samples,
-                     summarise_folds)
+                     summarise_folds, warn_unscored_folds)
 from ..labels import check_unique_ids, match_samples, numeric_column
 from .result import TaskResult
 
@@ -99,6 +100,15 @@ def status_at(horizon: float, time: np.ndarray, event: np.ndarray) -> tuple[np.n
     return by_horizon.astype(int), known
 
 
+def _fit_cox(cox: CoxPHFitter, data: pd.DataFrame) -> bool:
+    """Fit; True when lifelines warned that it did not converge. Its other warnings (low
+    variance notes and the like) are dropped: the callers report non-convergence once."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cox.fit(data, duration_col="time", event_col="event")
+    return any(issubclass(w.category, ConvergenceWarning) for w in caught)
+
+
 def _scaled_pca(n_components: int, n_train: int, n_features: int, seed: int) -> Pipeline:
     k = max(1, min(n_components, n_train - 1, n_features))
     return Pipeline([("scale", StandardScaler()), ("pca", PCA(n_components=k, random_state=seed))])
@@ -154,6 +164,7 @@ def evaluate(
     folds = list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(len(event)), event))
 
     rows, preds = [], []
+    unconverged = 0
     for name, frame in sets.items():
         X = frame.to_numpy(dtype=np.float64)
         for head in heads:
@@ -181,9 +192,7 @@ def evaluate(
                     frame_train = pd.DataFrame(train_pc, columns=columns)
                     frame_train["time"], frame_train["event"] = time[train], event[train]
                     cox = CoxPHFitter(penalizer=penalizer)
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        cox.fit(frame_train, duration_col="time", event_col="event")
+                    unconverged += _fit_cox(cox, frame_train)
                     score = cox.predict_partial_hazard(pd.DataFrame(reducer.transform(X[test]), columns=columns)).to_numpy()
                     # lifelines: higher score = longer survival, so pass minus the hazard.
                     metrics = {"c_index": concordance_index(time[test], -score, event[test]) if event[test].any() else np.nan}
@@ -196,6 +205,13 @@ def evaluate(
                     part["event_by_horizon"] = np.where(rf_known[test], rf_target[test], np.nan)
                 preds.append(part)
     per_fold = pd.DataFrame(rows)
+    if unconverged:
+        warnings.warn(f"the Cox model did not converge cleanly in {unconverged} fold fits (lifelines' convergence "
+                      f"warning: e.g. a component that separates events completely); raise penalizer (now {penalizer:g}) "
+                      "or use fewer PCA components (n_components)", UserWarning, stacklevel=2)
+    warn_unscored_folds(per_fold, ["c_index"], "a test fold without events")
+    warn_unscored_folds(per_fold, ["auroc"], "a test fold with one class only" + (" among the samples whose status at "
+                                                                                 "the horizon is known" if horizon else ""))
     metrics = summarise_folds(per_fold)
     metrics["n_samples"] = len(index)
     metrics["n_events"] = int(event.sum())
@@ -264,9 +280,7 @@ def gene_hazard_ratios(
         data = pd.DataFrame({"high": high.astype(float), "time": table["time"].to_numpy()[measured],
                              "event": table["event"].to_numpy()[measured]})
         cox = CoxPHFitter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cox.fit(data, duration_col="time", event_col="event")
+        converged = not _fit_cox(cox, data)
         summary = cox.summary.loc["high"]
         test = logrank_test(data.time[high], data.time[~high], data.event[high], data.event[~high])
         rows.append({
@@ -274,12 +288,17 @@ def gene_hazard_ratios(
             "hazard_ratio": float(summary["exp(coef)"]),
             "ci_low": float(summary["exp(coef) lower 95%"]), "ci_high": float(summary["exp(coef) upper 95%"]),
             "p_value": float(summary["p"]), "logrank_p": float(test.p_value),
-            "n_high": int(high.sum()), "n_low": int((~high).sum()),
+            "n_high": int(high.sum()), "n_low": int((~high).sum()), "converged": converged,
         })
         groups[str(gene)] = (measured, high)
     if not rows:
         raise ValueError("no gene could be split at its median (all constant, or measured in fewer than 4 samples)")
     metrics = pd.DataFrame(rows)
+    if not metrics["converged"].all():
+        bad = metrics.loc[~metrics["converged"], "gene"].tolist()
+        warnings.warn(f"the Cox fit did not converge cleanly for {len(bad)} genes (e.g. {bad[:3]}; typically all events "
+                      "in one group): their hazard ratio and Wald p are unreliable (column converged = False); the "
+                      "log-rank p does not depend on the fit", UserWarning, stacklevel=2)
     # one test per gene: Benjamini-Hochberg q-values over the genes tested
     metrics["q_value"] = false_discovery_control(metrics["p_value"].to_numpy(), method="bh")
     metrics["logrank_q"] = false_discovery_control(metrics["logrank_p"].to_numpy(), method="bh")
