@@ -122,7 +122,7 @@ def main() -> int:
         # The model covers part of the vocabulary: also show the baseline on every protein-coding gene.
         sets["raw_logtpm_all_genes"] = raw_logtpm_features(counts, default_vocabulary(), orientation="genes_by_samples",
                                                            input="counts")
-    print(f"features: " + ", ".join(f"{k} {v.shape[1]} columns" for k, v in sets.items()) + f" ({time.perf_counter() - start:.0f}s)")
+    print("features: " + ", ".join(f"{k} {v.shape[1]} columns" for k, v in sets.items()) + f" ({time.perf_counter() - start:.0f}s)")
     summary: dict[str, float] = {}
 
     def report(result, keys, tag):

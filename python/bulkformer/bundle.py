@@ -22,7 +22,6 @@ from .model import BulkFormer, ModelConfig
 from .json_safe import json_safe
 
 BUNDLE_FORMAT_VERSION = 1
-GENE_COLUMNS = ["ensembl_id", "symbol", "length"]
 
 
 def _count(n: int, noun: str) -> str:

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..json_safe import json_safe
 from .inputs import output_path
 
 

@@ -80,17 +80,6 @@ def barrier(shard: Shard) -> None:
         dist.barrier()
 
 
-def broadcast_object(shard: Shard, value):
-    """Rank 0's value on every rank."""
-    if not shard.distributed:
-        return value
-    import torch.distributed as dist
-
-    holder = [value]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
-
-
 def gather_rows(shard: Shard, part: np.ndarray) -> np.ndarray:
     """Concatenate every rank's rows (in rank order) on every rank."""
     if not shard.distributed:

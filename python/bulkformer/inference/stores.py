@@ -11,7 +11,6 @@ torchrun ranks write their own samples into the same store concurrently.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass, field

@@ -69,18 +69,3 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(unknown)}; expected a subset of {sorted(known)}")
         return cls(**data)
-
-    @classmethod
-    def from_published(cls, params: dict[str, Any], version: Version, gene_table_dim: int | None = None) -> "ModelConfig":
-        """Build from the published constructor arguments (``gene_length`` etc.)."""
-        return cls(
-            version=version,
-            n_genes=int(params["gene_length"]),
-            dim=int(params["dim"]),
-            gb_repeat=int(params["gb_repeat"]),
-            p_repeat=int(params["p_repeat"]),
-            full_head=int(params.get("full_head", 8)),
-            bin_head=int(params.get("bin_head", 12)),
-            bins=int(params.get("bins", 0)),
-            gene_table_dim=gene_table_dim if version == "v1" else None,
-        )

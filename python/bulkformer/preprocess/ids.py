@@ -27,11 +27,7 @@ import pandas as pd
 
 from bulkformer.annotation import gene_aliases, gene_table
 
-_ENSEMBL_HUMAN = re.compile(r"^(ENSG\d{11})(?:\.\d+)?(_PAR_Y)?$")
-_ENSEMBL_TRANSCRIPT = re.compile(r"^ENST\d{11}(?:\.\d+)?(_PAR_Y)?$")
 _ENSEMBL_OTHER = re.compile(r"^ENS([A-Z]{3,6})[GT]\d{11}(?:\.\d+)?$")
-_ENTREZ = re.compile(r"^\d+$")
-_SYMBOL_ENTREZ = re.compile(r"^([^|]*)\|(\d+)$")
 SPECIES_PREFIXES = {"MUS": "mouse", "RNO": "rat", "DAR": "zebrafish", "MMU": "macaque", "SSC": "pig",
                     "BTA": "cow", "GAL": "chicken", "CAF": "dog", "PTR": "chimpanzee", "XET": "frog"}
 
@@ -172,12 +168,6 @@ def vocabulary_index(vocabulary: pd.DataFrame) -> VocabularyIndex:
     return index
 
 
-def classify(gene_id: str) -> tuple[str, str]:
-    """(kind, key) of one identifier; key is the part used for lookup."""
-    kinds, keys = classify_many([gene_id])
-    return str(kinds[0]), str(keys[0])
-
-
 _ANY_KIND = re.compile(
     r"^(?:(?P<ensembl>ENSG\d{11})(?P<version>\.\d+)?(?P<par_y>_PAR_Y)?"
     r"|(?P<transcript>ENST\d{11}(?:\.\d+)?(?:_PAR_Y)?)"
@@ -276,12 +266,6 @@ def lookup_many(gene_ids: Sequence[str], index: VocabularyIndex) -> Lookup:
     return Lookup(kinds=kinds, keys=keys, positions=positions, tiers=tiers, routes=routes)
 
 
-def lookup(gene_id: str, index: VocabularyIndex) -> tuple[str, int, int, str]:
-    """(kind, position or -1, tier, route) of one identifier."""
-    found = lookup_many([gene_id], index)
-    return str(found.kinds[0]), int(found.positions[0]), int(found.tiers[0]), str(found.routes[0])
-
-
 def annotation_lengths(found: Lookup, index: VocabularyIndex) -> np.ndarray:
     """Shipped length (bp) of each recognised input gene, NaN if unknown."""
     kinds, keys = found.kinds, found.keys
@@ -300,11 +284,6 @@ def annotation_lengths(found: Lookup, index: VocabularyIndex) -> np.ndarray:
     fill(paired, paired_symbols, index.symbol_length)
     fill(kinds == "symbol", keys, index.symbol_length)
     return result
-
-
-def annotation_length(gene_id: str, index: VocabularyIndex) -> float:
-    """Shipped length (bp) of one recognised gene, NaN if unknown."""
-    return float(annotation_lengths(lookup_many([gene_id], index), index)[0])
 
 
 def map_gene_ids(gene_ids: Sequence[object], index: VocabularyIndex, *, max_examples: int = 10) -> GeneMapping:

@@ -120,9 +120,3 @@ def _numpy_transform(data, column_index, measured, lengths_bp, divisor, normaliz
         np.log1p(aligned, out=aligned)
     aligned[:, ~measured] = MASK_VALUE
     return aligned.astype(np.float32)
-
-
-def tpm(data: np.ndarray, lengths_bp: np.ndarray) -> np.ndarray:
-    """TPM (float64) of a samples x genes counts matrix, per REFERENCE.md; for checks."""
-    rates = np.asarray(data, dtype=np.float64) * (1000.0 / np.asarray(lengths_bp, dtype=np.float64))
-    return rates / rates.sum(axis=1, keepdims=True) * 1e6

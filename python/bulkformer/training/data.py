@@ -146,9 +146,6 @@ class Corpus:
                 yield buffer_start, buffer[:batch_size]
                 buffer = buffer[batch_size:]
 
-    def steps_per_epoch(self, batch_size: int) -> int:
-        return self.n_samples // batch_size
-
     def sample(self, n: int, seed: int) -> np.ndarray:
         """Up to ``n`` samples drawn from the shards (used to build a graph and baselines)."""
         rows: list[np.ndarray] = []
