@@ -49,15 +49,8 @@ NULL
     execution <- .execution_arguments(batch.size, device, progress, python.args)
     model <- .as_model(model)
     bf <- .py_module()
-    if (level == "gene") {
-        if (is.null(out)) {
-            stop("bulkformerEmbed(level = \"gene\") writes an on-disk store: give its path as 'out'", call. = FALSE)
-        }
-        out <- path.expand(out)
-    } else if (!is.null(out)) {
-        stop("out applies to level = \"gene\" (an on-disk store); sample embeddings are returned (in colData for a ",
-             "SummarizedExperiment): save them yourself, e.g. with saveRDS()", call. = FALSE)
-    }
+    # level / out combinations are checked by the engine (its message is put in R terms by .r_advice)
+    if (!is.null(out)) out <- path.expand(out)
     embedded <- .bf_call(do.call(bf$embed, c(
         .data_arguments(mat, input, lengths, annotations), list(model),
         list(level = level, aggregate = aggregate, genes = .py_list(genes), out = out, dtype = dtype),

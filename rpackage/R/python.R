@@ -177,6 +177,12 @@ bulkformer_envname <- function() {
 # R the layout is fixed (genes are rows) and arguments are R's. Like the CLI's
 # as_cli_advice: pattern -> replacement, applied in order.
 .r_advice <- c(
+    # embed's level / out checks
+    "level='gene' writes an on-disk store: pass out='embeddings.zarr'" =
+        "bulkformerEmbed(level = \"gene\") writes an on-disk store: give its path as 'out'",
+    "^out= applies to" = "out applies to",
+    "sample embeddings are returned: save the DataFrame yourself \\(e\\.g\\. emb\\.to_parquet\\(\\.\\.\\.\\)\\), or use `bulkformer embed -o FILE`" =
+        "sample embeddings are returned (in colData for a SummarizedExperiment): save them yourself, e.g. with saveRDS()",
     "Pass orientation='genes_by_samples' if rows are genes \\(or 'samples_by_genes' if rows are samples\\)\\." =
         "In R, genes must be the rows: transpose it with t(x).",
     # the R package always passes orientation='genes_by_samples', so this is the usual one
