@@ -179,6 +179,16 @@ def build_graph(
     return graph
 
 
+def correlation_edges(log_expression: np.ndarray, top_k: int = 20,
+                      min_abs_r: float = 0.4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Receiver-first edge index and |r| weights over the columns of a samples x genes
+    matrix, by :func:`build_graph` (each gene's ``top_k`` partners, |r| >= ``min_abs_r``):
+    the graph of a new model, whose genes are its columns."""
+    values = np.asarray(log_expression, dtype=np.float32)
+    graph = build_graph(values, genes=[f"g{i}" for i in range(values.shape[1])], top_k=top_k, min_abs_r=min_abs_r)
+    return graph.edge_index.long(), graph.edge_weight.float()
+
+
 def read_graph(path: str | Path) -> GeneGraph:
     """Read a ``graph.safetensors`` written by :meth:`GeneGraph.save` (or a bundle's)."""
     from safetensors import safe_open

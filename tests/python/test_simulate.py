@@ -195,3 +195,16 @@ def test_simulate_command_writes_shards_and_truth(tmp_path):
     assert obs["tissue"].tolist() == expected.obs["tissue"].astype(str).tolist()
     for name in ("lengths.tsv", "log_tpm.parquet", "gene_info.tsv", "essentiality_truth.tsv", "missing_genes.json"):
         assert (tmp_path / "sim" / name).is_file(), name
+
+
+def test_gene_count_is_checked_where_a_vocabulary_is_cut():
+    """simulate_cohort, tiny_bundle and the CLI's --n-genes cut the vocabulary through one
+    function (preprocess.vocabulary_table), with one message."""
+    from bulkformer.preprocess import vocabulary_table
+
+    with pytest.raises(ValueError, match="n_genes must be between 2 and the vocabulary size"):
+        simulate_cohort(n_samples=10, n_genes=1)
+    with pytest.raises(ValueError, match="--n-genes must be between 2 and the vocabulary size 3, got 5"):
+        vocabulary_table(["ENSG00000000003", "ENSG00000000005", "ENSG00000000419"], 5, what="--n-genes")
+    table = vocabulary_table(None, 4)
+    assert list(table.columns) == ["ensembl_id", "symbol", "length"] and len(table) == 4

@@ -28,17 +28,10 @@ def register(app: typer.Typer) -> None:
 def _vocabulary(vocabulary: Optional[Path], n_genes: Optional[int]):
     import pandas as pd
 
-    if vocabulary is not None:
-        table = pd.read_csv(vocabulary, sep=None, engine="python", dtype={"ensembl_id": str})
-    else:
-        from bulkformer.annotation import default_vocabulary
+    from bulkformer.preprocess import vocabulary_table
 
-        table = default_vocabulary()
-    if n_genes is not None:
-        if not 2 <= n_genes <= len(table):
-            raise ValueError(f"--n-genes must be between 2 and {len(table)}, got {n_genes}")
-        table = table.iloc[:n_genes].reset_index(drop=True)
-    return table
+    table = None if vocabulary is None else pd.read_csv(vocabulary, sep=None, engine="python", dtype={"ensembl_id": str})
+    return vocabulary_table(table, n_genes, what="--n-genes")
 
 
 def pretrain(

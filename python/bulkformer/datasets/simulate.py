@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_directory
+from ..preprocess import vocabulary_table
 
 DEFAULT_LENGTH_BP = 1000
 
@@ -207,7 +208,7 @@ def simulate_cohort(
     """
     _check_arguments(n_samples, n_tissues, n_diseases, n_batches, n_modules, background_fraction,
                      missing_fraction, dispersion, censoring_fraction)
-    genes = _resolve_genes(vocabulary, n_genes)
+    genes = vocabulary_table(vocabulary, n_genes)
     rng = np.random.default_rng(seed)
     n = n_samples
     gene_ids = genes["ensembl_id"].tolist()
@@ -351,28 +352,6 @@ def simulate_cohort(
         }, index=pd.Index(target_ids, name="ensembl_id")),
         params=params,
     )
-
-
-def _resolve_genes(vocabulary: Any, n_genes: int | None) -> pd.DataFrame:
-    """The vocabulary as a gene table (ensembl_id, symbol, length), first n_genes rows."""
-    from ..bundle import Bundle, normalise_gene_table
-
-    if vocabulary is None:
-        from ..annotation import default_vocabulary
-
-        table = default_vocabulary()
-    elif isinstance(vocabulary, Bundle):
-        table = vocabulary.genes
-    elif isinstance(vocabulary, pd.DataFrame):
-        table = vocabulary
-    else:
-        raise ValueError(f"vocabulary must be None, a Bundle or a DataFrame with an ensembl_id column, got {type(vocabulary).__name__}")
-    table = normalise_gene_table(table)
-    if n_genes is not None:
-        if n_genes < 2 or n_genes > len(table):
-            raise ValueError(f"n_genes must be between 2 and the vocabulary size {len(table)}, got {n_genes}")
-        table = table.iloc[:n_genes].reset_index(drop=True)
-    return table
 
 
 def _check_arguments(n_samples: int, n_tissues: int, n_diseases: int, n_batches: int, n_modules: int,

@@ -4,12 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..bundle import Bundle
 from ..model import BulkFormer, ModelConfig
-from .simulate import _resolve_genes, simulate_cohort
+from ..graph import correlation_edges
+from ..preprocess import vocabulary_table
+from .simulate import simulate_cohort
 
 TINY_DIM = 16
 TINY_HEADS = 2
@@ -41,11 +42,11 @@ def tiny_bundle(
         bundle = bulkformer.datasets.tiny_bundle("tiny-model")
         bulkformer.load("tiny-model").config.n_genes   # 300
     """
-    genes = _resolve_genes(vocabulary, n_genes)
+    genes = vocabulary_table(vocabulary, n_genes)
     if version not in ("v1", "v2"):
         raise ValueError(f"version must be 'v1' or 'v2', got {version!r}")
     cohort = simulate_cohort(n_samples=200, vocabulary=genes, n_genes=None, seed=seed, missing_fraction=0.0)
-    edge_index, edge_weight = correlation_graph(cohort.log_tpm.to_numpy(), top_k=top_k, min_abs_r=min_abs_r)
+    edge_index, edge_weight = correlation_edges(cohort.log_tpm.to_numpy(), top_k=top_k, min_abs_r=min_abs_r)
     config = ModelConfig(
         version=version, n_genes=len(genes), dim=TINY_DIM, gb_repeat=1, p_repeat=1, full_head=TINY_HEADS,
         bin_head=TINY_HEADS, bins=0, gene_table_dim=TINY_GENE_TABLE_DIM if version == "v1" else None,
@@ -65,14 +66,3 @@ def tiny_bundle(
     if path is not None:
         bundle.save(path)
     return bundle
-
-
-def correlation_graph(log_expression: np.ndarray, top_k: int = 20, min_abs_r: float = 0.4) -> tuple[torch.Tensor, torch.Tensor]:
-    """Receiver-first edge index and |r| weights over the columns of a samples x genes
-    matrix, by :func:`bulkformer.build_graph` (each gene's ``top_k`` partners, |r| >=
-    ``min_abs_r``)."""
-    from ..graph import build_graph
-
-    values = np.asarray(log_expression, dtype=np.float32)
-    graph = build_graph(values, genes=[f"g{i}" for i in range(values.shape[1])], top_k=top_k, min_abs_r=min_abs_r)
-    return graph.edge_index.long(), graph.edge_weight.float()

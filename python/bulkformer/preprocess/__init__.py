@@ -28,7 +28,7 @@ from bulkformer.preprocess.validate import (check_not_empty, check_sample_length
                                             check_values, plausibility_warnings)
 
 __all__ = ["MASK_VALUE", "MappingReport", "PreparedInput", "map_genes", "native_available", "prepare", "prepare_chunks",
-           "resolve_vocabulary", "transform_aligned", "vocabulary_positions"]
+           "resolve_vocabulary", "transform_aligned", "vocabulary_positions", "vocabulary_table"]
 
 _BLOCK_SAMPLES = 4096  # in-memory inputs are transformed in blocks of samples (bounded temporaries)
 
@@ -73,6 +73,19 @@ def resolve_vocabulary(vocabulary: Any) -> pd.DataFrame:
         return pd.DataFrame({"ensembl_id": [str(v) for v in vocabulary]})
     raise TypeError(f"vocabulary must be a Bundle, a DataFrame with ensembl_id/symbol/length or a list of Ensembl "
                     f"IDs, not {type(vocabulary).__name__}")
+
+
+def vocabulary_table(vocabulary: Any, n_genes: int | None = None, *, what: str = "n_genes") -> pd.DataFrame:
+    """``vocabulary`` (as :func:`resolve_vocabulary` takes it) as a checked gene table
+    (ensembl_id, symbol, length), cut to its first ``n_genes`` rows when given."""
+    from bulkformer.bundle import normalise_gene_table
+
+    table = normalise_gene_table(resolve_vocabulary(vocabulary))
+    if n_genes is not None:
+        if isinstance(n_genes, bool) or not 2 <= n_genes <= len(table):
+            raise ValueError(f"{what} must be between 2 and the vocabulary size {len(table)}, got {n_genes}")
+        table = table.iloc[:n_genes].reset_index(drop=True)
+    return table
 
 
 def vocabulary_positions(genes: Sequence[Any] | str, vocabulary: Any, *, what: str = "genes",

@@ -241,11 +241,11 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
         if dropout is not None:
             _set_dropout(bundle.model, dropout)
     elif base_bundle is None:
-        from ..datasets.tiny import correlation_graph
+        from ..graph import correlation_edges
 
         profile = _training_profile(corpus, seed)
         filled = _filled(profile)
-        edge_index, edge_weight = correlation_graph(filled, top_k=graph_top_k, min_abs_r=graph_min_abs_r)
+        edge_index, edge_weight = correlation_edges(filled, top_k=graph_top_k, min_abs_r=graph_min_abs_r)
         net = BulkFormer(config, edge_index, edge_weight)
         _init_output_level(net, _mean_level(profile))
         if gene_init == "pca" and config.version == "v2":
@@ -570,9 +570,9 @@ def _resolve_model(model, vocabulary, *, dim, p_repeat, heads, dropout) -> tuple
         config = model
     else:
         raise ValueError(f"model must be a preset name, a ModelConfig or a Bundle, got {type(model).__name__}")
-    from ..datasets.simulate import _resolve_genes
+    from ..preprocess import vocabulary_table
 
-    genes = _resolve_genes(vocabulary, None)
+    genes = vocabulary_table(vocabulary)
     changes: dict[str, Any] = {"n_genes": len(genes)}
     if dim is not None:
         changes["dim"] = dim
