@@ -75,12 +75,12 @@ def as_matrix(data: Any, *, genes: Sequence[Any] | None = None, samples: Sequenc
     file readers take the same name for h5ad files)."""
     _check_orientation(orientation)
     transpose = orientation == "genes_by_samples"
-    if isinstance(genes, str) and not _is_anndata(data):
+    if isinstance(genes, str) and not is_anndata(data):
         raise ValueError(f"genes={genes!r} is one name, not one ID per gene: a column name picks the gene IDs of an "
                          "AnnData's var (obs for orientation='genes_by_samples'); otherwise give a list of IDs")
-    if layer is not None and not _is_anndata(data):
+    if layer is not None and not is_anndata(data):
         raise ValueError("layer= applies to AnnData inputs only: leave it out")
-    if _is_anndata(data):
+    if is_anndata(data):
         matrix = data.layers[_layer_name(data, layer)] if layer is not None else data.X
         if matrix is None:
             raise ValueError(f"the AnnData object has no X (layers: {list(data.layers)}): pass layer= to name the "
@@ -155,7 +155,9 @@ def _annotation_column(annotations: pd.DataFrame, name: str, where: str, owner: 
     return column.tolist()
 
 
-def _is_anndata(data: Any) -> bool:
+def is_anndata(data: Any) -> bool:
+    """An in-memory AnnData (checked by type, without importing anndata where it is not
+    loaded yet)."""
     return type(data).__name__ == "AnnData" and hasattr(data, "obs_names")
 
 

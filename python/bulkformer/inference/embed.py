@@ -14,7 +14,8 @@ from ..preprocess import vocabulary_positions
 from . import distributed
 from .execution import Engine
 from .impute import _report_dict, _without_none
-from .inputs import is_anndata, prepare_for
+from ..io import is_anndata
+from .inputs import prepare_for
 from .stores import (STORE_MARKERS, GeneEmbeddingWriter, cast_checked, check_dtype, check_store_path,
                      discard_staging)
 

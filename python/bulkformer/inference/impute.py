@@ -14,7 +14,8 @@ from ..io import SampleSlots
 from ..model import MASK_VALUE
 from . import distributed
 from .execution import Engine
-from .inputs import is_anndata, prepare_for
+from ..io import is_anndata
+from .inputs import prepare_for
 
 _WHICH = ("missing", "all")
 

@@ -36,9 +36,3 @@ def prepare_for(
                    orientation=orientation, lengths=lengths, layer=layer, min_matched_fraction=min_matched_fraction)
 
 
-def is_anndata(data: Any) -> bool:
-    try:
-        import anndata
-    except ImportError:  # pragma: no cover - anndata is a dependency
-        return False
-    return isinstance(data, anndata.AnnData)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bulkformer.io import (ExpressionMatrix, Orientation, as_matrix, gene_column_argument, open_expression,
+from bulkformer.io import (ExpressionMatrix, Orientation, as_matrix, gene_column_argument, is_anndata, open_expression,
                            read_annotations)
 from bulkformer.preprocess._kernel import native_available
 from bulkformer.preprocess.align import AlignmentPlan, plan_alignment
@@ -240,7 +240,7 @@ class _Source:
             return cls(opened.gene_ids, opened.chunks, opened.n_samples, columns, f"{Path(data).name}'s")
         matrix = as_matrix(data, genes=genes, samples=samples, orientation=orientation, layer=layer)
         columns = None
-        if genes is None and hasattr(data, "var") and hasattr(data, "obs_names"):  # AnnData
+        if genes is None and is_anndata(data):
             frame = data.obs if orientation == "genes_by_samples" else data.var
             columns = lambda: frame
         return cls(matrix.gene_ids, _blocks(matrix, chunk_samples or _BLOCK_SAMPLES), matrix.values.shape[0],

@@ -20,6 +20,8 @@ import pandas as pd
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
+from ..io import is_anndata
+
 FEATURE_SETS = ("embedding", "raw_logtpm")
 
 # prepare()'s data-description arguments, shared by embed()/impute() (genes -> gene_names there).
@@ -67,7 +69,7 @@ def embedding_features(data: Any, model: Any, *, aggregate: str = "max", genes: 
                        progress: bool = False, **data_args: Any) -> pd.DataFrame:
     """Samples x feature_dim BulkFormer sample embeddings (``bulkformer.embed``)."""
     from bulkformer.inference import embed
-    from bulkformer.inference.inputs import is_anndata, prepare_for
+    from bulkformer.inference.inputs import prepare_for
 
     _check_data_args(data_args)
     bundle = _bundle(model)
@@ -103,7 +105,7 @@ def sample_ids(data: Any, *, orientation: str = "samples_by_genes", layer: str |
     and ``gene_names`` (an h5ad gene-ID column) are checked on the way."""
     if isinstance(data, pd.DataFrame):
         ids = data.index if orientation == "samples_by_genes" else data.columns
-    elif hasattr(data, "obs_names"):  # AnnData: genes x samples (R-style) has the samples as its variables
+    elif is_anndata(data):  # genes x samples (R-style) has the samples as its variables
         ids = data.var_names if orientation == "genes_by_samples" else data.obs_names
     elif isinstance(data, (str, os.PathLike)):
         from bulkformer.io import read_sample_ids

@@ -67,10 +67,10 @@ def _aligned(data: Any, vocabulary: pd.DataFrame, *, layer: str | None, orientat
     """Values already in vocabulary order. Labelled data (files, DataFrames, AnnData) must
     name the vocabulary's genes in that order: a reordered table would otherwise be
     trained on with every gene in the wrong place."""
-    from ..io import _is_anndata, as_matrix, read_expression
+    from ..io import as_matrix, is_anndata, read_expression
 
     sample_ids = None
-    if isinstance(data, (str, Path)) or isinstance(data, pd.DataFrame) or _is_anndata(data):
+    if isinstance(data, (str, Path)) or isinstance(data, pd.DataFrame) or is_anndata(data):
         matrix = (read_expression(data, orientation=orientation, layer=layer, genes=gene_names)
                   if isinstance(data, (str, Path))
                   else as_matrix(data, orientation=orientation, layer=layer, genes=gene_names))
@@ -87,6 +87,9 @@ def _aligned(data: Any, vocabulary: pd.DataFrame, *, layer: str | None, orientat
                 "or reorder the columns to the vocabulary's ensembl_id first.")
         values, sample_ids = matrix.values, matrix.sample_ids
     else:
+        if gene_names is not None or layer is not None:
+            raise ValueError("input='aligned' is a samples x vocabulary array already: gene_names= and layer= name "
+                             "parts of files, DataFrames or AnnData, not of a plain array; leave them out")
         values = np.asarray(data)
         values = values.T if orientation == "genes_by_samples" and values.ndim == 2 else values
     values = np.asarray(values, dtype=np.float32)
