@@ -76,7 +76,8 @@ def _cohort_matrix(cohort: Any, genes: Sequence[str] | None, vocabulary: Any, in
 def _check_unaligned(matrix: Any, orientation: str) -> None:
     """Values taken as they are (no vocabulary): nothing else checks them on the way, so a
     table the wrong way round (a graph over samples) or of raw counts is caught here."""
-    from .preprocess import genes_on_other_axis, resolve_vocabulary
+    from .preprocess import resolve_vocabulary
+    from .preprocess.advice import genes_on_other_axis
     from .preprocess.ids import lookup_many, vocabulary_index
     from .preprocess.validate import LOG1P_TPM_MAX
 
