@@ -219,9 +219,13 @@ def test_genes_by_symbol_and_depmap_effect_columns(files):
     symbols = info["symbol"].iloc[:3].tolist()
     res = CliRunner().invoke(app, ["evaluate", "gene-survival", str(root / "logtpm.csv"), "--input", "logtpm",
                                    "--survival", str(root / "obs.tsv"), "--time-column", "survival_time",
-                                   "--event-column", "event", "--genes", ",".join(symbols), "-m", str(root / "model")])
+                                   "--event-column", "event", "--genes", ",".join(symbols), "-m", str(root / "model"),
+                                   "-o", str(root / "by_symbol.json")])
     assert res.exit_code == 0, res.output
     assert set(info.index[:3]) <= set(res.output.split())
+    # each row says how its gene was asked for, beside the vocabulary's Ensembl ID
+    rows = json.loads((root / "by_symbol.json").read_text())["metrics"]
+    assert {r["gene"]: r["requested_as"] for r in rows} == dict(zip(info.index[:3], symbols))
     effects = cohort.essentiality.copy()
     # CRISPRGeneEffect.csv names genes "SYMBOL (ENTREZ)"; the Entrez part may be anything the mapper knows
     effects.columns = [f"{info.loc[g, 'symbol']} (0)" for g in effects.columns]

@@ -433,4 +433,7 @@ def gene_survival(
     expression = _cut_ids(expression[wanted], id_length).loc[checked.index]
     result = task.gene_hazard_ratios(expression, table.loc[checked.index], time_col=time_column, event_col=event_column,
                                      n_plot=n_plot)
+    # rows are vocabulary (Ensembl) genes; say how each was asked for (a symbol, say)
+    result.metrics.insert(result.metrics.columns.get_loc("gene") + 1, "requested_as",
+                          result.metrics["gene"].map(dict(zip(wanted, wanted_genes))))
     _report(result, out, plot)
