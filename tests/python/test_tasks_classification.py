@@ -32,6 +32,9 @@ def test_tissue_recovered_by_both_heads_and_feature_sets(feature_sets, cohort):
     chance = max(chance_weighted_f1(labels), labels.value_counts(normalize=True).max())
     assert set(result.metrics["features"]) == {"raw_logtpm", "truth"}
     assert set(result.metrics["head"]) == {"random_forest", "logistic_regression"}
+    # how many columns each feature set had (a set cut short by unmeasured genes shows)
+    assert result.metrics.set_index("features")["n_features"].to_dict() == {
+        name: frame.shape[1] for name, frame in feature_sets.items()}
     # Tissue programs shift module activities by N(0, 1.5) per module: near-perfectly separable.
     for _, row in result.metrics.iterrows():
         assert row["weighted_f1"] > chance + 0.6 * (1 - chance), row.to_dict()

@@ -133,6 +133,7 @@ def evaluate(
         confusion[f"{feat}/{head}"] = confusion_matrix(rows["y_true"], rows["y_pred"], labels=classes).tolist()
     metrics = summarise_folds(per_fold)
     metrics["n_samples"] = len(y)
+    metrics["n_features"] = metrics["features"].map({name: frame.shape[1] for name, frame in sets.items()})
     return TaskResult(
         task="classification",
         metrics=metrics,

@@ -102,4 +102,5 @@ def cross_validate(
     metrics = summarise_folds(per_fold).merge(overall, on=["features", "head"])
     metrics["n_folds_scored"] = metrics["features"].map(per_fold.groupby("features")["mean_pcc"].count())
     metrics["n_pairs"], metrics["n_cell_lines"] = len(table), len(set(groups))
+    metrics["n_features"] = metrics["features"].map({name: X.shape[1] for name, X in designs.items()})
     return per_fold, predictions, metrics

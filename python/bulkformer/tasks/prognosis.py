@@ -214,6 +214,7 @@ def evaluate(
                                                                                  "the horizon is known" if horizon else ""))
     metrics = summarise_folds(per_fold)
     metrics["n_samples"] = len(index)
+    metrics["n_features"] = metrics["features"].map({name: frame.shape[1] for name, frame in sets.items()})
     metrics["n_events"] = int(event.sum())
     return TaskResult(
         task="prognosis",
