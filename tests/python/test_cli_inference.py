@@ -75,6 +75,9 @@ def test_cli_impute_h5ad_names_gene_symbols(cli, cohort):
     assert list(adata.var["symbol"]) == bundle.genes["symbol"].astype(str).tolist()[:5]
     library = bulkformer.impute(anndata.AnnData(counts.astype(np.float32)), bundle, progress=False)
     assert list(library.var["symbol"]) == list(adata.var["symbol"])
+    # the run's record in uns, as the library's AnnData result has it (the CLI's lacked which and model)
+    assert adata.uns["bulkformer"]["which"] == library.uns["bulkformer"]["which"] == "missing"
+    assert dict(adata.uns["bulkformer"]["model"]) == dict(library.uns["bulkformer"]["model"])
     # no per-gene list in the frame's attrs: pandas deep-copies attrs on every column operation,
     # and writing 20,010 columns to parquet took 60 s and 3 GB with one there
     frame = bulkformer.impute(counts, bundle, which="all", progress=False)

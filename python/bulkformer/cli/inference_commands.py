@@ -33,7 +33,7 @@ def _output_format(path: Path, allowed: dict[str, str]) -> str:
 
 
 def _write_table(frame, path: Path, source: Optional[Path] = None, orientation: str = "samples_by_genes",
-                 var=None) -> None:
+                 var=None, which: Optional[str] = None) -> None:
     """Write a samples x columns table to a temporary sibling, then rename. An h5ad output
     gets ``var`` (the columns' annotation; default: their names) and, for an h5ad
     ``source``, the source's sample annotations (obs), per-sample matrices (obsm, obsp) and
@@ -61,7 +61,10 @@ def _write_table(frame, path: Path, source: Optional[Path] = None, orientation: 
                                     var=var if var is not None else pd.DataFrame(index=frame.columns.astype(str)))
             if carried:
                 slots.attach(adata)
-            adata.uns["bulkformer"] = {"mapping_report": frame.attrs.get("mapping_report", {})}
+            # as the library's AnnData results record it (h5ad cannot store None)
+            model = {k: v for k, v in (frame.attrs.get("model") or {}).items() if v is not None}
+            adata.uns["bulkformer"] = {"mapping_report": frame.attrs.get("mapping_report", {}), "model": model,
+                                       **({"which": which} if which is not None else {})}
             adata.write_h5ad(staging)
 
 
@@ -112,7 +115,7 @@ def impute(
     frame = result.to_frame(which)
     _report(frame)
     if _is_main_process():
-        _write_table(frame, out, data, orientation, var=result.gene_annotation(frame))
+        _write_table(frame, out, data, orientation, var=result.gene_annotation(frame), which=which)
         typer.echo(f"wrote {out}: {frame.shape[0]} samples x {frame.shape[1]} genes")
         if which == "missing" and frame.shape[1] == 0:
             typer.echo("the data measure every vocabulary gene, so none is missing: --which all gives denoised "
