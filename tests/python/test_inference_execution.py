@@ -26,6 +26,7 @@ def test_device_and_precision_defaults():
         choose_device("gpu")  # torch's own message lists ~20 device types
     assert choose_precision(None, torch.device("cpu")) == "fp32"
     assert choose_precision("bfloat16", torch.device("cpu")) == "bf16"
+    assert choose_precision("auto", torch.device("cpu")) == "fp32"  # pretrain's spelling of the default
     with pytest.raises(ValueError, match="precision must be"):
         choose_precision("fp8", torch.device("cpu"))
 

@@ -51,15 +51,16 @@ def choose_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def choose_precision(precision: str | None, device: torch.device) -> Precision:
-    """None: bf16 on CUDA when supported (else fp16), fp16 on MPS, fp32 on CPU
-    (bf16 on CPU is opt-in: faster where the CPU has bf16 units, ~1e-2 less exact)."""
-    if precision is None:
+    """None (or "auto", pretrain's spelling): bf16 on CUDA when supported (else fp16), fp16
+    on MPS, fp32 on CPU (bf16 on CPU is opt-in: faster where the CPU has bf16 units, ~1e-2
+    less exact)."""
+    if precision is None or str(precision).lower() == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "fp16" if device.type == "mps" else "fp32"
     key = str(precision).lower()
     if key not in _PRECISION_ALIASES:
-        raise ValueError(f"precision must be one of fp32, bf16, fp16 (or None for the device default), got {precision!r}")
+        raise ValueError(f"precision must be one of fp32, bf16, fp16 (or auto / None for the device default), got {precision!r}")
     chosen = _PRECISION_ALIASES[key]
     if chosen == "fp16" and device.type == "cpu":
         raise ValueError("fp16 autocast is not useful on CPU; use precision='bf16' or 'fp32'")
