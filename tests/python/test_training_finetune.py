@@ -171,7 +171,10 @@ def test_task_hints_and_bad_settings(small, bundle):
     for bad, message in [(dict(epochs=0), "epochs=0: must be a whole number >= 1"),
                          (dict(batch_size=0), "batch_size=0: must be a whole number >= 1"),
                          (dict(val_fraction=-0.2), "val_fraction=-0.2: must be in \\[0, 1\\)"),
-                         (dict(mode="partial", trainable_layers=99), "trainable_layers=99 but the model has 1 Performer")]:
+                         (dict(mode="partial", trainable_layers=99), "trainable_layers=99 but the model has 1 Performer"),
+                         # ignored outside partial mode, silently: now refused
+                         (dict(trainable_layers=2), "trainable_layers=2 applies to mode='partial' \\(mode='frozen'"),
+                         (dict(mode="full", trainable_layers=1), "applies to mode='partial' \\(mode='full' trains every")]:
         with pytest.raises(ValueError, match=message):
             _quick(small, small.obs["tissue"], bundle, **bad)
 
@@ -191,3 +194,30 @@ def test_aligned_input_gets_the_checks_pretraining_has(small, bundle):
     with_nan.iloc[0, 0] = np.nan
     with pytest.raises(ValueError, match="1 NaN or infinite values"):
         finetune(with_nan, labels, bundle, input="aligned", epochs=1, progress=False)
+    # raw counts in vocabulary order passed the checks and trained on values up to ~1e5
+    counts = small.counts.set_axis(frame.index).astype(np.float32)
+    with pytest.raises(ValueError, match=r"input='aligned' takes natural log1p TPM .* but the values range from .* to 1.97e\+07"):
+        finetune(counts, labels, bundle, input="aligned", epochs=1, progress=False)
+    with pytest.raises(ValueError, match="takes natural log1p TPM"):
+        bulkformer.pretrain(counts, None, model=bundle, input="aligned", epochs=1, progress=False)
+
+
+def test_torchrun_is_refused(small, bundle, monkeypatch):
+    """Under torchrun every rank trained the same model and wrote the same output."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="run it without torchrun"):
+        _quick(small, small.obs["tissue"], bundle)
+
+
+def test_cli_lr_in_frozen_mode_is_refused(small, tmp_path, monkeypatch, capsys):
+    """--lr is the encoder's rate; in the default frozen mode it was silently unused."""
+    from bulkformer.cli.main import main
+
+    small.counts.iloc[:4].to_csv(tmp_path / "x.csv")
+    small.obs[["tissue"]].to_csv(tmp_path / "l.csv")
+    monkeypatch.setattr("sys.argv", ["bulkformer", "finetune", str(tmp_path / "x.csv"), "--labels", str(tmp_path / "l.csv"),
+                                     "--column", "tissue", "-m", str(tmp_path / "m"), "-o", str(tmp_path / "o"), "--lr", "1e-3"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert "--mode frozen trains only the head: use --head-lr" in " ".join(capsys.readouterr().err.split())

@@ -334,3 +334,51 @@ def test_validation_reports_the_gene_mean_baseline_and_warns_below_it():
         warnings.simplefilter("error", UserWarning)
         trained = bulkformer.pretrain(log_tpm.iloc[:100], None, epochs=30, lr=3e-3, **settings)
     assert trained.validation["masked_pcc"].iloc[-1] > expected
+
+
+def test_lengths_fingerprint_ignores_the_number_type():
+    """Lengths read by pandas (integers) and by the CLI (floats) are the same lengths: a run
+    started on the command line resumed from Python was refused as 'lengths changed'."""
+    from bulkformer.training.pretrain import _lengths_fingerprint
+
+    as_int = pd.Series([1200, 3400], index=["ENSG00000000003", "ENSG00000000005"])
+    assert _lengths_fingerprint(as_int) == _lengths_fingerprint(as_int.astype(float))
+    assert _lengths_fingerprint(as_int) != _lengths_fingerprint(as_int + 1)
+
+
+def test_max_steps_beyond_the_epochs_warns():
+    """--max-steps 100 with the default single epoch ran 10 steps without a word."""
+    vocabulary = bulkformer.annotation.default_vocabulary().iloc[:40]
+    cohort = bulkformer.simulate_cohort(n_samples=24, vocabulary=vocabulary, n_genes=None, seed=1)
+    with pytest.warns(UserWarning, match=r"max_steps=100 is more than epochs=1 x 3 steps per epoch: the run stops after 3"):
+        result = bulkformer.pretrain(cohort, None, vocabulary=vocabulary, dim=8, heads=2, p_repeat=1, batch_size=8,
+                                     max_steps=100, val_fraction=0.0, progress=False)
+    assert len(result.history) == 3
+
+
+def test_each_torchrun_rank_draws_its_own_dropout_masks():
+    """Every rank starts from the same seed (identical weights), so with dropout rank 1's
+    rows got exactly rank 0's masks. Each rank now draws from a stream of its own, seeded by
+    (seed, step, micro-batch, rank), and the global stream is left as it was."""
+    from bulkformer.training.distributed import DistContext
+    from bulkformer.training.pretrain import _own_dropout_stream
+
+    net = bulkformer.tiny_bundle(n_genes=20).model
+    for module in net.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.1
+
+    def draw(rank: int, step: int = 3) -> torch.Tensor:
+        ctx = DistContext(rank=rank, world_size=2, local_rank=rank, device=torch.device("cpu"))
+        with _own_dropout_stream(net, ctx, seed=0, step=step, micro=0):
+            return torch.rand(5)
+
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    assert not torch.equal(draw(0), draw(1))
+    assert torch.equal(draw(1), draw(1)) and not torch.equal(draw(1), draw(1, step=4))
+    assert torch.equal(torch.get_rng_state(), before)
+    single = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    with _own_dropout_stream(net, single, seed=0, step=3, micro=0):  # one process: the global stream, as before
+        torch.rand(1)
+    assert not torch.equal(torch.get_rng_state(), before)

@@ -119,13 +119,13 @@ def finetune(
     out: Path = typer.Option(..., "--out", "-o", help="New directory for the fine-tuned model (or an earlier fine-tuning output to replace).", callback=output_path),
     task: str = typer.Option("classification", "--task", help="classification or regression."),
     mode: str = typer.Option("frozen", "--mode", help="frozen, partial or full."),
-    trainable_layers: int = typer.Option(1, "--trainable-layers", help="Performer layers trained in partial mode."),
+    trainable_layers: Optional[int] = typer.Option(None, "--trainable-layers", help="Performer layers trained in partial mode (default 1)."),
     input: str = _INPUT, lengths: Optional[Path] = _LENGTHS, orientation: str = _ORIENTATION,
     layer: Optional[str] = _LAYER, gene_column: Optional[str] = _GENE_COLUMN,
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of labelled samples held out for the reported metrics (0: none)."),
     epochs: int = typer.Option(20, "--epochs"),
     batch_size: int = typer.Option(16, "--batch-size"),
-    lr: float = typer.Option(1e-4, "--lr", help="Encoder learning rate (partial/full)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Encoder learning rate (partial/full; default 1e-4)."),
     head_lr: float = typer.Option(1e-3, "--head-lr"),
     seed: int = typer.Option(0, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda (default: cuda when available)."),
@@ -155,6 +155,10 @@ def finetune(
     from .inputs import check_expression_file, check_model_dir, column, read_table
 
     # flags, output and model first: nothing is read or trained before they are right
+    if lr is not None and mode == "frozen":
+        raise ValueError("--lr is the encoder's learning rate, and --mode frozen trains only the head: use --head-lr, "
+                         "or --mode partial / full to train the encoder")
+    lr = 1e-4 if lr is None else lr
     check_settings(task=task, mode=mode, trainable_layers=trainable_layers, aggregate="mean", val_fraction=val_fraction,
                    epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, hidden=64)
     check_output_dir(out)

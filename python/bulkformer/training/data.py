@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..io import file_format, read_sample_ids
 from ..model import MASK_VALUE
+from ..preprocess.validate import LOG1P_TPM_MAX
 
 # what a shard folder is scanned for; a file named on its own may be any table the readers
 # take (.txt, .exp, .tab too: in a folder those are more often notes than data)
@@ -98,6 +99,12 @@ def _aligned(data: Any, vocabulary: pd.DataFrame, *, layer: str | None, orientat
     if not np.isfinite(values).all():
         raise ValueError(f"aligned input has {int((~np.isfinite(values)).sum()):,} NaN or infinite values; "
                          f"unmeasured genes are {MASK_VALUE:g}, not NaN")
+    # model-ready values are natural log1p TPM: counts or TPM here would train on nonsense
+    measured = values[values != MASK_VALUE]
+    if measured.size and (measured.max() > LOG1P_TPM_MAX + 0.5 or measured.min() < 0):
+        raise ValueError(f"input='aligned' takes natural log1p TPM ({MASK_VALUE:g} where unmeasured), but the values "
+                         f"range from {measured.min():.3g} to {measured.max():.3g} (log1p TPM lies in 0-{LOG1P_TPM_MAX:.1f}): "
+                         "for counts or TPM pass input='counts' or 'tpm' (with the genes named) to have them prepared")
     return values, sample_ids
 
 

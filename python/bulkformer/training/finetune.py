@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -163,7 +164,7 @@ def finetune(
     *,
     task: Task = "classification",
     mode: Mode = "frozen",
-    trainable_layers: int = 1,
+    trainable_layers: int | None = None,
     aggregate: str = "mean",
     input: str = "counts",
     lengths: Any = None,
@@ -213,10 +214,15 @@ def finetune(
     """
     check_settings(task=task, mode=mode, trainable_layers=trainable_layers, aggregate=aggregate,
                    val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, hidden=hidden)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # nothing here is sharded: every rank would train the same model and write the same output
+        raise ValueError("finetune runs in one process (a head on a few thousand samples needs no data parallelism); "
+                         "run it without torchrun")
     if out is not None:
         out = check_output_dir(out)
     # train a copy: the caller's bundle keeps its weights and requires_grad flags
     bundle = copy.deepcopy(model) if isinstance(model, Bundle) else load(model)
+    trainable_layers = 1 if trainable_layers is None else trainable_layers
     if mode == "partial":
         n_layers = sum(len(block.f) for block in bundle.model.gb_formers)
         if trainable_layers > n_layers:
@@ -303,17 +309,22 @@ def finetune(
     return FinetuneResult(model=net, history=history_frame, metrics=metrics)
 
 
-def check_settings(*, task: str, mode: str, trainable_layers: int, aggregate: str, val_fraction: float, epochs: int,
+def check_settings(*, task: str, mode: str, trainable_layers: int | None, aggregate: str, val_fraction: float, epochs: int,
                    batch_size: int, lr: float, head_lr: float, hidden: int) -> None:
-    """The settings alone, before the model or the data is read."""
+    """The settings alone, before the model or the data is read. ``trainable_layers`` given
+    where the mode does not use it is an error: it would be silently ignored."""
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression', got task={task!r}")
     if mode not in ("frozen", "partial", "full"):
         raise ValueError(f"mode must be 'frozen', 'partial' or 'full', got mode={mode!r}")
     if aggregate not in ("mean", "max"):
         raise ValueError(f"aggregate must be 'mean' or 'max', got aggregate={aggregate!r}")
+    if trainable_layers is not None and mode != "partial":
+        raise ValueError(f"trainable_layers={trainable_layers} applies to mode='partial' (mode={mode!r} trains "
+                         f"{'no encoder layer' if mode == 'frozen' else 'every encoder layer'}); use mode='partial' or "
+                         "leave trainable_layers out")
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("hidden", hidden),
-                        ("trainable_layers", trainable_layers)):
+                        ("trainable_layers", 1 if trainable_layers is None else trainable_layers)):
         check_at_least(value, 1, name)
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction={val_fraction}: must be in [0, 1) (0: no validation split)")

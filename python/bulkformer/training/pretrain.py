@@ -21,10 +21,10 @@ import os
 import signal
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -270,6 +270,9 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
         raise ValueError(f"{corpus.n_samples} training samples are fewer than one step's {step_samples} "
                          "(batch_size x grad_accum); lower batch_size or add data")
     total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
+    if max_steps is not None and max_steps > epochs * steps_per_epoch and ctx.is_main:
+        warnings.warn(f"max_steps={max_steps} is more than epochs={epochs} x {steps_per_epoch} steps per epoch: the run "
+                      f"stops after {total_steps} steps; raise epochs to train for {max_steps}", UserWarning, stacklevel=2)
     # the fused kernel (CPU, CUDA) updates all parameters in one pass: ~1.5% of a small model's step
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay,
                                   fused=ctx.device.type in ("cpu", "cuda") or None)
@@ -364,7 +367,8 @@ def _train_step(wrapped, net, optimizer, scheduler, batch: np.ndarray, ctx: Dist
     Masks are drawn for the whole global batch (identical on every rank); each rank
     takes its rows of each micro-batch. The loss is the sum of squared errors over the
     masked entries divided by their global count, scaled by world size because DDP
-    averages gradients: the gradient equals the single-process one."""
+    averages gradients: without dropout the gradient equals the single-process one (with
+    dropout each rank draws its own masks, see _own_dropout_stream)."""
     x_all = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
     masked_all, mask_all = mask_measured(x_all, mask_fraction, step_generator(seed, step), mask_fraction_max)
     n_masked = int(mask_all.sum())
@@ -379,7 +383,7 @@ def _train_step(wrapped, net, optimizer, scheduler, batch: np.ndarray, ctx: Dist
         rows = slice(micro * batch_size + ctx.rank * local, micro * batch_size + (ctx.rank + 1) * local)
         x, x_in, mask = (t[rows].to(ctx.device) for t in (x_all, masked_all, mask_all))
         sync = wrapped.no_sync() if ctx.distributed and micro < grad_accum - 1 else nullcontext()
-        with sync:
+        with sync, _own_dropout_stream(net, ctx, seed, step, micro):
             with autocast:
                 # mask_prob = share of -10 entries in what the model sees, as at inference
                 output = wrapped(x_in, missing_share(x_in))
@@ -422,6 +426,20 @@ def _validate(net: BulkFormer, val_values: np.ndarray | None, epoch: int, step: 
         f"{baseline_pcc:.4f}), MSE {mse:.4f} over {int(mask.sum())} masked entries of {len(val_values)} held-out samples")
     return {"epoch": epoch, "step": step, "masked_pcc": pcc, "masked_mse": mse, "n_masked": int(mask.sum()),
             "gene_mean_pcc": baseline_pcc}
+
+
+@contextmanager
+def _own_dropout_stream(net: BulkFormer, ctx: DistContext, seed: int, step: int, micro: int) -> Iterator[None]:
+    """Under torchrun with dropout, each rank draws its dropout masks from its own stream:
+    every rank starts from the same seed (identical initial weights), so rank r's rows got
+    exactly rank 0's masks. Seeded by (seed, step, micro-batch, rank), so resuming stays
+    exact. Without dropout, or in one process, nothing changes."""
+    if not ctx.distributed or not any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in net.modules()):
+        yield
+        return
+    with torch.random.fork_rng(devices=[ctx.device.index or 0] if ctx.device.type == "cuda" else []):
+        torch.manual_seed(int(np.random.SeedSequence([seed, step, micro, ctx.rank]).generate_state(1)[0]))
+        yield
 
 
 def _checkpoint(ctx, run_dir, bundle, optimizer, scheduler, step, epoch, position, history, validation, step_samples, keep,
@@ -525,7 +543,9 @@ def _lengths_fingerprint(lengths: Any) -> str | None:
         return None
     if isinstance(lengths, (pd.Series, Mapping)):
         series = pd.Series(lengths) if not isinstance(lengths, pd.Series) else lengths
-        table = pd.DataFrame({"gene": series.index.astype(str), "bp": pd.to_numeric(series, errors="coerce").to_numpy()})
+        # as float64: the same lengths read as integers (pandas) or floats (the CLI) are the same lengths
+        table = pd.DataFrame({"gene": series.index.astype(str),
+                              "bp": pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)})
         table = table.sort_values("gene", kind="stable")
         what = f"{len(table)} gene lengths"
     else:  # a samples x genes matrix of effective lengths
