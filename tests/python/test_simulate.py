@@ -184,10 +184,20 @@ def test_simulate_command_writes_shards_and_truth(tmp_path):
                                       "--shards", "3", "--seed", "2"])
     assert result.exit_code == 0, result.output
     shards = sorted((tmp_path / "sim" / "shards").glob("*.parquet"))
-    assert len(shards) == 3
-    counts = pd.concat([pd.read_parquet(p) for p in shards])
     expected = simulate_cohort(n_samples=30, n_genes=80, seed=2)
-    pd.testing.assert_frame_equal(counts, expected.counts, check_names=False)
+    assert len(shards) == 3  # 3 batches of ~10 samples: one shard each
+    # each shard is one batch's samples with only the genes that batch measured (as a lab's
+    # files are): --missing-fraction reached only measured.parquet before, and pretraining on
+    # the shards saw every gene
+    seen = []
+    for path in shards:
+        part = pd.read_parquet(path)
+        batch = expected.obs.loc[part.index, "batch"].unique()
+        assert len(batch) == 1
+        pd.testing.assert_frame_equal(part, expected.batch_counts(batch[0]), check_names=False)
+        assert part.shape[1] == 80 - len(expected.missing_genes[batch[0]]) < 80
+        seen += list(part.index)
+    assert sorted(seen) == sorted(expected.counts.index)
     # the whole file stays beside the shards: finetune and evaluate read one file, and the
     # help's examples run them on sim/counts.parquet after a sharded simulate
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "sim" / "counts.parquet"), expected.counts, check_names=False)

@@ -382,3 +382,16 @@ def test_each_torchrun_rank_draws_its_own_dropout_masks():
     with _own_dropout_stream(net, single, seed=0, step=3, micro=0):  # one process: the global stream, as before
         torch.rand(1)
     assert not torch.equal(torch.get_rng_state(), before)
+
+
+def test_resuming_with_other_precision_warns(tmp_path):
+    """A checkpoint resumed with another precision (or number of processes) was accepted in
+    silence, and its numbers then differ from the uninterrupted run's."""
+    vocabulary = bulkformer.annotation.default_vocabulary().iloc[:30]
+    cohort = bulkformer.simulate_cohort(n_samples=24, vocabulary=vocabulary, n_genes=None, seed=1)
+    settings = dict(vocabulary=vocabulary, dim=8, heads=2, p_repeat=1, batch_size=8, epochs=2, val_fraction=0.0,
+                    checkpoint_every=2, progress=False)
+    bulkformer.pretrain(cohort, tmp_path / "run", **settings)
+    first = sorted((tmp_path / "run" / "checkpoints").glob("step-*"))[0]
+    with pytest.warns(UserWarning, match=r"written with bf16 autocast False \(now True\).*not be bit-identical"):
+        bulkformer.pretrain(cohort, tmp_path / "run", resume=first, precision="bf16", **settings)

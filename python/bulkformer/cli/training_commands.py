@@ -214,9 +214,9 @@ def simulate(
     out: Path = typer.Option(..., "--out", "-o", help="Directory to write the cohort to.", callback=output_path),
     n_samples: int = typer.Option(300, "--n-samples"),
     n_genes: int = typer.Option(2000, "--n-genes", help="First N genes of the shipped vocabulary."),
-    shards: int = typer.Option(1, "--shards", help="Also split the counts into N parquet shards under shards/ (for pretrain)."),
+    shards: int = typer.Option(1, "--shards", help="Also write about N parquet shards under shards/ (for pretrain): each from one batch, holding the genes that batch measured."),
     seed: int = typer.Option(0, "--seed"),
-    missing_fraction: float = typer.Option(0.1, "--missing-fraction", help="Share of genes each batch lacks."),
+    missing_fraction: float = typer.Option(0.1, "--missing-fraction", help="Share of genes each batch lacks (absent from its shards; counts.parquet keeps every gene, measured.parquet marks them)."),
 ) -> None:
     """Simulate a bulk RNA-seq cohort with known ground truth (labels, survival, drug response, essentiality).
 

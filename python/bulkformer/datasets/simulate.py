@@ -118,9 +118,10 @@ class SimulatedCohort:
                             columns=[f"is_{drug}" for drug in drugs])
 
     def save(self, path: str | Path, shards: int = 1) -> Path:
-        """Write the cohort to a directory (atomically): ``counts.parquet`` (with ``shards``
-        > 1 also split into ``shards/part-NNNN.parquet``, e.g. for ``bulkformer pretrain``;
-        the whole file stays for the commands that read one file: finetune, evaluate),
+        """Write the cohort to a directory (atomically): ``counts.parquet`` (every gene of every
+        sample; ``measured.parquet`` says which genes each sample's batch measured) and, with
+        ``shards`` > 1, about that many ``shards/part-NNNN.parquet`` (e.g. for ``bulkformer
+        pretrain``), each from one batch and holding only the genes that batch measured,
         ``lengths.tsv``, ``obs.tsv``, ``measured.parquet``, the label tables (drug responses
         also long, ``drug_responses_long.tsv``, with ``drug_descriptors.tsv``: the inputs of
         ``bulkformer evaluate drug-response``) and the truth
@@ -134,8 +135,8 @@ class SimulatedCohort:
             self.counts.to_parquet(staging / "counts.parquet")
             if shards > 1:
                 (staging / "shards").mkdir()
-                for i, rows in enumerate(np.array_split(np.arange(len(self.counts)), shards)):
-                    self.counts.iloc[rows].to_parquet(staging / "shards" / f"part-{i:04d}.parquet")
+                for i, part in enumerate(self._shard_blocks(shards)):
+                    part.to_parquet(staging / "shards" / f"part-{i:04d}.parquet")
             self.lengths.to_frame().to_csv(staging / "lengths.tsv", sep="\t")
             self.obs.to_csv(staging / "obs.tsv", sep="\t")
             self.measured.to_parquet(staging / "measured.parquet")
@@ -149,6 +150,17 @@ class SimulatedCohort:
             (staging / "missing_genes.json").write_text(json.dumps(self.missing_genes) + "\n")
             (staging / "params.json").write_text(json.dumps(self.params, indent=2) + "\n")
         return path
+
+    def _shard_blocks(self, shards: int) -> list[pd.DataFrame]:
+        """About ``shards`` blocks of samples, each from one batch and holding only the genes
+        that batch measured: as a lab's files are, so that a corpus read from the shards lacks
+        genes the way the in-memory cohort does."""
+        blocks = []
+        for batch in sorted(self.missing_genes):
+            counts = self.batch_counts(batch)
+            n_parts = max(1, round(shards * len(counts) / len(self.counts)))
+            blocks += [counts.iloc[rows] for rows in np.array_split(np.arange(len(counts)), n_parts) if len(rows)]
+        return blocks
 
     def observed_log_tpm(self) -> pd.DataFrame:
         """log1p TPM computed from the noisy counts, NaN where not measured."""

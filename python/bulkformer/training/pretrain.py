@@ -289,6 +289,13 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
         if torch.cuda.is_available() and state.get("cuda_rng"):
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         step, epoch, position = int(state["step"]), int(state["epoch"]), int(state["position"])
+        differences = [f"{what} {before} (now {now})" for what, before, now in (
+            ("processes", state.get("world_size", ctx.world_size), ctx.world_size),
+            ("bf16 autocast", state.get("bf16", use_bf16), use_bf16)) if before != now]
+        if differences and ctx.is_main:
+            warnings.warn(f"the checkpoint was written with {', '.join(differences)}: the run continues its schedule and "
+                          "data order, but its numbers will not be bit-identical to an uninterrupted run",
+                          UserWarning, stacklevel=2)
         history, validation = list(state["history"]), list(state["validation"])
         say(f"resumed from {start_from} at step {step} (epoch {epoch}, sample {position})")
     if ctx.is_main and run_dir is not None:
@@ -323,7 +330,7 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
                     f"({time.time() - started:.0f}s)")
             if checkpoint_every and step % checkpoint_every == 0 and step < total_steps:
                 _checkpoint(ctx, run_dir, bundle, optimizer, scheduler, step, epoch, position, history, validation,
-                            step_samples, keep_checkpoints, settings)
+                            step_samples, keep_checkpoints, settings, use_bf16)
             if kill_after and step == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
             if step >= total_steps:
@@ -443,7 +450,7 @@ def _own_dropout_stream(net: BulkFormer, ctx: DistContext, seed: int, step: int,
 
 
 def _checkpoint(ctx, run_dir, bundle, optimizer, scheduler, step, epoch, position, history, validation, step_samples, keep,
-                settings):
+                settings, use_bf16: bool):
     if ctx.is_main:
         state = {
             "settings": settings,
@@ -451,7 +458,7 @@ def _checkpoint(ctx, run_dir, bundle, optimizer, scheduler, step, epoch, positio
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "history": history, "validation": validation, "world_size": ctx.world_size,
+            "history": history, "validation": validation, "world_size": ctx.world_size, "bf16": use_bf16,
         }
         ckpt.save_checkpoint(run_dir, step, bundle, state, keep=keep)
     barrier(ctx)
