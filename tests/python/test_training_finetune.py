@@ -221,3 +221,15 @@ def test_cli_lr_in_frozen_mode_is_refused(small, tmp_path, monkeypatch, capsys):
         main()
     assert exit_info.value.code == 2
     assert "--mode frozen trains only the head: use --head-lr" in " ".join(capsys.readouterr().err.split())
+
+
+def test_predict_prepares_new_data_as_the_training_data(small, bundle, tmp_path):
+    """A model fine-tuned on log1p TPM was applied to new log1p TPM as counts by default
+    (predict's input='counts'), giving other features; the model now records its input."""
+    logtpm = np.log1p(small.counts.div(small.lengths, axis=1).pipe(lambda x: x.div(x.sum(axis=1), axis=0) * 1e6))
+    result = finetune(logtpm, small.obs["tissue"], bundle, input="logtpm", epochs=1, progress=False, out=tmp_path / "ft")
+    saved = load_finetuned(tmp_path / "ft")
+    assert saved.input_kind == "logtpm"
+    pd.testing.assert_frame_equal(saved.predict(logtpm), result.model.predict(logtpm, input="logtpm"))
+    with pytest.warns(UserWarning, match="fine-tuned on input='logtpm' data and is given input='tpm'"):
+        saved.predict(np.expm1(logtpm), input="tpm")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -60,8 +61,10 @@ class FinetunedModel(nn.Module):
 
     def __init__(self, bundle: Bundle, task: Task, n_outputs: int, *, aggregate: str = "mean", hidden: int = 64,
                  dropout: float = 0.1, classes: list[str] | None = None, target_mean: float = 0.0,
-                 target_scale: float = 1.0) -> None:
+                 target_scale: float = 1.0, input_kind: str | None = None) -> None:
         super().__init__()
+        # what the training data were (counts, tpm, logtpm, aligned): predict's default
+        self.input_kind = input_kind
         # regression: the head predicts (y - target_mean) / target_scale, so that targets in
         # any units (days, IC50s) train at the scale of its initial outputs
         self.target_mean, self.target_scale = float(target_mean), float(target_scale)
@@ -83,11 +86,19 @@ class FinetunedModel(nn.Module):
         return self.head(self.sample_features(x))
 
     @torch.no_grad()
-    def predict(self, data: Any, *, input: str = "counts", lengths: Any = None, batch_size: int = 16,
+    def predict(self, data: Any, *, input: str | None = None, lengths: Any = None, batch_size: int = 16,
                 device: str | None = None, gene_names: Any = None, orientation: str = "samples_by_genes",
                 layer: str | None = None) -> pd.DataFrame:
         """Class probabilities (columns = classes) or the regression value (column 'prediction');
-        ``data`` and the reading arguments as for :func:`finetune`."""
+        ``data`` and the reading arguments as for :func:`finetune`. ``input`` defaults to the
+        kind the model was fine-tuned on (counts for models saved before that was recorded);
+        another kind gives a warning, as the head learned features of that preparation."""
+        if input is None:
+            input = self.input_kind or "counts"
+        elif self.input_kind is not None and input != self.input_kind:
+            warnings.warn(f"this model was fine-tuned on input={self.input_kind!r} data and is given input={input!r}: "
+                          "fine if the values are truly that kind (they are prepared accordingly); otherwise pass "
+                          f"input={self.input_kind!r}", UserWarning, stacklevel=2)
         values, sample_ids = _prepare(data, self.bundle, input, lengths, gene_names=gene_names,
                                       orientation=orientation, layer=layer)
         device_ = choose_device(device)
@@ -114,7 +125,7 @@ class FinetunedModel(nn.Module):
             save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(staging / "head.safetensors"))
             meta = {"task": self.task, "aggregate": self.aggregate, "classes": self.classes, "hidden": self.hidden_size,
                     "dropout": self.dropout_p, "n_outputs": int(self.head[-1].out_features),
-                    "target_mean": self.target_mean, "target_scale": self.target_scale}
+                    "target_mean": self.target_mean, "target_scale": self.target_scale, "input": self.input_kind}
             (staging / FINETUNED_MARKER).write_text(json.dumps(json_safe(meta), indent=2, allow_nan=False) + "\n")
             if report is not None:
                 (staging / "metrics.json").write_text(json.dumps(json_safe(report), indent=2) + "\n")
@@ -137,7 +148,8 @@ def load_finetuned(path: str | Path, device: str = "cpu") -> FinetunedModel:
     meta = json.loads((path / FINETUNED_MARKER).read_text())
     model = FinetunedModel(load(path / "encoder"), meta["task"], meta["n_outputs"], aggregate=meta["aggregate"],
                            hidden=meta["hidden"], dropout=meta["dropout"], classes=meta["classes"],
-                           target_mean=meta.get("target_mean", 0.0), target_scale=meta.get("target_scale", 1.0))
+                           target_mean=meta.get("target_mean", 0.0), target_scale=meta.get("target_scale", 1.0),
+                           input_kind=meta.get("input"))
     model.head.load_state_dict(load_file(str(path / "head.safetensors")))
     return model.to(device).eval()
 
@@ -246,7 +258,8 @@ def finetune(
     torch.manual_seed(seed)
     device_ = choose_device(device)
     net = FinetunedModel(bundle, task, len(classes) if classes else 1, aggregate=aggregate, hidden=hidden,
-                         classes=classes, target_mean=target_mean, target_scale=target_scale).to(device_)
+                         classes=classes, target_mean=target_mean, target_scale=target_scale,
+                         input_kind=input).to(device_)
     encoder_params = _set_trainable(net, mode, trainable_layers)
     groups = [{"params": list(net.head.parameters()), "lr": head_lr}]
     if encoder_params:
