@@ -271,3 +271,17 @@ def test_classification_matches_labels_on_cut_ids(files, tmp_path):
     assert res.exit_code == 0, res.output
     cut_metrics, own_metrics = (json.loads((tmp_path / f"{n}.json").read_text())["metrics"] for n in ("cut", "own"))
     assert cut_metrics == own_metrics
+
+
+def test_label_column_that_is_the_id_column_is_named(tmp_path):
+    """A labels file with the sample IDs second: 'no column tissue; it has [sample_id]'."""
+    import pandas as pd
+
+    from bulkformer.cli.inputs import column, read_table
+
+    pd.DataFrame({"tissue": ["a", "b"], "sample_id": ["s1", "s2"]}).to_csv(tmp_path / "labels.csv", index=False)
+    table = read_table(tmp_path / "labels.csv", "labels")
+    with pytest.raises(ValueError, match="'tissue' is the labels table's first column, which is read as the sample IDs"):
+        column(table, "tissue", "labels")
+    with pytest.raises(ValueError, match=r"no column 'age'; it has \['sample_id'\] \(the first column is read as the"):
+        column(table, "age", "labels")

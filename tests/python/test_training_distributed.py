@@ -101,3 +101,24 @@ def test_kill_and_resume_reproduces_the_loss_curve(workspace, reference_run):
     single, again = _weights(reference_run), _weights(out)
     for name in single:
         assert torch.equal(again[name], single[name]), name
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    """Ctrl-C ended the run with exit 130 and no word on the checkpoints it left."""
+    import bulkformer.training as training
+    from bulkformer.cli.main import main
+    from bulkformer.training.checkpoint import TRAINER_FILE
+
+    def interrupted(data, out, **kwargs):
+        step = Path(out) / "checkpoints" / "step-00000004"
+        step.mkdir(parents=True)
+        (step / TRAINER_FILE).write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "pretrain", interrupted)
+    (tmp_path / "data.csv").write_text("sample,ENSG00000000003\ns1,1\n")
+    monkeypatch.setattr("sys.argv", ["bulkformer", "pretrain", str(tmp_path / "data.csv"), "-o", str(tmp_path / "run")])
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        main()
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--resume` (same settings) continues from step-00000004" in err

@@ -306,3 +306,14 @@ def test_cli_pretrain_options(tmp_path, counts, capsys, monkeypatch):
     code, err = cli(tmp_path / "genes_by_samples.csv", "-o", tmp_path / "gbs", "--orientation", "genes_by_samples",
                     "--min-matched-fraction", "0.9", *small)
     assert code == 0, err
+
+
+def test_a_shard_listed_twice_is_named(tmp_path):
+    """It was reported as 'samples of shard part-0000.parquet are also in part-0000.parquet'."""
+    from bulkformer.training.data import shard_paths
+
+    shard = tmp_path / "part-0000.parquet"
+    pd.DataFrame({"ENSG00000000003": [1.0]}, index=["s1"]).to_parquet(shard)
+    with pytest.raises(ValueError, match="the same shard file is listed more than once: .*part-0000.parquet"):
+        shard_paths([shard, tmp_path / "." / "part-0000.parquet"])
+    assert shard_paths([shard]) == [shard]

@@ -109,7 +109,11 @@ def column(table, name: Optional[str], what: str, flag: str = "--column"):
             raise ValueError(f"the {what} table has {table.shape[1]} columns {list(table.columns)[:8]}; pick one with {flag}")
         return table.iloc[:, 0]
     if name not in table.columns:
-        raise ValueError(f"the {what} table has no column {name!r}; it has {list(table.columns)[:10]}")
+        if name == table.index.name:
+            raise ValueError(f"{name!r} is the {what} table's first column, which is read as the sample IDs; put the "
+                             f"sample IDs first (the other columns are then {list(table.columns)[:10]})")
+        raise ValueError(f"the {what} table has no column {name!r}; it has {list(table.columns)[:10]} (the first "
+                         "column is read as the sample IDs)")
     return table[name]
 
 

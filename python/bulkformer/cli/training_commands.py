@@ -97,18 +97,29 @@ def pretrain(
     model_arg = model if not Path(model).is_dir() else Path(model)
     if isinstance(model_arg, Path) and (vocabulary is not None or n_genes is not None):
         raise ValueError(f"--vocabulary and --n-genes choose a new model's genes; the bundle {model} keeps its own")
-    run(source if len(source) > 1 else source[0], out, model=model_arg,
-        vocabulary=None if vocabulary is None and n_genes is None else _vocabulary(vocabulary, n_genes),
-        input=input, layer=layer, gene_names=gene_column, orientation=orientation,
-        min_matched_fraction=min_matched_fraction,
-        lengths=read_lengths(lengths), val_data=[str(p) for p in val_data] if val_data else None,
-        val_fraction=val_fraction, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
-        lr=lr, weight_decay=weight_decay, warmup_fraction=warmup_fraction, mask_fraction=mask_fraction,
-        mask_fraction_max=mask_fraction_max, observed_weight=observed_weight, clip_norm=clip_norm or None,
-        precision=precision, activation_checkpointing=activation_checkpointing, checkpoint_every=checkpoint_every,
-        keep_checkpoints=keep_checkpoints, resume=resume, seed=seed, device=device,
-        shards_in_memory=shards_in_memory, dim=dim, p_repeat=p_repeat, heads=heads, dropout=dropout,
-        gene_init=gene_init, progress=progress and not quiet)
+    try:
+        run(source if len(source) > 1 else source[0], out, model=model_arg,
+            vocabulary=None if vocabulary is None and n_genes is None else _vocabulary(vocabulary, n_genes),
+            input=input, layer=layer, gene_names=gene_column, orientation=orientation,
+            min_matched_fraction=min_matched_fraction,
+            lengths=read_lengths(lengths), val_data=[str(p) for p in val_data] if val_data else None,
+            val_fraction=val_fraction, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
+            lr=lr, weight_decay=weight_decay, warmup_fraction=warmup_fraction, mask_fraction=mask_fraction,
+            mask_fraction_max=mask_fraction_max, observed_weight=observed_weight, clip_norm=clip_norm or None,
+            precision=precision, activation_checkpointing=activation_checkpointing, checkpoint_every=checkpoint_every,
+            keep_checkpoints=keep_checkpoints, resume=resume, seed=seed, device=device,
+            shards_in_memory=shards_in_memory, dim=dim, p_repeat=p_repeat, heads=heads, dropout=dropout,
+            gene_init=gene_init, progress=progress and not quiet)
+    except KeyboardInterrupt:
+        # the run directory keeps its complete checkpoints: say how to go on from them
+        from bulkformer.training.checkpoint import latest_checkpoint
+
+        last = latest_checkpoint(out) if out.is_dir() else None
+        typer.echo("interrupted: " + (f"`bulkformer pretrain ... -o {out} --resume` (same settings) continues from "
+                                      f"{last.name}" if last is not None else
+                                      "no checkpoint was written yet (--checkpoint-every N writes one every N steps)"),
+                   err=True)
+        raise
 
 
 def finetune(

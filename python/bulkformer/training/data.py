@@ -207,6 +207,10 @@ def shard_paths(data: str | Path | Sequence[str | Path]) -> list[Path]:
         if not (_is_shard_name(path.name) or _is_readable_table(path)):
             raise ValueError(f"unsupported shard format {path.name}; use one of {', '.join(SHARD_SUFFIXES)} "
                              "(or, named on its own, .txt, .tab or .exp, optionally .gz)")
+    resolved = [p.resolve() for p in paths]
+    repeated = sorted({str(p) for p, r in zip(paths, resolved) if resolved.count(r) > 1})
+    if repeated:
+        raise ValueError(f"the same shard file is listed more than once: {', '.join(repeated[:3])}; list each once")
     return paths
 
 
