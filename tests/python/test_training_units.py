@@ -395,3 +395,15 @@ def test_resuming_with_other_precision_warns(tmp_path):
     first = sorted((tmp_path / "run" / "checkpoints").glob("step-*"))[0]
     with pytest.warns(UserWarning, match=r"written with bf16 autocast False \(now True\).*not be bit-identical"):
         bulkformer.pretrain(cohort, tmp_path / "run", resume=first, precision="bf16", **settings)
+
+
+def test_resuming_a_continued_bundle_without_it_names_the_model(tmp_path):
+    """Resuming a run that continued a bundle, without --model, failed on genes ('too few
+    vocabulary genes matched') with no word of the model."""
+    bundle = bulkformer.tiny_bundle(tmp_path / "base", n_genes=30)
+    cohort = bulkformer.simulate_cohort(n_samples=24, vocabulary=bundle, n_genes=30, seed=1)
+    settings = dict(batch_size=8, epochs=2, val_fraction=0.0, checkpoint_every=2, lengths=cohort.lengths, progress=False)
+    bulkformer.pretrain(cohort.counts, tmp_path / "run", model=tmp_path / "base", **settings)
+    first = sorted((tmp_path / "run" / "checkpoints").glob("step-*"))[0]
+    with pytest.raises(ValueError, match=r"belongs to a run started from model='.*base' \(now '37M'\): resume with the same"):
+        bulkformer.pretrain(cohort.counts, tmp_path / "run", resume=first, **settings)

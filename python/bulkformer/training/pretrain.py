@@ -204,6 +204,14 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
     start_from = ckpt.resolve_checkpoint(resume, run_dir)
     if resume is True and start_from is None:
         say(f"no checkpoint in {ckpt.checkpoint_root(run_dir)} yet: starting from step 0")
+    state = ckpt.load_trainer_state(start_from) if start_from is not None else None
+    model_source = _model_source(model)
+    saved_source = ((state or {}).get("settings") or {}).get("model")
+    if saved_source is not None and saved_source != model_source:
+        # checked before the data are read: a changed model (a bundle left out) would first fail
+        # there, on genes, with no word of the model
+        raise ValueError(f"the checkpoint {start_from} belongs to a run started from model={saved_source!r} (now "
+                         f"{model_source!r}): resume with the same model (--model)")
 
     torch.manual_seed(seed)  # same on every rank: identical initial weights and Performer redraws
     genes, base_bundle, config = _resolve_model(model, vocabulary, dim=dim, p_repeat=p_repeat, heads=heads, dropout=dropout)
@@ -225,12 +233,11 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
         "orientation": orientation, "lengths": _lengths_fingerprint(lengths),
         "min_matched_fraction": min_matched_fraction, "val_fraction": val_fraction,
         "max_val_samples": max_val_samples, "validation_samples": 0 if val_values is None else len(val_values),
-        "training_shards": [[s.name, s.n_samples] for s in corpus.shards],
+        "training_shards": [[s.name, s.n_samples] for s in corpus.shards], "model": model_source,
     }
     step_samples = batch_size * grad_accum
     profile = None  # up to 2,000 training samples: read for a new model's graph and init, and for the baseline
     if start_from is not None:
-        state = ckpt.load_trainer_state(start_from)
         _check_resumed_settings(state.get("settings"), settings, start_from)
         if int(state["step_samples"]) != step_samples:
             raise ValueError(f"the checkpoint was trained with {state['step_samples']} samples per step; "
@@ -541,6 +548,16 @@ def _check_resumed_settings(saved: dict[str, Any] | None, now: dict[str, Any], c
             f"the checkpoint {checkpoint} was written with other settings: {', '.join(changed)}. A resumed run repeats "
             "the settings it was started with (same learning-rate schedule and data order): restore them, or start a "
             f"new run directory (to train the checkpoint's model on with new settings: model='{checkpoint / 'bundle'}')")
+
+
+def _model_source(model: Any) -> str:
+    """Where a run's starting model came from, as a resumed run must repeat it: a preset
+    name, a bundle directory, or a description of an in-memory model."""
+    if isinstance(model, (str, Path)):
+        return str(Path(model).resolve()) if Path(model).is_dir() else str(model)
+    if isinstance(model, Bundle):
+        return f"an in-memory bundle ({model.config.version}, d={model.config.dim}, {model.config.n_genes} genes)"
+    return f"a model config ({getattr(model, 'version', '?')}, d={getattr(model, 'dim', '?')})"
 
 
 def _lengths_fingerprint(lengths: Any) -> str | None:
