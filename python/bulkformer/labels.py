@@ -140,6 +140,9 @@ def class_labels(labels: pd.Series, *, numeric_hint: str = "") -> tuple[np.ndarr
     if len(present) and parsed.notna().all() and n_distinct > max(2, CONTINUOUS_SHARE * len(present)):
         raise ValueError(f"the labels are numbers with {n_distinct} distinct values for {len(present)} samples: "
                          f"that is a continuous measurement, not classes{numeric_hint}")
+    if pd.api.types.is_float_dtype(present) and np.all(np.mod(present.to_numpy(), 1) == 0):
+        # whole numbers read as floats because a blank entry made the column float: 0/1, not 0.0/1.0
+        present = present.astype(np.int64)
     text = present.astype(str).to_numpy()
     classes = sorted(set(text.tolist()))
     if len(classes) < 2:

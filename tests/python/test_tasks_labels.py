@@ -108,3 +108,12 @@ def test_ids_that_are_the_others_cut_short_are_named_with_the_length():
     # a caller without the option (evaluate essentiality) gets the advice without naming it
     with pytest.raises(ValueError, match=r"first 15 characters; cut them to that length before matching$"):
         match_samples(survival, data, what="gene effects", id_length_option=False)
+
+
+def test_whole_number_classes_keep_their_names_when_a_label_is_blank():
+    """A 0/1 column with a blank entry is read as floats: the classes became '0.0' and '1.0'."""
+    from bulkformer.labels import class_labels
+
+    text, classes = class_labels(pd.Series([0, 1, None, 1, 0], dtype=float))
+    assert classes == ["0", "1"] and text.tolist() == ["0", "1", "1", "0"]
+    assert class_labels(pd.Series([0.5, 1.5, 0.5, 1.5]))[1] == ["0.5", "1.5"]

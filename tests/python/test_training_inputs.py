@@ -317,3 +317,21 @@ def test_a_shard_listed_twice_is_named(tmp_path):
     with pytest.raises(ValueError, match="the same shard file is listed more than once: .*part-0000.parquet"):
         shard_paths([shard, tmp_path / "." / "part-0000.parquet"])
     assert shard_paths([shard]) == [shard]
+
+
+def test_a_shards_warnings_are_said_once_not_every_epoch(tmp_path):
+    """log1p values passed as counts warned for every shard on every epoch."""
+    import warnings as _warnings
+
+    from bulkformer.training.data import file_shard
+
+    vocabulary = bulkformer.annotation.default_vocabulary().iloc[:50]
+    cohort = bulkformer.simulate_cohort(n_samples=6, vocabulary=vocabulary, n_genes=None, seed=0)
+    np.log1p(cohort.counts).to_parquet(tmp_path / "part.parquet")  # log values given as counts
+    shard = file_shard(tmp_path / "part.parquet", vocabulary, input="counts", lengths=cohort.lengths)
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        shard.read()
+        first = len(caught)
+        shard.read()
+    assert first >= 1 and len(caught) == first

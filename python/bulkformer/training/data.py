@@ -44,11 +44,12 @@ def prepare_values(data: Any, vocabulary: pd.DataFrame, *, input: str = "counts"
     module; ``input="aligned"`` takes values already in that form. ``gene_names``: the
     ``var`` column (AnnData, h5ad, zarr) holding the gene IDs, as ``prepare``'s ``genes``."""
     return prepared_with_ids(data, vocabulary, input=input, layer=layer, lengths=lengths, orientation=orientation,
-                     min_matched_fraction=min_matched_fraction, gene_names=gene_names)[0]
+                             min_matched_fraction=min_matched_fraction, gene_names=gene_names)[0]
 
 
-def prepared_with_ids(data: Any, vocabulary: pd.DataFrame, *, input: str, layer: str | None, lengths: Any, orientation: str,
-              min_matched_fraction: float, gene_names: str | None = None) -> tuple[np.ndarray, list[str] | None]:
+def prepared_with_ids(data: Any, vocabulary: pd.DataFrame, *, input: str, layer: str | None, lengths: Any,
+                      orientation: str, min_matched_fraction: float,
+                      gene_names: str | None = None) -> tuple[np.ndarray, list[str] | None]:
     """(prepare_values' array, the sample IDs or None where the data carry none)."""
     if input == "aligned":
         return _aligned(data, vocabulary, layer=layer, orientation=orientation, gene_names=gene_names)
@@ -251,6 +252,8 @@ def file_shard(path: Path, vocabulary: pd.DataFrame, *, input: str, layer: str |
     except (OSError, ValueError) as err:  # zero-byte or truncated files, a wrong layer or gene-ID column
         raise ValueError(f"cannot read shard {path}: {err}") from err
 
+    reported: set[str] = set()  # a shard is read every epoch: its warnings are worth saying once
+
     def read() -> np.ndarray:
         try:
             # preparation's warnings (unmatched genes, log-looking counts) name the shard too
@@ -262,7 +265,10 @@ def file_shard(path: Path, vocabulary: pd.DataFrame, *, input: str, layer: str |
         except ValueError as err:
             raise ValueError(f"shard {path}: {err}") from err
         for caught_warning in caught:
-            warnings.warn(f"shard {path}: {caught_warning.message}", caught_warning.category, stacklevel=2)
+            message = f"shard {path}: {caught_warning.message}"
+            if message not in reported:
+                reported.add(message)
+                warnings.warn(message, caught_warning.category, stacklevel=2)
         if len(values) != n:
             raise ValueError(f"shard {path} has {len(values)} samples, its metadata said {n}")
         return values
@@ -322,8 +328,9 @@ def build_corpus(data: Any, vocabulary: pd.DataFrame, *, input: str = "counts", 
         values = prepare_values(data.counts, vocabulary, input="counts", lengths=data.lengths)
         return in_memory_corpus(apply_measured(values, data, vocabulary), shards_in_memory=shards_in_memory,
                                 sample_ids=[str(s) for s in data.counts.index])
-    values, sample_ids = prepared_with_ids(data, vocabulary, input=input, layer=layer, lengths=lengths, orientation=orientation,
-                                   min_matched_fraction=min_matched_fraction, gene_names=gene_names)
+    values, sample_ids = prepared_with_ids(data, vocabulary, input=input, layer=layer, lengths=lengths,
+                                           orientation=orientation, min_matched_fraction=min_matched_fraction,
+                                           gene_names=gene_names)
     return in_memory_corpus(values, shards_in_memory=shards_in_memory, sample_ids=sample_ids)
 
 
