@@ -407,3 +407,15 @@ def test_resuming_a_continued_bundle_without_it_names_the_model(tmp_path):
     first = sorted((tmp_path / "run" / "checkpoints").glob("step-*"))[0]
     with pytest.raises(ValueError, match=r"belongs to a run started from model='.*base' \(now '37M'\): resume with the same"):
         bulkformer.pretrain(cohort.counts, tmp_path / "run", resume=first, **settings)
+
+
+def test_continued_pretraining_keeps_the_base_runs_record(tmp_path):
+    vocabulary = bulkformer.annotation.default_vocabulary().iloc[:30]
+    cohort = bulkformer.simulate_cohort(n_samples=24, vocabulary=vocabulary, n_genes=None, seed=1)
+    settings = dict(batch_size=8, val_fraction=0.0, progress=False)
+    base = bulkformer.pretrain(cohort, tmp_path / "base", vocabulary=vocabulary, dim=8, heads=2, p_repeat=1, **settings)
+    continued = bulkformer.pretrain(cohort, tmp_path / "more", model=tmp_path / "base" / "model", epochs=2, **settings)
+    record = bulkformer.load(tmp_path / "more" / "model").metadata["pretraining"]
+    assert record["steps"] == 6 and record["continued_from"]["steps"] == 3
+    assert record["continued_from"]["final_loss"] == pytest.approx(base.bundle.metadata["pretraining"]["final_loss"])
+    assert "continued_from" not in base.bundle.metadata["pretraining"] and continued.bundle is not base.bundle

@@ -351,11 +351,16 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
     net.eval()
     disable_activation_checkpointing(net)
     last = validation[-1]
-    bundle.metadata = {**bundle.metadata, "pretraining": {
+    record = {
         "steps": step, "epochs_completed": step // steps_per_epoch, "samples_per_step": step_samples, "seed": seed,
-        "mask_fraction": mask_fraction, "mask_fraction_max": mask_fraction_max, "observed_weight": observed_weight, "peak_lr": lr, "final_loss": history[-1]["loss"] if history else None,
-        "val_masked_pcc": last["masked_pcc"], "val_gene_mean_pcc": baseline_pcc,
-    }}
+        "mask_fraction": mask_fraction, "mask_fraction_max": mask_fraction_max, "observed_weight": observed_weight,
+        "peak_lr": lr, "final_loss": history[-1]["loss"] if history else None,
+        "val_masked_pcc": last["masked_pcc"], "val_gene_mean_pcc": baseline_pcc, "model": model_source,
+    }
+    earlier = bundle.metadata.get("pretraining")
+    if earlier and base_bundle is not None:  # continued pretraining keeps the base run's record
+        record["continued_from"] = earlier
+    bundle.metadata = {**bundle.metadata, "pretraining": record}
     if ctx.is_main and last["masked_pcc"] < baseline_pcc:
         warnings.warn(f"the model's masked Pearson r on the held-out samples ({last['masked_pcc']:.4f}) is below the "
                       f"gene-mean baseline's ({baseline_pcc:.4f}): it has not learned more than each gene's average; "
