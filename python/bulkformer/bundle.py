@@ -174,11 +174,9 @@ def normalise_gene_table(genes: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame({"ensembl_id": genes["ensembl_id"].astype(str).to_numpy()})
     table["symbol"] = genes["symbol"].astype("string").to_numpy() if "symbol" in genes.columns else pd.array([pd.NA] * len(table), dtype="string")
     length = genes["length"] if "length" in genes.columns else pd.Series([pd.NA] * len(table))
-    parsed = pd.to_numeric(length, errors="coerce")
-    if (parsed.isna() & length.notna()).any():
-        raise ValueError(f"the gene table's length column has entries that are not numbers "
-                         f"(e.g. {length[parsed.isna() & length.notna()].tolist()[:3]}); give lengths in bp")
-    table["length"] = parsed.round().astype("Int64").to_numpy()
+    from .preprocess.align import numeric_lengths  # the one check for lengths that are not numbers
+
+    table["length"] = numeric_lengths(length, "the gene table's length column").round().astype("Int64").to_numpy()
     duplicated = table["ensembl_id"][table["ensembl_id"].duplicated()]
     if len(duplicated):
         raise ValueError(f"the vocabulary repeats gene IDs, e.g. {duplicated.iloc[:3].tolist()}")

@@ -101,8 +101,10 @@ def _aligned(data: Any, vocabulary: pd.DataFrame, *, layer: str | None, orientat
         raise ValueError(f"aligned input has {int((~np.isfinite(values)).sum()):,} NaN or infinite values; "
                          f"unmeasured genes are {MASK_VALUE:g}, not NaN")
     # model-ready values are natural log1p TPM: counts or TPM here would train on nonsense
-    measured = values[values != MASK_VALUE]
-    if measured.size and (measured.max() > LOG1P_TPM_MAX + 0.5 or measured.min() < 0):
+    # (the -10 entries sit below every valid value, so max() needs no masking; no copy of the
+    # corpus-sized array unless the check fails)
+    if values.size and (values.max() > LOG1P_TPM_MAX + 0.5 or ((values < 0) & (values != MASK_VALUE)).any()):
+        measured = values[values != MASK_VALUE]
         raise ValueError(f"input='aligned' takes natural log1p TPM ({MASK_VALUE:g} where unmeasured), but the values "
                          f"range from {measured.min():.3g} to {measured.max():.3g} (log1p TPM lies in 0-{LOG1P_TPM_MAX:.1f}): "
                          "for counts or TPM pass input='counts' or 'tpm' (with the genes named) to have them prepared")
