@@ -122,7 +122,7 @@ def test_negative_controls_are_caught(reference_bundles, mistake):
         forward = fast.FastBulkFormer(bundle.model, gene_chunk=64)
         if mistake == "reversed_graph":
             graph = forward.adjacency
-            forward.adjacency = type(graph)(matrix=graph.transpose, transpose=graph.matrix)
+            forward.adjacency = graph.transposed()
         else:
             generator = torch.Generator().manual_seed(0)
             for layer in forward.blocks[0]:

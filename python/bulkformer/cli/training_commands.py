@@ -68,6 +68,7 @@ def pretrain(
     clip_norm: float = typer.Option(1.0, "--clip-norm", help="Gradient clipping: max gradient norm (0 = off)."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on GPU), fp32 or bf16."),
     activation_checkpointing: bool = typer.Option(False, "--activation-checkpointing", help="Recompute activations (large presets)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the training forward (needs a C++ compiler on CPU; first steps compile)."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Write a checkpoint every N steps (0 = none)."),
     keep_checkpoints: int = typer.Option(2, "--keep-checkpoints", help="Newest checkpoints kept (0 = all)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's latest checkpoint (or start, if it has none yet), with the settings the run was started with."),
@@ -106,7 +107,8 @@ def pretrain(
             val_fraction=val_fraction, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
             lr=lr, weight_decay=weight_decay, warmup_fraction=warmup_fraction, mask_fraction=mask_fraction,
             mask_fraction_max=mask_fraction_max, observed_weight=observed_weight, clip_norm=clip_norm or None,
-            precision=precision, activation_checkpointing=activation_checkpointing, checkpoint_every=checkpoint_every,
+            precision=precision, activation_checkpointing=activation_checkpointing, compile=compile,
+            checkpoint_every=checkpoint_every,
             keep_checkpoints=keep_checkpoints, resume=resume, seed=seed, device=device,
             shards_in_memory=shards_in_memory, dim=dim, p_repeat=p_repeat, heads=heads, dropout=dropout,
             gene_init=gene_init, progress=progress and not quiet)

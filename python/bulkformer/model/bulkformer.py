@@ -27,11 +27,13 @@ def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
 class ModelOutput:
     """expr: B x G predictions (v2: mask-corrected imputation); features: the
     gene-level embedding (v2: B x G x (d+3); v1: B x G x d, after the final layer
-    norm); hidden: per-block outputs before the final layer norm, when requested."""
+    norm); hidden: per-block outputs before the final layer norm, when requested;
+    raw: the head's predictions before the v2 mask correction (v1: ``expr``)."""
 
     expr: torch.Tensor
     features: torch.Tensor
     hidden: list[torch.Tensor] = field(default_factory=list)
+    raw: torch.Tensor | None = None
 
 
 class BulkFormer(nn.Module):
@@ -169,12 +171,13 @@ class BulkFormer(nn.Module):
         a length-B tensor."""
         z, hidden = self.encode(x, gene_tokens=gene_tokens, return_hidden=return_hidden)
         if self.config.version == "v1":
-            return ModelOutput(expr=self.head(z).squeeze(-1), features=z, hidden=hidden)
+            pred = self.head(z).squeeze(-1)
+            return ModelOutput(expr=pred, features=z, hidden=hidden, raw=pred)
 
         stats = self.summary_features(x, mask_prob)
         features = torch.cat([z, stats.unsqueeze(1).expand(-1, z.shape[1], -1)], dim=-1)
         pred = self.head(features).squeeze(-1)
-        return ModelOutput(expr=self.mask_corrected(pred, x), features=features, hidden=hidden)
+        return ModelOutput(expr=self.mask_corrected(pred, x), features=features, hidden=hidden, raw=pred)
 
     @staticmethod
     def mask_corrected(pred: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -79,37 +79,73 @@ def normalised_adjacency(
         return coo.coalesce().to_sparse_csr()
 
 
+CsrParts = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # row pointers, column indices, values
+
+
+def _csr_parts(matrix: torch.Tensor) -> CsrParts:
+    # copies, not views: a view keeps the sparse tensor as its base, which compile cannot take either
+    return matrix.crow_indices().clone(), matrix.col_indices().clone(), matrix.values().clone()
+
+
+def _csr(parts: CsrParts) -> torch.Tensor:
+    rows, columns, values = parts
+    n_genes = rows.shape[0] - 1
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
+        return torch.sparse_csr_tensor(rows, columns, values, (n_genes, n_genes), check_invariants=False)
+
+
 @dataclass(frozen=True)
 class SparseGraph:
-    """The normalised adjacency A (CSR) and its transpose. Training needs A^T in every
-    backward pass; torch's CSR matmul derives it anew each time (a sort of all edges,
-    as long as the product itself), so it is built once here."""
+    """The normalised adjacency A and its transpose as CSR parts. Training needs A^T in
+    every backward pass; torch's CSR matmul derives it anew each time (a sort of all
+    edges, as long as the product itself), so it is built once here. Kept as plain
+    tensors, not sparse ones, so that ``torch.compile`` can trace the model: it cannot
+    take sparse tensors as graph inputs."""
 
-    matrix: torch.Tensor
-    transpose: torch.Tensor
+    parts: CsrParts
+    transpose_parts: CsrParts
 
     @classmethod
     def build(cls, edge_index: torch.Tensor, edge_weight: torch.Tensor | None, n_genes: int) -> SparseGraph:
-        return cls(normalised_adjacency(edge_index, edge_weight, n_genes),
-                   normalised_adjacency(edge_index, edge_weight, n_genes, transposed=True))
+        return cls(_csr_parts(normalised_adjacency(edge_index, edge_weight, n_genes)),
+                   _csr_parts(normalised_adjacency(edge_index, edge_weight, n_genes, transposed=True)))
+
+    def transposed(self) -> SparseGraph:
+        """The graph with every edge reversed (A^T as the forward matrix)."""
+        return SparseGraph(self.transpose_parts, self.parts)
 
     @property
     def device(self) -> torch.device:
-        return self.matrix.device
+        return self.parts[2].device
 
 
-class _Propagate(torch.autograd.Function):
-    """``A @ dense`` differentiable in ``dense`` only (the graph is fixed): the backward
-    multiplies by the precomputed A^T."""
+@torch.library.custom_op("bulkformer::propagate", mutates_args=())
+def propagate(dense: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor, values: torch.Tensor,
+              t_rows: torch.Tensor, t_columns: torch.Tensor, t_values: torch.Tensor) -> torch.Tensor:
+    """``A @ dense`` in fp32, A given by its CSR parts (``t_*``: those of A^T, which the
+    backward multiplies by). A registered op rather than an autograd.Function so that
+    ``torch.compile`` treats it as one opaque node instead of breaking the graph."""
+    with no_autocast(dense.device):
+        return torch.sparse.mm(_csr((rows, columns, values)), dense.float().contiguous())
 
-    @staticmethod
-    def forward(ctx, dense: torch.Tensor, graph: SparseGraph) -> torch.Tensor:  # type: ignore[override]
-        ctx.graph = graph
-        return torch.sparse.mm(graph.matrix, dense)
 
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        return torch.sparse.mm(ctx.graph.transpose, grad.contiguous()), None
+@propagate.register_fake
+def _propagate_shape(dense, rows, columns, values, t_rows, t_columns, t_values):  # noqa: ANN001
+    return dense.new_empty((rows.shape[0] - 1, dense.shape[1]), dtype=torch.float32)
+
+
+def _propagate_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+    ctx.save_for_backward(*inputs[1:])
+
+
+def _propagate_backward(ctx, grad: torch.Tensor):  # noqa: ANN001
+    rows, columns, values, t_rows, t_columns, t_values = ctx.saved_tensors
+    # differentiable in ``dense`` only (the graph is fixed): A^T @ grad
+    return (propagate(grad, t_rows, t_columns, t_values, rows, columns, values),) + (None,) * 6
+
+
+propagate.register_autograd(_propagate_backward, setup_context=_propagate_setup)
 
 
 def sparse_graph_conv(conv: GCNConv, h: torch.Tensor, graph: SparseGraph) -> torch.Tensor:
@@ -119,8 +155,7 @@ def sparse_graph_conv(conv: GCNConv, h: torch.Tensor, graph: SparseGraph) -> tor
     transformed = conv.lin(h)
     width = transformed.shape[-1]
     stacked = transformed.float().transpose(0, 1).reshape(n_genes, batch * width)
-    with no_autocast(h.device):
-        mixed = _Propagate.apply(stacked, graph)
+    mixed = propagate(stacked, *graph.parts, *graph.transpose_parts)
     mixed = mixed.reshape(n_genes, batch, width).transpose(0, 1)
     if conv.bias is not None:
         mixed = mixed + conv.bias
