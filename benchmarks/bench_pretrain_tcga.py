@@ -16,7 +16,7 @@ samples, scikit-learn KNNImputer k = 10 fitted on the training samples), average
 the folds.
 
 Default: all five folds, one thread, within the 30 CPU-minute budget (~5.3 CPU-minutes a
-fold, 1,629 CPU-seconds in all when measured; CPU time counts the compiler processes torch.compile runs, and the first fold pays for
+fold, 1,629 CPU-seconds in all on a quiet host, ~2,100 on a busy one; CPU time counts the compiler processes torch.compile runs, and the first fold pays for
 compiling); ``--folds 1`` for a quick look. Last line:
 
     masked_pcc=<model> gene_mean_pcc=<a> knn_pcc=<b>
