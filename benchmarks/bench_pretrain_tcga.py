@@ -15,9 +15,10 @@ Scores: Pearson r over the hidden entries only, pooled (model, gene mean of the 
 samples, scikit-learn KNNImputer k = 10 fitted on the training samples), averaged over
 the folds.
 
-Default: all five folds, one thread, within the 30 CPU-minute budget (~5.3 CPU-minutes a
-fold, 1,629 CPU-seconds in all on a quiet host, ~2,100 on a busy one; CPU time counts the compiler processes torch.compile runs, and the first fold pays for
-compiling); ``--folds 1`` for a quick look. Last line:
+Default: all five folds, one thread, within the 30 CPU-minute budget on a quiet host
+(1,629 CPU-seconds measured, ~5.3 CPU-minutes a fold; a busy host's slower steps come to
+~2,100). CPU time counts the compiler processes torch.compile runs, and the first fold pays
+for compiling; ``--folds 1`` for a quick look. Last line:
 
     masked_pcc=<model> gene_mean_pcc=<a> knn_pcc=<b>
 
