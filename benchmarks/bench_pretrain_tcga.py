@@ -9,7 +9,7 @@ much slower). Samples are split 5-fold; for each fold a small v2 model (d = 32,
 two blocks of graph convolution + one Performer layer, 4 heads, gene embeddings started
 from the training folds' principal axes) is pretrained on the other 4 folds (230 epochs of batches of 8, peak lr 3e-3,
 masked MSE plus a 0.25-weighted denoising term at unmasked genes; bf16 autocast and
-``torch.compile``, ~2x the fp32 eager steps per CPU-second: ~37 against ~75 ms), then 15% of the measured
+``torch.compile``, ~2x the fp32 eager steps per CPU-second: ~37 against 64-75 ms), then 15% of the measured
 entries of the held-out samples are hidden and predicted.
 Scores: Pearson r over the hidden entries only, pooled (model, gene mean of the training
 samples, scikit-learn KNNImputer k = 10 fitted on the training samples), averaged over

@@ -154,7 +154,8 @@ def pretrain(
     (memory for compute). ``compile=True`` runs the training forward through
     ``torch.compile`` (a C++ compiler on CPU; the first steps pay for compilation, the
     numbers match the eager run's to float rounding): on one CPU core it and bf16 (on a
-    CPU with AVX512-BF16) take a step of the TCGA benchmark's model from ~75 to ~37 ms. ``seed`` fixes initial weights, data order and masks;
+    CPU with AVX512-BF16) take a step of the TCGA benchmark's model from 64-75 ms to ~37.
+    ``seed`` fixes initial weights, data order and masks;
     ``device``: default CUDA if available (under torchrun each rank's GPU), else CPU.
     Progress is printed every ``log_every`` steps unless ``progress=False``; with ``out``
     every step is also logged to ``out/log.jsonl``.
