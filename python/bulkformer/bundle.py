@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from .atomic import atomic_directory
-from .model import BulkFormer, ModelConfig
+from .model import LAYOUTS, BulkFormer, config_from_dict
 from .json_safe import json_safe
 
 BUNDLE_FORMAT_VERSION = 1
@@ -46,8 +46,18 @@ class Bundle:
             raise ValueError(f"gene_features has {self.gene_features.shape[0]} rows, expected {n_genes} (one per vocabulary gene)")
 
     @property
-    def config(self) -> ModelConfig:
+    def config(self) -> Any:
         return self.model.config
+
+    @property
+    def layout(self) -> Any:
+        """The model's published layout (``bulkformer.model.Layout``)."""
+        return self.model.layout
+
+    @property
+    def input_conventions(self) -> Any:
+        """How the layout's release prepares input (read by ``prepare``)."""
+        return self.model.layout.conventions
 
     @property
     def gene_ids(self) -> list[str]:
@@ -66,7 +76,7 @@ class Bundle:
         config = self.config
         name = self.metadata.get("name")
         parts = [f"{config.version}", f"{config.n_genes:,} genes", f"dim {config.dim}",
-                 _count(config.gb_repeat * config.p_repeat, "Performer layer"), f"feature dim {config.feature_dim}",
+                 _count(config.n_layers, "Performer layer"), f"feature dim {config.feature_dim}",
                  f"{self.edge_index.shape[1]:,} graph edges"]
         if self.gene_features is not None:
             parts.append(f"gene features {self.gene_features.shape[1]}")
@@ -123,6 +133,8 @@ def check_bundle_dir(path: str | Path) -> Path:
     check it before expensive work; errors say what the path is instead (a .pt
     checkpoint, a fine-tuning output, a pretraining run) and what to do."""
     path = Path(path)
+    if release_layout(path) is not None:  # read directly by load()
+        return path
     if not path.is_dir():
         hint = " (an official .pt checkpoint? convert it with `bulkformer import-checkpoint`)" if path.suffix in (".pt", ".pth") else ""
         raise FileNotFoundError(f"no model bundle at {path}: expected a directory{hint}")
@@ -145,9 +157,20 @@ def check_bundle_dir(path: str | Path) -> Path:
     return path
 
 
+def release_layout(path: str | Path) -> Any:
+    """The layout whose release folder ``path`` is (verified and read directly), or None."""
+    return next((layout for layout in LAYOUTS.values() if layout.is_release(Path(path))), None)
+
+
 def load(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
-    """Load a bundle directory written by :meth:`Bundle.save` (model in eval mode, on
-    ``device``, default CPU; ``impute`` / ``embed`` move it to their own device)."""
+    """Load a bundle directory written by :meth:`Bundle.save`, or an official release
+    folder that is read directly (bulkformer-latest's six files, checked against their
+    manifest first). The model is in eval mode, on ``device`` (default CPU;
+    ``impute`` / ``embed`` move it to their own device)."""
+    layout = release_layout(path)
+    if layout is not None:
+        release = layout.read_release(Path(path))
+        return Bundle(model=release.model.to(device), genes=release.genes, metadata=release.metadata)
     path = check_bundle_dir(path)
     config_doc = json.loads((path / "config.json").read_text())
     if config_doc.get("format") != "bulkformer-bundle":
@@ -155,7 +178,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     version = config_doc.get("format_version")
     if version != BUNDLE_FORMAT_VERSION:
         raise ValueError(f"bundle format {version} is not supported by this bulkformer (reads format {BUNDLE_FORMAT_VERSION}); upgrade bulkformer")
-    config = ModelConfig.from_dict(config_doc["model"])
+    config = config_from_dict(config_doc["model"])
     graph = load_file(str(path / "graph.safetensors"))
     model = BulkFormer(config, graph["edge_index"], graph.get("edge_weight"))
     load_model(model, str(path / "model.safetensors"), strict=True)

@@ -9,7 +9,6 @@ read off the tensor shapes.
 from __future__ import annotations
 
 import gzip
-import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,56 +17,21 @@ import pandas as pd
 import torch
 
 from .bundle import Bundle
-from .model import PRESETS, BulkFormer, ModelConfig
+from .model import BulkFormer, layout_of, layout_of_state
 from .safe_load import safe_torch_load, unwrap_state_dict
 
 _SYMBOL_COLUMNS = ("gene_symbol", "symbol", "gene_name", "hgnc_symbol")
 _LENGTH_COLUMNS = ("gene_length", "length", "eff_length")
 
 
-def infer_config(state: dict[str, torch.Tensor]) -> ModelConfig:
-    """Read the model config off a state dict's keys and shapes."""
-    if "gene_emb_onehot_layer.weight" in state:
-        version, n_genes = "v2", state["gene_emb_onehot_layer.weight"].shape[0]
-        table_dim = None
-    elif "gene_emb" in state:
-        version, (n_genes, table_dim) = "v1", state["gene_emb"].shape
-    else:
-        raise ValueError(
-            "this state dict is not a BulkFormer checkpoint: it has neither 'gene_emb_onehot_layer.weight' (v2) "
-            f"nor 'gene_emb' (v1); first keys: {list(state)[:5]}"
-        )
-    if "x_proj.2.weight" not in state:
-        raise ValueError("this state dict lacks 'x_proj.2.weight', so its hidden size cannot be read")
-    dim = state["x_proj.2.weight"].shape[0]
-
-    def indices(pattern: str) -> set[int]:
-        return {int(m.group(1)) for key in state if (m := re.match(pattern, key))}
-
-    gb_repeat = len(indices(r"gb_formers\.(\d+)\."))
-    p_repeat = len(indices(r"gb_formers\.0\.f\.(\d+)\."))
-    bins = len(indices(r"gb_formers\.0\.b\.(\d+)\."))
-    if not gb_repeat or not p_repeat:
-        raise ValueError("no encoder blocks found (keys 'gb_formers.<k>.f.<j>....'); is this a BulkFormer checkpoint?")
-
-    def heads(prefix: str) -> int:
-        dim_head = state[f"{prefix}.net.layers.0.0.fn.fast_attention.projection_matrix"].shape[1]
-        return dim // dim_head
-
-    full_head = heads("gb_formers.0.f.0")
-    bin_head = heads("gb_formers.0.b.0") if bins else PRESETS["v1"].bin_head
-    return ModelConfig(
-        version=version, n_genes=int(n_genes), dim=int(dim), gb_repeat=gb_repeat, p_repeat=p_repeat,
-        full_head=full_head, bin_head=bin_head, bins=bins,
-        gene_table_dim=int(table_dim) if table_dim is not None else None,
-    )
+def infer_config(state: dict[str, torch.Tensor]) -> Any:
+    """Read the model config off a state dict's keys and shapes (any layout)."""
+    return layout_of_state(state).infer_config(state)
 
 
-def _layout(config: ModelConfig) -> str:
+def _layout(config: Any) -> str:
     """The layout in words (a dataclass repr reads like options the command does not have)."""
-    table = f", gene table {config.gene_table_dim} wide" if config.gene_table_dim else ""
-    return (f"{config.version}, {config.n_genes:,} genes, width {config.dim}, {config.gb_repeat} block(s) of "
-            f"{config.p_repeat} Performer layer(s), {config.full_head} heads{table}")
+    return config.describe()
 
 
 def _with_performer_aliases(state: dict[str, torch.Tensor], model: BulkFormer) -> dict[str, torch.Tensor]:
@@ -99,13 +63,9 @@ def _warn_if_graph_covers_few_genes(edge_index: torch.Tensor, n_genes: int, grap
                       "beyond it get no graph neighbours", UserWarning, stacklevel=3)
 
 
-def preset_name(config: ModelConfig) -> str | None:
+def preset_name(config: Any) -> str | None:
     """Name of the published preset with this shape (any vocabulary size), if any."""
-    for name, candidate in PRESETS.items():
-        same = {**candidate.to_dict(), "n_genes": config.n_genes, "gene_table_dim": config.gene_table_dim}
-        if same == config.to_dict():
-            return name
-    return None
+    return layout_of(config).preset_name(config)
 
 
 def read_gene_info(path: str | Path, n_genes: int) -> pd.DataFrame:

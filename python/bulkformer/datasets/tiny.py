@@ -7,14 +7,11 @@ from typing import Any
 import torch
 
 from ..bundle import Bundle
-from ..model import BulkFormer, ModelConfig
+from ..model import BulkFormer, get_layout
 from ..graph import correlation_edges
 from ..preprocess import vocabulary_table
 from .simulate import simulate_cohort
 
-TINY_DIM = 16
-TINY_HEADS = 2
-TINY_GENE_TABLE_DIM = 8  # v1 only: width of the random stand-in for the ESM2 table
 
 
 def tiny_bundle(
@@ -27,8 +24,9 @@ def tiny_bundle(
     top_k: int = 10,
     min_abs_r: float = 0.4,
 ) -> Bundle:
-    """A small random-weight bundle (d = 16, 1 block, 1 Performer layer, 2 heads);
-    ``version`` "v2" (default) or "v1" (with a random 8-wide stand-in for the ESM2 gene table).
+    """A small random-weight bundle of layout ``version`` ("v2", the default; "v1", with a
+    random 8-wide stand-in for the ESM2 gene table; "latest"): d = 16, one Performer
+    layer (two for latest), 2 heads.
 
     Covers the first ``n_genes`` genes of ``vocabulary`` (default: the shipped
     ``default_vocabulary()``). Its graph is co-expression style: for each gene the
@@ -43,17 +41,14 @@ def tiny_bundle(
         bulkformer.load("tiny-model").config.n_genes   # 300
     """
     genes = vocabulary_table(vocabulary, n_genes)
-    if version not in ("v1", "v2"):
-        raise ValueError(f"version must be 'v1' or 'v2', got {version!r}")
+    config = get_layout(version).tiny(len(genes))
     cohort = simulate_cohort(n_samples=200, vocabulary=genes, n_genes=None, seed=seed, missing_fraction=0.0)
     edge_index, edge_weight = correlation_edges(cohort.log_tpm.to_numpy(), top_k=top_k, min_abs_r=min_abs_r)
-    config = ModelConfig(
-        version=version, n_genes=len(genes), dim=TINY_DIM, gb_repeat=1, p_repeat=1, full_head=TINY_HEADS,
-        bin_head=TINY_HEADS, bins=0, gene_table_dim=TINY_GENE_TABLE_DIM if version == "v1" else None,
-    )
+    edge_index = _stored_order(edge_index, get_layout(version).network.receiver_row)
+    table_dim = getattr(config, "gene_table_dim", None)  # v1: a random stand-in for the ESM2 table
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        gene_table = torch.randn(len(genes), TINY_GENE_TABLE_DIM) * 0.02 if version == "v1" else None
+        gene_table = torch.randn(len(genes), table_dim) * 0.02 if table_dim else None
         model = BulkFormer(config, edge_index, edge_weight, gene_table=gene_table)
     model.eval()
     bundle = Bundle(
@@ -66,3 +61,8 @@ def tiny_bundle(
     if path is not None:
         bundle.save(path)
     return bundle
+
+
+def _stored_order(receiver_first: torch.Tensor, receiver_row: int) -> torch.Tensor:
+    """The correlation graph (receiver-first) in the row order the layout stores."""
+    return receiver_first if receiver_row == 0 else receiver_first.flip(0).contiguous()

@@ -16,7 +16,7 @@ import torch
 
 from ..arguments import check_at_least
 from ..bundle import Bundle, load
-from .fast import FastBulkFormer
+from .fast import FastBulkFormer, FastPath
 
 Precision = Literal["fp32", "bf16", "fp16"]
 _PRECISION_ALIASES = {
@@ -113,7 +113,7 @@ class Engine:
     precision: Precision
     batch_size: int
     progress: bool
-    forward: FastBulkFormer
+    forward: FastPath
 
     @classmethod
     def create(

@@ -39,13 +39,16 @@ def gene_graph_conv(dim: int) -> GCNConv:
     return GCNConv(dim, dim, cached=False, add_self_loops=False, normalize=True)
 
 
-def to_source_target(edge_index_receiver_first: torch.Tensor) -> torch.Tensor:
-    """Published receiver-first index -> torch-geometric's (source, target) order.
+def to_source_target(edge_index: torch.Tensor, receiver_row: int = 0) -> torch.Tensor:
+    """A stored edge index -> torch-geometric's (source, target) order.
 
-    The released graphs say gene ``E[0, e]`` receives from ``E[1, e]``; getting this
-    backwards still runs and silently gives different numbers.
+    The v1/v2 graphs are receiver-first (gene ``E[0, e]`` receives from ``E[1, e]``,
+    ``receiver_row=0``); bulkformer-latest stores (source, target) already
+    (``receiver_row=1``). Getting this backwards still runs and silently gives
+    different numbers.
     """
-    return edge_index_receiver_first.flip(0).contiguous().long()
+    ordered = edge_index.flip(0) if receiver_row == 0 else edge_index
+    return ordered.contiguous().long()
 
 
 def supports_sparse_matmul(device: torch.device) -> bool:
@@ -54,14 +57,17 @@ def supports_sparse_matmul(device: torch.device) -> bool:
 
 
 def normalised_adjacency(
-    edge_index: torch.Tensor, edge_weight: torch.Tensor | None, n_genes: int, *, transposed: bool = False
+    edge_index: torch.Tensor, edge_weight: torch.Tensor | None, n_genes: int, *, transposed: bool = False,
+    receiver_row: int = 0,
 ) -> torch.Tensor:
     """G x G CSR matrix A with ``out = A @ h`` equal to GCNConv(normalize=True,
     add_self_loops=False) in the published direction: gene ``E[0, e]`` receives
     from ``E[1, e]`` with weight ``w[e] / sqrt(deg[E[0, e]] * deg[E[1, e]])``, where
     deg is the weighted in-degree (torch-geometric ``gcn_norm``; inf -> 0).
-    ``transposed``: A^T instead (the same entries, rows and columns swapped)."""
-    receiver, sender = edge_index[0].long(), edge_index[1].long()
+    ``transposed``: A^T instead (the same entries, rows and columns swapped).
+    ``receiver_row``: which row of ``edge_index`` holds the receiving gene (see
+    :func:`to_source_target`)."""
+    receiver, sender = edge_index[receiver_row].long(), edge_index[1 - receiver_row].long()
     weight = (
         torch.ones(receiver.shape[0], dtype=torch.float32, device=receiver.device)
         if edge_weight is None else edge_weight.float()
@@ -107,9 +113,11 @@ class SparseGraph:
     transpose_parts: CsrParts
 
     @classmethod
-    def build(cls, edge_index: torch.Tensor, edge_weight: torch.Tensor | None, n_genes: int) -> SparseGraph:
-        return cls(_csr_parts(normalised_adjacency(edge_index, edge_weight, n_genes)),
-                   _csr_parts(normalised_adjacency(edge_index, edge_weight, n_genes, transposed=True)))
+    def build(cls, edge_index: torch.Tensor, edge_weight: torch.Tensor | None, n_genes: int,
+              receiver_row: int = 0) -> SparseGraph:
+        return cls(_csr_parts(normalised_adjacency(edge_index, edge_weight, n_genes, receiver_row=receiver_row)),
+                   _csr_parts(normalised_adjacency(edge_index, edge_weight, n_genes, transposed=True,
+                                                   receiver_row=receiver_row)))
 
     def transposed(self) -> SparseGraph:
         """The graph with every edge reversed (A^T as the forward matrix)."""
@@ -148,15 +156,18 @@ def _propagate_backward(ctx, grad: torch.Tensor):  # noqa: ANN001
 propagate.register_autograd(_propagate_backward, setup_context=_propagate_setup)
 
 
+def propagate_batch(transformed: torch.Tensor, graph: SparseGraph) -> torch.Tensor:
+    """``A @ t`` for every sample of a B x G x w tensor in one CSR matmul (fp32 result)."""
+    batch, n_genes, width = transformed.shape
+    stacked = transformed.float().transpose(0, 1).reshape(n_genes, batch * width)
+    mixed = propagate(stacked, *graph.parts, *graph.transpose_parts)
+    return mixed.reshape(n_genes, batch, width).transpose(0, 1)
+
+
 def sparse_graph_conv(conv: GCNConv, h: torch.Tensor, graph: SparseGraph) -> torch.Tensor:
     """``conv(h)`` for B x G x d ``h`` as ``A @ (h W^T) + b`` over all samples at once
     (differentiable; the matmul runs in fp32 even under autocast)."""
-    batch, n_genes, _ = h.shape
-    transformed = conv.lin(h)
-    width = transformed.shape[-1]
-    stacked = transformed.float().transpose(0, 1).reshape(n_genes, batch * width)
-    mixed = propagate(stacked, *graph.parts, *graph.transpose_parts)
-    mixed = mixed.reshape(n_genes, batch, width).transpose(0, 1)
+    mixed = propagate_batch(conv.lin(h), graph)
     if conv.bias is not None:
         mixed = mixed + conv.bias
     return mixed.to(h.dtype)

@@ -236,7 +236,7 @@ def finetune(
     bundle = copy.deepcopy(model) if isinstance(model, Bundle) else load(model)
     trainable_layers = 1 if trainable_layers is None else trainable_layers
     if mode == "partial":
-        n_layers = sum(len(block.f) for block in bundle.model.gb_formers)
+        n_layers = len(bundle.model.encoder_layers())
         if trainable_layers > n_layers:
             raise ValueError(f"trainable_layers={trainable_layers} but the model has {n_layers} Performer layer(s); "
                              f"use trainable_layers={n_layers} or mode='full'")
@@ -363,18 +363,14 @@ def _set_trainable(net: FinetunedModel, mode: str, trainable_layers: int) -> lis
     encoder = net.encoder
     for parameter in encoder.parameters():
         parameter.requires_grad_(mode == "full")
-    encoder.expr_emb.inv_freq.requires_grad_(False)
     if mode == "partial":
-        layers = [layer for block in encoder.gb_formers for layer in block.f]
-        for layer in layers[-trainable_layers:]:
+        for layer in encoder.encoder_layers()[-trainable_layers:]:
             for parameter in layer.parameters():
                 parameter.requires_grad_(True)
-        for parameter in encoder.layernorm.parameters():
+        for parameter in encoder.output_norm_module().parameters():
             parameter.requires_grad_(True)
-    for block in encoder.gb_formers:  # unused with bins = 0 (v1)
-        if not block.bins and hasattr(block, "which_b"):
-            for parameter in block.which_b.parameters():
-                parameter.requires_grad_(False)
+    for parameter in encoder.frozen_parameters():
+        parameter.requires_grad_(False)
     return [p for p in encoder.parameters() if p.requires_grad]
 
 

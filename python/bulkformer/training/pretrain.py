@@ -22,7 +22,7 @@ import signal
 import time
 import warnings
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -32,7 +32,7 @@ import torch
 
 from ..atomic import atomic_file
 from ..bundle import Bundle
-from ..model import MASK_VALUE, PRESETS, BulkFormer, ModelConfig
+from ..model import MASK_VALUE, PRESETS, BulkFormer, LayoutConfig, ModelConfig, layout_of
 from . import checkpoint as ckpt
 from .compilation import check_compilable, compiled_forward
 from .data import Corpus, build_corpus, check_distinct_samples, in_memory_corpus
@@ -80,9 +80,9 @@ def pretrain(
     lr: float = 1e-4,
     weight_decay: float = 0.01,
     warmup_fraction: float = 0.05,
-    mask_fraction: float = 0.15,
+    mask_fraction: float | None = None,
     mask_fraction_max: float | None = None,
-    observed_weight: float = 0.0,
+    observed_weight: float | None = None,
     clip_norm: float | None = 1.0,
     precision: str = "auto",
     activation_checkpointing: bool = False,
@@ -99,7 +99,7 @@ def pretrain(
     dropout: float | None = None,
     graph_top_k: int = 20,
     graph_min_abs_r: float = 0.4,
-    gene_init: str = "pca",
+    gene_init: str | None = None,
     gene_init_scale: float = 1.6,
     log_every: int = 10,
     progress: bool = True,
@@ -122,7 +122,13 @@ def pretrain(
     partners by |Pearson r| >= ``graph_min_abs_r``). Or a Bundle (copied, never changed) /
     bundle path to continue pretraining it.
 
-    ``gene_init`` (new v2 models): "pca" starts each gene's identity embedding at its
+    Defaults of None take the model layout's own recipe (``Layout.recipe``): v1/v2 mask
+    15% of the measured genes, with the PCA gene start; bulkformer-latest, as its
+    authors trained it, masks 5-15% per sample (``mask_fraction=0.05``,
+    ``mask_fraction_max=0.15``) with its random gene-table start. Giving
+    ``mask_fraction`` alone asks for that single rate.
+
+    ``gene_init`` (new models with a free gene table): "pca" starts each gene's identity embedding at its
     loadings on the top ``dim`` principal axes of the training data (entries rescaled to
     standard deviation ``gene_init_scale``), so the first step already knows which genes
     move together; "random" is the published Xavier init. On 291 TCGA samples the PCA
@@ -224,6 +230,13 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
 
     torch.manual_seed(seed)  # same on every rank: identical initial weights and Performer redraws
     genes, base_bundle, config = _resolve_model(model, vocabulary, dim=dim, p_repeat=p_repeat, heads=heads, dropout=dropout)
+    recipe = layout_of(config).recipe
+    if mask_fraction is None:
+        mask_fraction, mask_fraction_max = recipe.mask_fraction, (
+            recipe.mask_fraction_max if mask_fraction_max is None else mask_fraction_max)
+    observed_weight = recipe.observed_weight if observed_weight is None else observed_weight
+    gene_init = recipe.gene_init if gene_init is None else gene_init
+    check_mask_rates(mask_fraction, mask_fraction_max)
     if gene_names is not None and not isinstance(gene_names, str):  # one name for every shard, kept with the settings
         raise ValueError("gene_names= names the var column holding the gene IDs (the same in every shard); to "
                          "relabel in-memory data, set its column names")
@@ -264,7 +277,7 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
         edge_index, edge_weight = correlation_edges(filled, top_k=graph_top_k, min_abs_r=graph_min_abs_r)
         net = BulkFormer(config, edge_index, edge_weight)
         _init_output_level(net, _mean_level(profile))
-        if gene_init == "pca" and config.version == "v2":
+        if gene_init == "pca" and net.gene_identity_table() is not None:
             _init_gene_embedding_pca(net, filled, gene_init_scale)
         bundle = Bundle(model=net, genes=genes, metadata={"name": "bulkformer-pretrained", "trained": True})
     else:
@@ -317,8 +330,7 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
     if ctx.is_main and run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_log(run_dir, history)
-    layers = f"{config.p_repeat} Performer layer{'s' if config.p_repeat > 1 else ''}"
-    depth = f"{config.gb_repeat} blocks of {layers}" if config.gb_repeat > 1 else layers
+    depth = f"{config.n_layers} Performer layer{'s' if config.n_layers > 1 else ''}"
     say(f"pretraining {config.version} d={config.dim} x {depth} over {config.n_genes} genes: "
         f"{corpus.n_samples} samples, {total_steps} steps of {step_samples}, {ctx.world_size} process(es) on {ctx.device}")
 
@@ -612,8 +624,8 @@ def _resolve_model(model, vocabulary, *, dim, p_repeat, heads, dropout) -> tuple
         given = {k: v for k, v in (("dim", dim), ("p_repeat", p_repeat), ("heads", heads)) if v is not None}
         if given:
             raise ValueError(f"{', '.join(f'{k}={v}' for k, v in given.items())}: these shape a new model and cannot "
-                             f"change an existing bundle (d={bundle.config.dim}, {bundle.config.p_repeat} Performer "
-                             f"layers, {bundle.config.full_head} heads); leave them unset to continue it")
+                             f"change an existing bundle (d={bundle.config.dim}, {bundle.config.n_layers} Performer "
+                             f"layers, {bundle.config.heads} heads); leave them unset to continue it")
         if vocabulary is not None:
             raise ValueError(f"a vocabulary chooses a new model's genes; the bundle keeps its own {len(bundle.genes)} "
                              "genes: leave vocabulary unset to continue it")
@@ -626,23 +638,16 @@ def _resolve_model(model, vocabulary, *, dim, p_repeat, heads, dropout) -> tuple
             raise ValueError(f"model must be a preset ({', '.join(PRESETS)}), a ModelConfig, or a bundle directory; got {model!r}")
         model = str(model)
         config = PRESETS[model]
-    elif isinstance(model, ModelConfig):
+    elif isinstance(model, LayoutConfig):
         config = model
     else:
         raise ValueError(f"model must be a preset name, a ModelConfig or a Bundle, got {type(model).__name__}")
     from ..preprocess import vocabulary_table
 
     genes = vocabulary_table(vocabulary)
-    changes: dict[str, Any] = {"n_genes": len(genes)}
-    if dim is not None:
-        changes["dim"] = dim
-    if p_repeat is not None:
-        changes["p_repeat"] = p_repeat
-    if heads is not None:
-        changes["full_head"] = heads
-    if dropout is not None:
-        changes["attn_dropout"] = changes["ff_dropout"] = dropout
-    return genes, None, replace(config, **changes)
+    resized = layout_of(config).resize(config, n_genes=len(genes), dim=dim, layers=p_repeat, heads=heads,
+                                       dropout=dropout)
+    return genes, None, resized
 
 
 def _validation_split(corpus: Corpus, val_data, val_fraction: float, max_val_samples: int, genes, input, layer,
@@ -705,13 +710,13 @@ def _mean_level(profile: np.ndarray) -> float:
 
 
 def _init_gene_embedding_pca(net: BulkFormer, filled: np.ndarray, scale: float) -> None:
-    """v2 gene identity embeddings := the genes' loadings on the top ``dim`` principal
+    """The layout's free gene table (G x d) := the genes' loadings on the top ``dim`` principal
     axes of the centred training profile (``_filled``: no NaN; component scores' spread
     included), rescaled to entry standard deviation ``scale``. Axes beyond the data's
     rank keep their random init."""
     from sklearn.utils.extmath import randomized_svd
 
-    weight = net.gene_emb_onehot_layer.weight
+    weight = net.gene_identity_table()
     centred = filled - filled.mean(axis=0)
     n_components = min(weight.shape[1], min(centred.shape) - 1)
     if n_components < 1 or not np.any(centred):
@@ -728,9 +733,8 @@ def _init_gene_embedding_pca(net: BulkFormer, filled: np.ndarray, scale: float) 
 def _init_output_level(net: BulkFormer, level: float) -> None:
     """Start the output head at the corpus' mean expression. The head ends in a ReLU; a
     random init can leave it negative for every gene, where no gradient ever flows."""
-    last_linear = [m for m in net.head if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
-        last_linear.bias.fill_(max(level, 0.1))
+        net.output_linear().bias.fill_(max(level, 0.1))
 
 
 def objective(output, x: torch.Tensor, mask: torch.Tensor, observed_scale: float = 0.0) -> torch.Tensor:
@@ -749,12 +753,10 @@ def objective(output, x: torch.Tensor, mask: torch.Tensor, observed_scale: float
 
 
 def _freeze_unused(net: BulkFormer) -> None:
-    """v1 blocks keep a bin selector even with bins = 0; it gets no gradient (and would
-    make DDP wait for one), so it is frozen."""
-    for block in net.gb_formers:
-        if not block.bins and hasattr(block, "which_b"):
-            for parameter in block.which_b.parameters():
-                parameter.requires_grad_(False)
+    """Fixed tables and parameters that get no gradient (a v1 bin selector with bins = 0:
+    DDP would wait for its gradient) are frozen."""
+    for parameter in net.frozen_parameters():
+        parameter.requires_grad_(False)
 
 
 def _set_dropout(net: BulkFormer, p: float) -> None:
@@ -765,32 +767,29 @@ def _set_dropout(net: BulkFormer, p: float) -> None:
 
 def enable_activation_checkpointing(net: BulkFormer) -> None:
     """Recompute each Performer layer's activations in the backward pass (memory for
-    compute, for the large presets). The layer's ``net`` is wrapped, not the Performer,
-    so the projection-redraw counter is not advanced twice."""
+    compute, for the large presets). The layout names the modules to wrap (never a
+    whole Performer, so its projection-redraw counter is not advanced twice)."""
     from torch.utils.checkpoint import checkpoint
 
-    for block in net.gb_formers:
-        for layer in block.f:
-            inner = layer.net
-            if getattr(inner, "_bulkformer_checkpointed", False):
-                continue
-            original = inner.forward
+    for inner in net.checkpoint_units():
+        if getattr(inner, "_bulkformer_checkpointed", False):
+            continue
+        original = inner.forward
 
-            def forward(x, *args, _original=original, **kwargs):
-                if torch.is_grad_enabled():
-                    return checkpoint(_original, x, *args, use_reentrant=False, **kwargs)
-                return _original(x, *args, **kwargs)
+        def forward(x, *args, _original=original, **kwargs):
+            if torch.is_grad_enabled():
+                return checkpoint(_original, x, *args, use_reentrant=False, **kwargs)
+            return _original(x, *args, **kwargs)
 
-            inner.forward = forward
-            inner._bulkformer_checkpointed = True
+        inner.forward = forward
+        inner._bulkformer_checkpointed = True
 
 
 def disable_activation_checkpointing(net: BulkFormer) -> None:
-    for block in net.gb_formers:
-        for layer in block.f:
-            if getattr(layer.net, "_bulkformer_checkpointed", False):
-                del layer.net.forward
-                layer.net._bulkformer_checkpointed = False
+    for inner in net.checkpoint_units():
+        if getattr(inner, "_bulkformer_checkpointed", False):
+            del inner.forward
+            inner._bulkformer_checkpointed = False
 
 
 def _use_bf16(precision: str, device: torch.device) -> bool:
@@ -819,14 +818,15 @@ def _check_arguments(epochs, batch_size, grad_accum, lr, mask_fraction, mask_fra
         raise ValueError(f"batch_size and grad_accum must be >= 1, got {batch_size} and {grad_accum}")
     if lr <= 0:
         raise ValueError(f"lr must be > 0, got {lr}")
-    check_mask_rates(mask_fraction, mask_fraction_max)
+    if mask_fraction is not None:  # None: the layout's recipe, checked once the model is known
+        check_mask_rates(mask_fraction, mask_fraction_max)
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
-    if observed_weight < 0:
+    if observed_weight is not None and observed_weight < 0:
         raise ValueError(f"observed_weight must be >= 0, got {observed_weight}")
-    if gene_init not in ("pca", "random"):
+    if gene_init is not None and gene_init not in ("pca", "random"):
         raise ValueError(f"gene_init must be 'pca' or 'random', got {gene_init!r}")
     if gene_init_scale <= 0:
         raise ValueError(f"gene_init_scale must be > 0, got {gene_init_scale}")
