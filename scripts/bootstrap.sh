@@ -8,6 +8,7 @@ APT_PACKAGES=(
   r-base-core r-base-dev r-cran-reticulate r-bioc-summarizedexperiment r-bioc-deseq2
   r-cran-testthat r-cran-knitr r-cran-rmarkdown pandoc r-bioc-org.hs.eg.db r-bioc-genelendatabase
   r-cran-roxygen2 r-cran-withr  # the docs-are-current test and the R package's Suggests
+  r-bioc-bioccheck  # tests/rpackage: BiocCheck of the built tarball
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -22,7 +22,7 @@ import importlib
 import importlib.util
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.99.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {

@@ -17,6 +17,9 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from bulkformer.errors import (GENE_COLUMN, ArgumentError, GeneColumnError, InputError,
+                                MissingPathError)
+
 Orientation = Literal["samples_by_genes", "genes_by_samples"]
 ORIENTATIONS = ("samples_by_genes", "genes_by_samples")
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".tab", ".exp")
@@ -37,8 +40,9 @@ class ExpressionMatrix:
 
 def _check_orientation(orientation: str) -> None:
     if orientation not in ORIENTATIONS:
-        raise ValueError(f"orientation={orientation!r}: use 'samples_by_genes' (rows are samples) or "
-                         "'genes_by_samples' (rows are genes, as in R/Bioconductor)")
+        raise ArgumentError(f"orientation={orientation!r}", argument="orientation", value=orientation,
+                            fix="use 'samples_by_genes' (rows are samples) or 'genes_by_samples' (rows are genes, "
+                                "as in R/Bioconductor)")
 
 
 def _labels(values: Sequence[Any]) -> list[str]:
@@ -57,10 +61,11 @@ def _frame_values(frame: pd.DataFrame) -> np.ndarray:
     non_numeric = [c for c, t in frame.dtypes.items() if not (pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t))]
     if non_numeric:
         shown = ", ".join(repr(str(c)) for c in non_numeric[:5])
-        raise ValueError(
-            f"non-numeric columns: {shown}{' ...' if len(non_numeric) > 5 else ''} hold text, not expression values. "
-            f"If a column carries gene or sample IDs make it the index (df.set_index({str(non_numeric[0])!r})); "
-            "otherwise drop annotation columns, or convert numbers stored as text with pd.to_numeric.")
+        raise InputError(
+            f"non-numeric columns: {shown}{' ...' if len(non_numeric) > 5 else ''} hold text, not expression values",
+            fix=f"If a column carries gene or sample IDs make it the index (df.set_index({str(non_numeric[0])!r})); "
+                "otherwise drop annotation columns, or convert numbers stored as text with pd.to_numeric.",
+            joiner=". ")
     if any(isinstance(t, pd.api.extensions.ExtensionDtype) for t in frame.dtypes):
         return frame.to_numpy(dtype=np.float64, na_value=np.nan)
     return frame.to_numpy()
@@ -76,15 +81,16 @@ def as_matrix(data: Any, *, genes: Sequence[Any] | None = None, samples: Sequenc
     _check_orientation(orientation)
     transpose = orientation == "genes_by_samples"
     if isinstance(genes, str) and not is_anndata(data):
-        raise ValueError(f"genes={genes!r} is one name, not one ID per gene: a column name picks the gene IDs of an "
-                         "AnnData's var (obs for orientation='genes_by_samples'); otherwise give a list of IDs")
+        raise GeneColumnError(f"genes={genes!r} is one name, not one ID per gene", argument=GENE_COLUMN, value=genes,
+                              fix="a column name picks the gene IDs of an AnnData's var (obs for "
+                                  "orientation='genes_by_samples'); otherwise give a list of IDs")
     if layer is not None and not is_anndata(data):
-        raise ValueError("layer= applies to AnnData inputs only: leave it out")
+        raise ArgumentError("layer= applies to AnnData inputs only", argument="layer", value=layer, fix="leave it out")
     if is_anndata(data):
         matrix = data.layers[_layer_name(data, layer)] if layer is not None else data.X
         if matrix is None:
-            raise ValueError(f"the AnnData object has no X (layers: {list(data.layers)}): pass layer= to name the "
-                             "layer holding the values")
+            raise ArgumentError(f"the AnnData object has no X (layers: {list(data.layers)})", argument="layer",
+                                fix="pass layer= to name the layer holding the values")
         rows, cols = _labels(data.obs_names), _labels(data.var_names)
         values = _dense(matrix)
         if isinstance(genes, str):  # the name of the var column that holds the gene IDs
@@ -94,16 +100,18 @@ def as_matrix(data: Any, *, genes: Sequence[Any] | None = None, samples: Sequenc
         rows, cols = _labels(data.index), _labels(data.columns)
         # an explicit genes= / samples= overrides the labels
     elif isinstance(data, pd.Series):
-        raise ValueError("a pandas Series is one sample or one gene: pass a DataFrame (e.g. series.to_frame().T)")
+        raise InputError("a pandas Series is one sample or one gene",
+                         fix="pass a DataFrame (e.g. series.to_frame().T)")
     else:
         values = _dense(data)
         if values.dtype.kind not in "biuf":
-            raise ValueError(f"non-numeric array (dtype {values.dtype}): pass numbers (counts, TPM or log1p TPM)")
+            raise InputError(f"non-numeric array (dtype {values.dtype})", fix="pass numbers (counts, TPM or log1p TPM)")
         if values.ndim != 2:
-            raise ValueError(f"expected a 2-D matrix, got an array of shape {values.shape}")
+            raise InputError(f"expected a 2-D matrix, got an array of shape {values.shape}")
         if genes is None:
-            raise ValueError("a NumPy matrix carries no gene IDs: pass genes=[...] (one ID per gene, "
-                             f"{'rows' if transpose else 'columns'} for orientation={orientation!r})")
+            raise GeneColumnError("a NumPy matrix carries no gene IDs", argument=GENE_COLUMN,
+                                  fix=f"pass genes=[...] (one ID per gene, {'rows' if transpose else 'columns'} for "
+                                      f"orientation={orientation!r})")
         rows = cols = None
     if transpose:
         values = values.T
@@ -114,13 +122,15 @@ def as_matrix(data: Any, *, genes: Sequence[Any] | None = None, samples: Sequenc
             other = values.shape[0]
             hint = (" — that is the number of samples: the matrix may be the other way round, set "
                     f"orientation={'samples_by_genes' if transpose else 'genes_by_samples'!r}") if len(genes) == other else ""
-            raise ValueError(f"genes= has {len(genes):,} IDs but the matrix has {values.shape[1]:,} genes "
-                             f"({'rows' if transpose else 'columns'} for orientation={orientation!r}){hint}")
+            raise GeneColumnError(f"genes= has {len(genes):,} IDs but the matrix has {values.shape[1]:,} genes "
+                                  f"({'rows' if transpose else 'columns'} for orientation={orientation!r}){hint}",
+                                  argument=GENE_COLUMN)
         cols = genes
     if samples is not None:
         samples = _labels(samples)
         if len(samples) != values.shape[0]:
-            raise ValueError(f"samples= has {len(samples):,} names but the matrix has {values.shape[0]:,} samples")
+            raise ArgumentError(f"samples= has {len(samples):,} names but the matrix has {values.shape[0]:,} samples",
+                                argument="samples")
         rows = samples
     if rows is None:
         rows = [f"sample_{i}" for i in range(values.shape[0])]
@@ -137,21 +147,23 @@ def gene_column_argument(name: Any = None) -> str:
 
 def _annotation_column(annotations: pd.DataFrame, name: str, where: str, owner: str = "the AnnData's") -> list[Any]:
     if name not in annotations.columns:
-        raise ValueError(f"the gene ID column {name!r} is not a column of {owner} {where} (its columns: "
-                         f"{list(map(str, annotations.columns))[:10]}): name the {where} column that holds the gene "
-                         f"IDs, or leave it out to use the {where} names")
+        raise GeneColumnError(f"the gene ID column {name!r} is not a column of {owner} {where} (its columns: "
+                              f"{list(map(str, annotations.columns))[:10]})", argument=GENE_COLUMN, value=name,
+                              fix=f"name the {where} column that holds the gene IDs, or leave it out to use the "
+                                  f"{where} names")
     column = annotations[name]
     # integer columns may hold Entrez IDs; fractions (lengths, means, dispersions) are no IDs
     if pd.api.types.is_bool_dtype(column) or (pd.api.types.is_numeric_dtype(column)
                                               and not pd.api.types.is_integer_dtype(column)):
-        raise ValueError(f"the gene ID column {name!r} of {owner} {where} holds {column.dtype} values, not gene IDs: "
-                         f"name the {where} column that holds the gene IDs")
+        raise GeneColumnError(f"the gene ID column {name!r} of {owner} {where} holds {column.dtype} values, not gene "
+                              "IDs", argument=GENE_COLUMN, value=name,
+                              fix=f"name the {where} column that holds the gene IDs")
     # a gap would become the label 'nan' and its gene would be lost among the unmatched
     gaps = np.flatnonzero(column.isna().to_numpy() | (column.astype(str).str.strip() == "").to_numpy())
     if gaps.size:
-        raise ValueError(f"the gene ID column {name!r} of {owner} {where} has {gaps.size:,} empty or missing gene IDs "
-                         f"(e.g. row {gaps[0] + 1}, {where} name {str(annotations.index[gaps[0]])!r}): fill them in "
-                         f"or drop those genes first")
+        raise GeneColumnError(f"the gene ID column {name!r} of {owner} {where} has {gaps.size:,} empty or missing gene "
+                              f"IDs (e.g. row {gaps[0] + 1}, {where} name {str(annotations.index[gaps[0]])!r})",
+                              argument=GENE_COLUMN, value=name, fix="fill them in or drop those genes first")
     return column.tolist()
 
 
@@ -165,8 +177,8 @@ def _layer_name(adata: Any, layer: str) -> str:
     if layer not in adata.layers:
         raw = ("; the values of .raw are not a layer: pass adata.raw.to_adata() to read them"
                if getattr(adata, "raw", None) is not None else "")
-        raise ValueError(f"layer {layer!r} is not in the AnnData object (layers: {list(adata.layers)}); "
-                         f"omit layer= to use X{raw}")
+        raise ArgumentError(f"layer {layer!r} is not in the AnnData object (layers: {list(adata.layers)})",
+                            argument="layer", value=layer, fix=f"omit layer= to use X{raw}", joiner="; ")
     return layer
 
 
@@ -182,8 +194,8 @@ def file_format(path: str | Path) -> str:
         return "h5ad"
     if name.endswith(TEXT_SUFFIXES):
         return "text"
-    raise ValueError(f"unsupported file type: {Path(path).name}. Use CSV/TSV (optionally .gz), parquet or h5ad, "
-                     "or read the file yourself and pass a DataFrame")
+    raise InputError(f"unsupported file type: {Path(path).name}", value=str(path), joiner=". ",
+                     fix="Use CSV/TSV (optionally .gz), parquet or h5ad, or read the file yourself and pass a DataFrame")
 
 
 def _open_text(path: Path):
@@ -196,7 +208,7 @@ def _text_header(path: Path) -> tuple[str, list[str]]:
     with _open_text(path) as handle:
         first, second = handle.readline(), handle.readline()
     if not first.strip():
-        raise ValueError(f"empty input: {path} has no header line")
+        raise InputError(f"empty input: {path} has no header line", value=str(path))
     # a semicolon is what spreadsheets write where the decimal mark is a comma
     separator = next((mark for mark in ("\t", ",", ";") if mark in first), ",")
     try:
@@ -204,8 +216,8 @@ def _text_header(path: Path) -> tuple[str, list[str]]:
         if second.strip() and len(next(csv.reader(_io.StringIO(second), delimiter=separator))) == len(header) + 1:
             header = ["", *header]
     except csv.Error:  # e.g. a wide header with another separator: one field over the csv module's limit
-        raise ValueError(f"{path}: its header line is not separated by tabs, commas or semicolons (one field of "
-                         f"{len(first):,} characters): save the table as CSV or TSV") from None
+        raise InputError(f"{path}: its header line is not separated by tabs, commas or semicolons (one field of "
+                         f"{len(first):,} characters)", value=str(path), fix="save the table as CSV or TSV") from None
     return separator, header
 
 
@@ -220,7 +232,7 @@ def _require(path: str | Path) -> Path:
     path = Path(path)
     file_format(path)  # an unsupported kind is the more useful message
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
+        raise MissingPathError(f"{path} does not exist", value=str(path))
     return path
 
 
@@ -272,7 +284,7 @@ def read_annotations(path: str | Path, *, of: Literal["genes", "samples"] = "gen
     genes_by_samples), without its values; None for other files, which have none."""
     _check_orientation(orientation)
     if of not in ("genes", "samples"):
-        raise ValueError(f"of must be 'genes' or 'samples', got {of!r}")
+        raise ArgumentError(f"of must be 'genes' or 'samples', got {of!r}", argument="of", value=of)
     var_side = (of == "genes") != (orientation == "genes_by_samples")
     return _read_backed(path, lambda backed: (backed.var if var_side else backed.obs).copy())
 
@@ -320,8 +332,8 @@ class SampleSlots:
         matrices, graphs and uns (its own uns entries win); obs is the caller's to set,
         since sample IDs may have been renamed."""
         if target.n_obs != len(self.obs):
-            raise ValueError(f"the output has {target.n_obs} samples, the input {len(self.obs)}: "
-                             "per-sample matrices can only follow the same samples")
+            raise InputError(f"the output has {target.n_obs} samples, the input {len(self.obs)}",
+                             fix="per-sample matrices can only follow the same samples")
         for key, matrix in self.obsm.items():
             target.obsm[key] = matrix.set_axis(target.obs_names) if isinstance(matrix, pd.DataFrame) else matrix
         for key, matrix in self.obsp.items():
@@ -409,7 +421,8 @@ class _Source:
 def check_layer(path: Path, layer: str | None) -> None:
     """``layer=`` only for h5ad files (text and parquet have no layers: it would be ignored)."""
     if layer is not None and file_format(path) != "h5ad":  # text and parquet have no layers: it was ignored
-        raise ValueError(f"layer= names a layer of an h5ad file, and {path.name} is not one: leave layer= out")
+        raise ArgumentError(f"layer= names a layer of an h5ad file, and {path.name} is not one", argument="layer",
+                            value=layer, fix="leave layer= out")
 
 
 def check_gene_column(path: Path, genes: Any) -> None:
@@ -418,13 +431,15 @@ def check_gene_column(path: Path, genes: Any) -> None:
     if genes is None:
         return
     if not isinstance(genes, str):  # a list would relabel the file's genes, which no reader does
-        raise ValueError(f"a file carries its own gene IDs: a list in {gene_column_argument()} relabels in-memory "
-                         "data only; for an h5ad file give the name of the var column that holds the IDs, otherwise "
-                         "leave it out")
+        raise GeneColumnError(f"a file carries its own gene IDs: a list in {gene_column_argument()} relabels "
+                              "in-memory data only", argument=GENE_COLUMN, joiner="; ",
+                              fix="for an h5ad file give the name of the var column that holds the IDs, otherwise "
+                                  "leave it out")
     if file_format(path) != "h5ad":
-        raise ValueError(f"{gene_column_argument(genes)} names the column of an h5ad file's var (obs) that holds the "
-                         f"gene IDs, and {Path(path).name} is not an h5ad file: its gene IDs are its labels (the "
-                         "header, or the first column for orientation='genes_by_samples'); leave it out")
+        raise GeneColumnError(f"{gene_column_argument(genes)} names the column of an h5ad file's var (obs) that holds "
+                              f"the gene IDs, and {Path(path).name} is not an h5ad file: its gene IDs are its labels "
+                              "(the header, or the first column for orientation='genes_by_samples')",
+                              argument=GENE_COLUMN, value=genes, fix="leave it out", joiner="; ")
 
 
 def _open_file(path: Path, orientation: str, layer: str | None, genes: str | None = None) -> _Source:

@@ -1,19 +1,14 @@
-# Conversions between R objects and the arguments / results of the Python API.
-# No expression logic lives here: matrices (a SummarizedExperiment as an AnnData with
-# its rowData) go to Python as genes x samples with
+# R data -> the data arguments of the Python API, and Python results -> R.
+# No expression logic lives here: matrices (a SummarizedExperiment as an
+# AnnData with its rowData) go to Python as genes x samples with
 # orientation = "genes_by_samples", and results come back as they are.
-
-# Character vector -> Python list of str (a length-1 vector would otherwise become a str).
-.py_list <- function(x) {
-    if (is.null(x)) return(NULL)
-    reticulate::r_to_py(as.list(as.character(x)))
-}
 
 .py_strings <- function(x) {
     as.character(unlist(reticulate::py_to_r(x), use.names = FALSE))
 }
 
-# numpy float array (any shape) -> R array with NA (not NaN) where Python has NaN.
+# numpy float array (any shape) -> R array with NA (not NaN) where Python has
+# NaN.
 .py_numeric <- function(x) {
     values <- reticulate::py_to_r(x)
     values[is.nan(values)] <- NA_real_
@@ -21,36 +16,44 @@
 }
 
 .py_dict <- function(x) {
-    if (is.null(x) || inherits(x, "python.builtin.NoneType")) return(NULL)
+    if (is.null(x) || inherits(x, "python.builtin.NoneType")) {
+        return(NULL)
+    }
     reticulate::py_to_r(x)
 }
 
 # Empty inputs stop here, before any other check could misname the problem.
 .check_not_empty <- function(x, what = "x") {
     dims <- dim(x)
-    if (length(dims) != 2L) return(invisible(x))
+    if (length(dims) != 2L) {
+        return(invisible(x))
+    }
     if (dims[1] == 0L) stop(what, " has no genes (0 rows)", call. = FALSE)
     if (dims[2] == 0L) stop(what, " has no samples (0 columns)", call. = FALSE)
     invisible(x)
 }
 
-# A numeric genes x samples matrix with gene IDs as rownames and sample names as
-# colnames (sample1, sample2, ... when it has none, as for a SummarizedExperiment).
+# A numeric genes x samples matrix with gene IDs as rownames and sample names
+# as colnames (sample1, sample2, ... when it has none, as for a
+# SummarizedExperiment).
 .expression_matrix <- function(x, what = "x") {
     .check_not_empty(x, what)
     if (is.data.frame(x)) {
         numeric <- vapply(x, is.numeric, logical(1))
         if (!all(numeric)) {
-            stop(what, " has non-numeric columns (", paste(names(x)[!numeric], collapse = ", "),
-                 "); give genes as rownames and one numeric column per sample", call. = FALSE)
+            stop(what, " has non-numeric columns (",
+                paste(names(x)[!numeric], collapse = ", "), "); give genes ",
+                "as rownames and one numeric column per sample", call. = FALSE)
         }
     }
     mat <- as.matrix(x)
     if (!is.numeric(mat)) {
-        stop(what, " must be numeric (genes x samples), not ", typeof(mat), call. = FALSE)
+        stop(what, " must be numeric (genes x samples), not ", typeof(mat),
+            call. = FALSE)
     }
     if (is.null(rownames(mat))) {
-        stop(what, " has no rownames: give gene IDs (Ensembl IDs or symbols) as rownames", call. = FALSE)
+        stop(what, " has no rownames: give gene IDs (Ensembl IDs or symbols) ",
+            "as rownames", call. = FALSE)
     }
     if (is.null(colnames(mat))) {
         colnames(mat) <- paste0("sample", seq_len(ncol(mat)))
@@ -60,44 +63,56 @@
     mat
 }
 
-# lengths argument for prepare(): NULL, a named vector (gene -> bp) or a genes x
-# samples matrix aligned with the data (tximport avgTxLength).
+# lengths argument for prepare(): NULL, a named vector (gene -> bp; converted
+# by .to_python) or a genes x samples matrix aligned with the data (tximport
+# avgTxLength).
 .py_lengths <- function(lengths, mat) {
-    if (is.null(lengths)) return(NULL)
-    if (is.matrix(lengths) || methods::is(lengths, "Matrix") || is.data.frame(lengths)) {
+    if (is.null(lengths)) {
+        return(NULL)
+    }
+    if (is.matrix(lengths) || methods::is(lengths, "Matrix") ||
+        is.data.frame(lengths)) {
         lengths <- as.matrix(lengths)
         if (!identical(dim(lengths), dim(mat))) {
-            stop("lengths must have the same genes x samples dimensions as the data (",
-                 paste(dim(mat), collapse = " x "), "), got ", paste(dim(lengths), collapse = " x "), call. = FALSE)
+            stop("lengths must have the same genes x samples dimensions as ",
+                "the data (", paste(dim(mat), collapse = " x "), "), got ",
+                paste(dim(lengths), collapse = " x "), call. = FALSE)
         }
         storage.mode(lengths) <- "double"
-        return(reticulate::r_to_py(lengths))
+        return(lengths)
     }
     if (is.numeric(lengths) && !is.null(names(lengths))) {
-        pandas <- reticulate::import("pandas", convert = FALSE)
-        return(pandas$Series(as.numeric(lengths), index = .py_list(names(lengths))))
+        return(stats::setNames(as.numeric(lengths), names(lengths)))
     }
-    stop("lengths must be NULL, a named numeric vector (gene ID -> length in bp) or a ",
-         "genes x samples matrix of lengths like tximport's avgTxLength", call. = FALSE)
+    stop("lengths must be NULL, a named numeric vector (gene ID -> length in ",
+        "bp) or a genes x samples matrix of lengths like tximport's ",
+        "avgTxLength", call. = FALSE)
 }
 
 # The data-description arguments shared by run_imputation() and embed(). With
-# `annotations` (a SummarizedExperiment's list(row.data =, column =)) the data go as an AnnData whose
-# obs are the genes, so that the engine reads the IDs from the rowData column `column`
-# or, when the rownames match badly, names the column that matches well.
+# `annotations` (a SummarizedExperiment's list(row.data =, column =)) the
+# data go as an AnnData whose obs are the genes, so that the engine reads the
+# IDs from the rowData column `column` or, when the rownames match badly,
+# names the column that matches well.
 .data_arguments <- function(mat, input, lengths, annotations = NULL) {
     data <- if (is.null(annotations)) {
-        list(reticulate::r_to_py(unname(mat)), gene_names = .py_list(rownames(mat)), samples = .py_list(colnames(mat)))
+        list(unname(mat), gene_names = .py_list(rownames(mat)),
+            samples = .py_list(colnames(mat)))
     } else {
-        list(.py_annotated(mat, annotations$row.data, annotations$column), gene_names = annotations$column)
+        list(.py_annotated(mat, annotations$row.data, annotations$column),
+            gene_names = annotations$column)
     }
-    c(data, list(input = input, orientation = "genes_by_samples", lengths = .py_lengths(lengths, mat)))
+    c(data, list(input = input, orientation = "genes_by_samples",
+        lengths = .py_lengths(lengths, mat)))
 }
 
-# A genes x samples AnnData: X the matrix, obs the genes (rownames, and the plain
-# rowData columns, so that the engine can check gene.column and name its choices), var
-# the samples. anndata's "names are not unique" warning is silenced: repeated gene IDs
-# are the engine's to report.
+# Arguments that are lists in Python even when R gives one value.
+.list_arguments <- c("genes", "samples")
+
+# A genes x samples AnnData: X the matrix, obs the genes (rownames, and the
+# plain rowData columns, so that the engine can check gene.column and name
+# its choices), var the samples. anndata's "names are not unique" warning is
+# silenced: repeated gene IDs are the engine's to report.
 .py_annotated <- function(mat, row.data, gene.column) {
     anndata <- reticulate::import("anndata", convert = FALSE)
     pandas <- reticulate::import("pandas", convert = FALSE)
@@ -105,22 +120,29 @@
     for (name in colnames(row.data)) {
         converted <- .py_annotation(row.data[[name]])
         if (is.null(converted) && identical(name, gene.column)) {
-            stop("rowData column '", name, "' holds ", class(row.data[[name]])[1], " values, not gene IDs (text)",
-                 call. = FALSE)
+            stop("rowData column '", name, "' holds ",
+                class(row.data[[name]])[1], " values, not gene IDs (text)",
+                call. = FALSE)
         }
-        if (!is.null(converted)) reticulate::py_set_item(genes, name, converted)  # lists, Rle: never IDs
+        # lists, Rle: never IDs
+        if (!is.null(converted)) reticulate::py_set_item(genes, name, converted)
     }
     samples <- pandas$DataFrame(index = .py_list(colnames(mat)))
-    reticulate::py_suppress_warnings(anndata$AnnData(X = reticulate::r_to_py(unname(mat)), obs = genes, var = samples))
+    reticulate::py_suppress_warnings(anndata$AnnData(
+        X = reticulate::r_to_py(unname(mat)), obs = genes, var = samples))
 }
 
-# An atomic rowData column as a 1-d numpy array with its gaps kept as gaps (reticulate
-# turns NA text into the string "NA", an NA integer into -2^31 and an NA logical into
-# True): NA text -> "", integers with NA -> text, logicals with NA -> numbers; NULL for
-# columns that are not plain vectors (lists, Rle, nested tables).
+# An atomic rowData column as a 1-d numpy array with its gaps kept as gaps
+# (reticulate turns NA text into the string "NA", an NA integer into -2^31
+# and an NA logical into True): NA text -> "", integers with NA -> text,
+# logicals with NA -> numbers; NULL for columns that are not plain vectors
+# (lists, Rle, nested tables).
 .py_annotation <- function(column) {
     if (is.factor(column)) column <- as.character(column)
-    if (!is.atomic(column) || !is.null(dim(column)) || is.complex(column) || is.raw(column)) return(NULL)
+    if (!is.atomic(column) || !is.null(dim(column)) || is.complex(column) ||
+        is.raw(column)) {
+        return(NULL)
+    }
     if (anyNA(column) && (is.integer(column) || is.character(column))) {
         column <- as.character(column)
         column[is.na(column)] <- ""
@@ -130,37 +152,31 @@
     reticulate::np_array(column)
 }
 
-# Python arguments that R takes under another name or fixes (genes are rows), with
-# what to do instead; passed through `...` they would clash or mislead.
-.layout_advice <- paste("genes are the rows of x (rownames: gene IDs, or for a SummarizedExperiment the rowData",
-                        "column named by gene.column) and samples its columns; transpose a samples x genes matrix",
-                        "with t(x)")
-.r_owned_arguments <- c(
-    orientation = .layout_advice, gene_names = .layout_advice, samples = .layout_advice,
-    batch_size = "use batch.size = ...",
-    layer = "choose the assay of a SummarizedExperiment with assay.type = ...",
-    which = "use predicted = TRUE for predictions at every gene"
-)
-
-# Arguments of the SummarizedExperiment methods that a matrix method would pass on to Python.
+# Arguments of the SummarizedExperiment methods that a matrix method would
+# pass on to Python.
 .se_only_arguments <- c("gene.column", "assay.type", "length.assay", "name")
 
 .execution_arguments <- function(batch.size, device, progress, python.args) {
     owned <- intersect(names(python.args), names(.r_owned_arguments))
     if (length(owned)) {
-        stop("'", owned[1], "' cannot be given in R: ", .r_owned_arguments[[owned[1]]], call. = FALSE)
+        stop("'", owned[1], "' cannot be given in R: ",
+            .r_owned_arguments[[owned[1]]], call. = FALSE)
     }
     se.only <- intersect(names(python.args), .se_only_arguments)
     if (length(se.only)) {
-        stop(se.only[1], " applies to SummarizedExperiment input only; for a matrix, the rownames are the gene IDs ",
-             "and every column is a sample", call. = FALSE)
+        stop(se.only[1], " applies to SummarizedExperiment input only; for a ",
+            "matrix, the rownames are the gene IDs and every column is a ",
+            "sample", call. = FALSE)
     }
     .check_count(batch.size, "batch.size")
     .check_flag(progress, "progress")
-    if (!is.null(device) && !(is.character(device) && length(device) == 1L && !is.na(device))) {
-        stop("device must be NULL (the best available) or one string such as \"cpu\" or \"cuda\"", call. = FALSE)
+    if (!is.null(device) &&
+        !(is.character(device) && length(device) == 1L && !is.na(device))) {
+        stop("device must be NULL (the best available) or one string such ",
+            "as \"cpu\" or \"cuda\"", call. = FALSE)
     }
-    c(list(batch_size = as.integer(batch.size), device = device, progress = progress), python.args)
+    c(list(batch_size = batch.size, device = device, progress = progress),
+        python.args)
 }
 
 .check_flag <- function(value, argument) {
@@ -171,7 +187,8 @@
 }
 
 .check_count <- function(value, argument) {
-    if (!is.numeric(value) || length(value) != 1L || is.na(value) || value < 1 || value != round(value)) {
+    if (!is.numeric(value) || length(value) != 1L || is.na(value) ||
+        value < 1 || value != round(value)) {
         stop(argument, " must be a whole number >= 1", call. = FALSE)
     }
     invisible(value)
@@ -180,7 +197,8 @@
 # bulkformer.inference.GeneEmbeddings -> samples x genes x features array.
 .py_gene_embeddings <- function(stored) {
     values <- .py_numeric(stored$values$astype("float64"))
-    dimnames(values) <- list(.py_strings(stored$sample_ids), .py_strings(stored$gene_ids), NULL)
+    dimnames(values) <- list(.py_strings(stored$sample_ids),
+        .py_strings(stored$gene_ids), NULL)
     attr(values, "metadata") <- .py_dict(stored$metadata)
     values
 }

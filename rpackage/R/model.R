@@ -1,14 +1,16 @@
 #' Load a BulkFormer model bundle
 #'
 #' A bundle is a directory written by the Python package (`Bundle.save`, the
-#' `bulkformer import-checkpoint` command or `bulkformer_tiny_model()`): weights,
-#' the gene vocabulary, the gene graph. Load it once and pass the result to
-#' [bulkformerImpute()] and [bulkformerEmbed()]; they also accept the path itself.
+#' `bulkformer import-checkpoint` command or `bulkformer_tiny_model()`):
+#' weights, the gene vocabulary, the gene graph. Load it once and pass the
+#' result to [bulkformerImpute()] and [bulkformerEmbed()]; they also accept
+#' the path itself.
 #'
 #' @param path Path of the bundle directory.
 #' @param device Torch device, e.g. `"cpu"` or `"cuda"`.
-#' @return The Python `bulkformer.bundle.Bundle` object (a reticulate object with the
-#'   extra S3 class `bulkformer_model`), usable from R and from Python code.
+#' @return The Python `bulkformer.bundle.Bundle` object (a reticulate object
+#'   with the extra S3 class `bulkformer_model`), usable from R and from
+#'   Python code.
 #' @seealso [bulkformerVocabulary()], [bulkformer_tiny_model()]
 #' @examples
 #' if (bulkformer_available()) {
@@ -21,44 +23,51 @@
 #' @export
 load_bulkformer_model <- function(path, device = "cpu") {
     if (!is.character(path) || length(path) != 1L || !dir.exists(path)) {
-        stop("load_bulkformer_model(): no model bundle directory at ", format(path),
-             "; convert an official checkpoint with `bulkformer import-checkpoint` first", call. = FALSE)
+        stop("load_bulkformer_model(): no model bundle directory at ",
+            format(path), "; convert an official checkpoint with ",
+            "`bulkformer import-checkpoint` first", call. = FALSE)
     }
     bf <- .py_module()
-    .as_model(.bf_call(bf$load(normalizePath(path), device = device)))
+    .as_model(.py_invoke(bf$load, normalizePath(path), device = device))
 }
 
-#' A tiny random-weight model for examples and tests
+#' A random-weight model for examples, tests and trying things out
 #'
-#' Writes a deterministic, kB-sized bundle over the first `n_genes` genes of the
-#' shipped vocabulary (Python `bulkformer.datasets.tiny_bundle`). Its numbers carry
-#' no biology; it exists so that examples and tests run in seconds.
+#' Writes a deterministic bundle (`bulkformer.datasets.tiny_bundle` in
+#' Python) over the first `n_genes` genes of the shipped vocabulary, or over
+#' all of them with `n_genes = NULL`: that is the one to try real data with,
+#' since real data match only few of the first 300 genes. Its weights are
+#' random, so its numbers carry no biology; it exists so that examples,
+#' tests and vignettes run offline in seconds (300 genes) or about 15 seconds
+#' (the full vocabulary).
 #'
 #' @param path Directory to write the bundle to.
-#' @param n_genes Number of vocabulary genes.
+#' @param n_genes Number of vocabulary genes; `NULL` for the whole shipped
+#'   vocabulary.
 #' @param seed Random seed of the weights.
 #' @param version Model layout, `"v2"` or `"v1"`.
-#' @return The loaded model (see [load_bulkformer_model()]); the bundle stays at `path`.
+#' @return The loaded model (see [load_bulkformer_model()]); the bundle stays
+#'   at `path`.
 #' @examples
 #' if (bulkformer_available()) {
 #'     model <- bulkformer_tiny_model(n_genes = 50)
 #'     nrow(bulkformerVocabulary(model))
 #' }
 #' @export
-bulkformer_tiny_model <- function(path = tempfile("bulkformer-tiny-"), n_genes = 300L, seed = 0L,
-                                  version = c("v2", "v1")) {
+bulkformer_tiny_model <- function(path = tempfile("bulkformer-tiny-"),
+    n_genes = 300L, seed = 0L, version = c("v2", "v1")) {
     version <- match.arg(version)
     datasets <- .py_module("bulkformer.datasets")
-    .as_model(.bf_call(datasets$tiny_bundle(path = path.expand(path), n_genes = as.integer(n_genes),
-                                            seed = as.integer(seed), version = version)))
+    .as_model(.py_invoke(datasets$tiny_bundle, path = path.expand(path),
+        n_genes = n_genes, seed = seed, version = version))
 }
 
 #' The gene vocabulary of a model
 #'
 #' @param model A model from [load_bulkformer_model()] or a bundle path.
-#' @return A [S4Vectors::DataFrame] with one row per vocabulary gene in model order
-#'   (rownames: Ensembl IDs) and columns `ensembl_id`, `symbol`, `length` (bp, `NA`
-#'   when unknown).
+#' @return A [S4Vectors::DataFrame] with one row per vocabulary gene in model
+#'   order (rownames: Ensembl IDs) and columns `ensembl_id`, `symbol`,
+#'   `length` (bp, `NA` when unknown).
 #' @examples
 #' if (bulkformer_available()) {
 #'     bulkformerVocabulary(bulkformer_tiny_model(n_genes = 20))
@@ -69,15 +78,18 @@ bulkformerVocabulary <- function(model) {
     ids <- .py_strings(genes[["ensembl_id"]]$astype("str")$tolist())
     symbol <- .py_strings(genes[["symbol"]]$fillna("")$astype("str")$tolist())
     symbol[symbol == ""] <- NA_character_
-    length <- as.numeric(reticulate::py_to_r(genes[["length"]]$astype("float64")$to_numpy()))
+    length <- as.numeric(reticulate::py_to_r(
+        genes[["length"]]$astype("float64")$to_numpy()))
     length[is.nan(length)] <- NA_real_
-    S4Vectors::DataFrame(ensembl_id = ids, symbol = symbol, length = length, row.names = ids)
+    S4Vectors::DataFrame(ensembl_id = ids, symbol = symbol, length = length,
+        row.names = ids)
 }
 
 #' @export
 format.bulkformer_model <- function(x, ...) {
     # the wording is the Python Bundle's
-    reticulate::py_to_r(reticulate::import_builtins(convert = FALSE)$repr(x))
+    builtins <- reticulate::import_builtins(convert = FALSE)
+    reticulate::py_to_r(builtins$repr(x))
 }
 
 #' @export
@@ -86,18 +98,23 @@ print.bulkformer_model <- function(x, ...) {
     invisible(x)
 }
 
-# A Bundle from a path or a loaded model, tagged with the S3 class used for printing.
+# A Bundle from a path or a loaded model, tagged with the S3 class used for
+# printing.
 .as_model <- function(model) {
     if (is.character(model)) {
         return(load_bulkformer_model(model))
     }
     if (!inherits(model, "python.builtin.object") ||
-        !reticulate::py_has_attr(model, "model") || !reticulate::py_has_attr(model, "genes")) {
-        stop("'model' must be a bundle path or a model from load_bulkformer_model(), not ",
-             paste(class(model), collapse = "/"), call. = FALSE)
+        !reticulate::py_has_attr(model, "model") ||
+        !reticulate::py_has_attr(model, "genes")) {
+        stop("'model' must be a bundle path or a model from ",
+            "load_bulkformer_model(), not ",
+            paste(class(model), collapse = "/"), call. = FALSE)
     }
-    # a model handed over from Python code may auto-convert; this package reads it raw
-    model <- reticulate::py_call(reticulate::py_eval("lambda bundle: bundle", convert = FALSE), model)
+    # a model handed over from Python code may auto-convert; this package
+    # reads it raw
+    model <- reticulate::py_call(
+        reticulate::py_eval("lambda bundle: bundle", convert = FALSE), model)
     class(model) <- unique(c("bulkformer_model", class(model)))
     model
 }

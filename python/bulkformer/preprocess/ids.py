@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from bulkformer.annotation import gene_aliases, gene_table
+from bulkformer.errors import ArgumentError, InputError
 
 _ENSEMBL_OTHER = re.compile(r"^ENS([A-Z]{3,6})[GT]\d{11}(?:\.\d+)?$")
 SPECIES_PREFIXES = {"MUS": "mouse", "RNO": "rat", "DAR": "zebrafish", "MMU": "macaque", "SSC": "pig",
@@ -131,7 +132,8 @@ def vocabulary_index(vocabulary: pd.DataFrame) -> VocabularyIndex:
         return _INDEX_CACHE[key]
     if len(set(ensembl_ids)) != len(ensembl_ids):
         duplicated = pd.Series(ensembl_ids)[pd.Series(ensembl_ids).duplicated()].tolist()[:5]
-        raise ValueError(f"the vocabulary lists some Ensembl IDs twice (e.g. {duplicated}); a vocabulary must be unique")
+        raise ArgumentError(f"the vocabulary lists some Ensembl IDs twice (e.g. {duplicated})", argument="vocabulary",
+                            fix="a vocabulary must be unique", joiner="; ")
     position = {e: i for i, e in enumerate(ensembl_ids)}
 
     shared = _annotation_lookups()
@@ -327,17 +329,19 @@ def _refuse_foreign_ids(ids: list[str], kinds: list[str], counts: Counter) -> No
         examples = [g for g, k in zip(ids, kinds) if k == "ensembl_nonhuman"][:3]
         prefix = _ENSEMBL_OTHER.match(examples[0]).group(1)
         species = SPECIES_PREFIXES.get(prefix, f"species prefix ENS{prefix}")
-        raise ValueError(
+        raise InputError(
             f"non-human gene IDs: {nonhuman:,} of {len(ids):,} genes are Ensembl IDs of another species "
-            f"({species}; e.g. {', '.join(examples)}). BulkFormer is a model of human genes: map them to "
-            "human orthologues (Ensembl ENSG IDs or HGNC symbols) before preparing the data.")
+            f"({species}; e.g. {', '.join(examples)})", joiner=". ",
+            fix="BulkFormer is a model of human genes: map them to human orthologues (Ensembl ENSG IDs or HGNC "
+                "symbols) before preparing the data.")
     transcripts = counts.get("ensembl_transcript", 0)
     if transcripts / n > 0.5:
         examples = [g for g, k in zip(ids, kinds) if k == "ensembl_transcript"][:3]
-        raise ValueError(
+        raise InputError(
             f"transcript IDs: {transcripts:,} of {len(ids):,} genes are Ensembl transcript IDs (e.g. "
-            f"{', '.join(examples)}). Summarise transcripts to genes first (e.g. tximport's summarizeToGene, "
-            "passing its avgTxLength matrix as lengths=).")
+            f"{', '.join(examples)})", joiner=". ",
+            fix="Summarise transcripts to genes first (e.g. tximport's summarizeToGene, passing its avgTxLength "
+                "matrix as lengths=).")
 
 
 # What a spreadsheet makes of symbols such as SEPTIN2 / MARCHF1 (formerly SEPT2 / MARCH1).

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bulkformer.errors import InputError
+
 LOG1P_TPM_MAX = float(np.log1p(1e6))  # a single gene holding every transcript
 _BLOCK_ROWS = 256  # rows per check block: bounded temporaries on large inputs
 
@@ -17,9 +19,10 @@ def _examples(names: Sequence[str], limit: int = 5) -> str:
 
 def check_not_empty(n_samples: int, n_genes: int) -> None:
     if n_samples == 0 or n_genes == 0:
-        raise ValueError(
-            f"empty input: {n_samples} samples x {n_genes} genes. Pass a matrix with at least one sample and "
-            "one gene (check the file's separator, the orientation= argument, or a filter that removed everything).")
+        raise InputError(
+            f"empty input: {n_samples} samples x {n_genes} genes", joiner=". ",
+            fix="Pass a matrix with at least one sample and one gene (check the file's separator, the orientation= "
+                "argument, or a filter that removed everything).")
 
 
 def check_unique_samples(sample_ids: Sequence[str], seen: set[str] | None = None) -> None:
@@ -27,18 +30,18 @@ def check_unique_samples(sample_ids: Sequence[str], seen: set[str] | None = None
     seen = set() if seen is None else seen
     duplicated = [s for s in sample_ids if s in seen or seen.add(s)]
     if duplicated:
-        raise ValueError(
-            f"duplicated sample names: {_examples(sorted(set(duplicated)))} occur more than once. Give every "
-            "sample a unique name (e.g. append a replicate suffix) or drop the repeated samples.")
+        raise InputError(
+            f"duplicated sample names: {_examples(sorted(set(duplicated)))} occur more than once", joiner=". ",
+            fix="Give every sample a unique name (e.g. append a replicate suffix) or drop the repeated samples.")
 
 
 def check_lengths_1d(lengths_bp: np.ndarray, gene_ids: Sequence[str]) -> None:
     bad = ~(np.isfinite(lengths_bp) & (lengths_bp > 0))
     if bad.any():
-        raise ValueError(
+        raise InputError(
             f"invalid gene lengths: {int(bad.sum()):,} genes have a length that is not a positive number "
-            f"(e.g. {_examples([gene_ids[j] for j in np.flatnonzero(bad)])}). Pass lengths in base pairs > 0, or "
-            "leave those genes out of lengths= to use the shipped annotation.")
+            f"(e.g. {_examples([gene_ids[j] for j in np.flatnonzero(bad)])})", argument="lengths", joiner=". ",
+            fix="Pass lengths in base pairs > 0, or leave those genes out of lengths= to use the shipped annotation.")
 
 
 def check_values(matrix: np.ndarray, sample_ids: Sequence[str], gene_ids: Sequence[str], input: str,
@@ -70,9 +73,10 @@ def check_values(matrix: np.ndarray, sample_ids: Sequence[str], gene_ids: Sequen
         zero_rows = ~(block != 0).any(axis=1)
         if zero_rows.any():
             names = [sample_ids[start + i] for i in np.flatnonzero(zero_rows)]
-            raise ValueError(
-                f"all-zero samples: {_examples(names)} have no expression in any gene (of {len(gene_ids):,}). "
-                "Drop these samples (failed libraries) before preparing the data; TPM is undefined for them.")
+            raise InputError(
+                f"all-zero samples: {_examples(names)} have no expression in any gene (of {len(gene_ids):,})",
+                joiner=". ",
+                fix="Drop these samples (failed libraries) before preparing the data; TPM is undefined for them.")
 
 
 def _raise_on(bad: np.ndarray, problem: str, fix: str, sample_ids, gene_ids, start: int) -> None:
@@ -80,8 +84,8 @@ def _raise_on(bad: np.ndarray, problem: str, fix: str, sample_ids, gene_ids, sta
         return
     rows, cols = np.nonzero(bad)
     where = [f"{sample_ids[start + r]}/{gene_ids[c]}" for r, c in zip(rows[:5], cols[:5])]
-    raise ValueError(f"{problem} in the input at {int(bad.sum()):,} entries of the first affected samples "
-                     f"(sample/gene: {', '.join(where)}). {fix}")
+    raise InputError(f"{problem} in the input at {int(bad.sum()):,} entries of the first affected samples "
+                     f"(sample/gene: {', '.join(where)})", fix=fix, joiner=". ")
 
 
 def check_sample_lengths(lengths_bp: np.ndarray, matrix: np.ndarray, sample_ids, gene_ids) -> np.ndarray:
@@ -96,10 +100,11 @@ def check_sample_lengths(lengths_bp: np.ndarray, matrix: np.ndarray, sample_ids,
         if needed.any():
             rows, cols = np.nonzero(needed)
             where = [f"{sample_ids[r]}/{gene_ids[c]}" for r, c in zip(rows[:5], cols[:5])]
-            raise ValueError(
+            raise InputError(
                 f"invalid per-sample lengths: {int(needed.sum()):,} entries with reads have a length that is not a "
-                f"positive number (sample/gene: {', '.join(where)}). tximport's avgTxLength should be > 0 where "
-                "counts are; replace those lengths (e.g. by the gene's mean length over samples).")
+                f"positive number (sample/gene: {', '.join(where)})", argument="lengths", joiner=". ",
+                fix="tximport's avgTxLength should be > 0 where counts are; replace those lengths (e.g. by the "
+                    "gene's mean length over samples).")
         lengths_bp[bad] = 1000.0
     return lengths_bp
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bulkformer.errors import ArgumentError, ArgumentTypeError
 from bulkformer.preprocess.align import plan_alignment
 from bulkformer.preprocess.ids import lookup_many, vocabulary_index
 
@@ -22,13 +23,13 @@ def resolve_vocabulary(vocabulary: Any) -> pd.DataFrame:
         vocabulary = genes
     if isinstance(vocabulary, pd.DataFrame):
         if "ensembl_id" not in vocabulary.columns:
-            raise ValueError("the vocabulary DataFrame needs an 'ensembl_id' column (symbol and length optional); "
-                             f"it has {list(vocabulary.columns)}")
+            raise ArgumentError("the vocabulary DataFrame needs an 'ensembl_id' column (symbol and length optional); "
+                                f"it has {list(vocabulary.columns)}", argument="vocabulary")
         return vocabulary
     if isinstance(vocabulary, (list, tuple, pd.Index, np.ndarray, pd.Series)):
         return pd.DataFrame({"ensembl_id": [str(v) for v in vocabulary]})
-    raise TypeError(f"vocabulary must be a Bundle, a DataFrame with ensembl_id/symbol/length or a list of Ensembl "
-                    f"IDs, not {type(vocabulary).__name__}")
+    raise ArgumentTypeError(f"vocabulary must be a Bundle, a DataFrame with ensembl_id/symbol/length or a list of "
+                            f"Ensembl IDs, not {type(vocabulary).__name__}", argument="vocabulary")
 
 
 def vocabulary_table(vocabulary: Any, n_genes: int | None = None, *, what: str = "n_genes") -> pd.DataFrame:
@@ -39,7 +40,8 @@ def vocabulary_table(vocabulary: Any, n_genes: int | None = None, *, what: str =
     table = normalise_gene_table(resolve_vocabulary(vocabulary))
     if n_genes is not None:
         if isinstance(n_genes, bool) or not 2 <= n_genes <= len(table):
-            raise ValueError(f"{what} must be between 2 and the vocabulary size {len(table)}, got {n_genes}")
+            raise ArgumentError(f"{what} must be between 2 and the vocabulary size {len(table)}, got {n_genes}",
+                                argument=what, value=n_genes)
         table = table.iloc[:n_genes].reset_index(drop=True)
     return table
 
@@ -54,18 +56,20 @@ def vocabulary_positions(genes: Sequence[Any] | str, vocabulary: Any, *, what: s
         genes = [genes]
     names = [str(g).strip() for g in genes]
     if not names:
-        raise ValueError(f"{what} is empty: give at least one gene, or leave it out for all of them")
+        raise ArgumentError(f"{what} is empty", argument=what, value=[],
+                            fix="give at least one gene, or leave it out for all of them")
     index = vocabulary_index(resolve_vocabulary(vocabulary))
     positions = lookup_many(names, index).positions
     unknown = [n for n, p in zip(names, positions) if p < 0]
     if unknown:
-        raise ValueError(f"{len(unknown)} of the {len(names)} {what} are not in {where} ({index.n_genes:,} genes; "
-                         f"e.g. {', '.join(map(repr, unknown[:3]))}); give Ensembl IDs or symbols of genes it holds")
+        raise ArgumentError(f"{len(unknown)} of the {len(names)} {what} are not in {where} ({index.n_genes:,} genes; "
+                            f"e.g. {', '.join(map(repr, unknown[:3]))})", argument=what, value=unknown,
+                            fix="give Ensembl IDs or symbols of genes it holds", joiner="; ")
     seen: dict[int, str] = {}
     for name, position in zip(names, positions.tolist()):
         if position in seen:
-            raise ValueError(f"{what} name the same vocabulary gene twice ({seen[position]!r} and {name!r} -> "
-                             f"{index.ensembl_ids[position]})")
+            raise ArgumentError(f"{what} name the same vocabulary gene twice ({seen[position]!r} and {name!r} -> "
+                                f"{index.ensembl_ids[position]})", argument=what, value=[seen[position], name])
         seen[position] = name
     return positions.astype(np.int64)
 

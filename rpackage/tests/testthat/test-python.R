@@ -13,11 +13,14 @@ test_that("use_bulkformer_python refuses to switch a running Python", {
 
 test_that("Python errors surface as R conditions with the original message", {
     skip_if_no_bulkformer(api = FALSE)
-    err <- expect_error(bulkformer_tiny_model(n_genes = -3), class = "bulkformer_python_error")
-    expect_identical(err$python_type, "ValueError")
-    expect_match(conditionMessage(err), "^n_genes")  # the class is in python_type, not the message
+    err <- expect_error(bulkformer_tiny_model(n_genes = -3),
+        class = "bulkformer_python_error")
+    expect_identical(err$python_type, "ArgumentError")
+    # the class is in python_type, not the message
+    expect_match(conditionMessage(err), "^n_genes")
     expect_s3_class(err, "error")
-    expect_error(load_bulkformer_model(file.path(tempdir(), "missing-bundle")), "import-checkpoint")
+    expect_error(load_bulkformer_model(file.path(tempdir(), "missing-bundle")),
+        "import-checkpoint")
 })
 
 test_that("the tiny model prints a summary and exposes its vocabulary", {
@@ -43,23 +46,6 @@ test_that("install_bulkformer checks find_links before it creates anything", {
     expect_error(install_bulkformer(tempdir(), envname = envname, find_links = file.path(tempdir(), "no-wheels")),
                  "find_links directory .* does not exist")
     expect_false(dir.exists(envname))
-})
-
-test_that("Python advice is told in R terms", {
-    advice <- bulkformer:::.as_r_advice
-    expect_identical(
-        advice(paste("genes are on the other axis. Pass orientation='genes_by_samples' if rows are genes",
-                     "(or 'samples_by_genes' if rows are samples).")),
-        "genes are on the other axis. In R, genes must be the rows: transpose it with t(x).")
-    expect_identical(advice("check that gene IDs are the row/column labels (orientation=); or lower"),
-                     "check that gene IDs are the row/column labels (rownames in R); or lower")
-    expect_identical(advice("run_imputation() got an unexpected keyword argument 'aggregte'"),
-                     "unknown argument 'aggregte'; see the function's help page for its arguments")
-    expect_identical(advice("values look like TPM: pass input='tpm' (or device='cpu', progress=False)"),
-                     "values look like TPM: pass input = \"tpm\" (or device = \"cpu\", progress = FALSE)")
-    expect_identical(advice("batch_size must be at least 1, got batch_size='4'; or lengths=None"),
-                     "batch.size must be at least 1, got batch.size = \"4\"; or lengths = NULL")
-    expect_identical(advice("nothing to translate"), "nothing to translate")
 })
 
 # a fresh R session, as a user starts one: the calls under test depend on what ran before
