@@ -9,7 +9,7 @@ import bulkformer
 from bulkformer.bundle import Bundle
 from bulkformer.convert import import_checkpoint, infer_config
 from bulkformer.model import BulkFormer, preset
-from tests.conftest import write_official_release
+from tests.conftest import load_reference, reference_config, write_official_release
 
 
 def _tiny_bundle(version: str = "v2") -> Bundle:
@@ -66,10 +66,13 @@ def test_converter_detects_layout(tmp_path, name, version, preset_name):
     files = write_official_release(name, tmp_path / "release")
     bundle = import_checkpoint(**files)
     assert bundle.config.version == version
-    assert bundle.config.n_genes == 300 and bundle.config.dim == 32 and bundle.config.full_head == 4
+    config = reference_config(name)  # shapes come from the fixture, never assumed
+    assert (bundle.config.n_genes, bundle.config.dim, bundle.config.full_head) == (
+        config["gene_length"], config["dim"], config["full_head"])
     assert bundle.metadata["preset"] == preset_name
     assert bundle.gene_ids[0] == "ENSG00000000001"
-    assert bundle.gene_features is not None and tuple(bundle.gene_features.shape) == (300, 24)
+    table = load_reference(name, "gene_emb")
+    assert bundle.gene_features is not None and tuple(bundle.gene_features.shape) == tuple(table.shape)
 
 
 def test_converter_recognises_published_presets():
@@ -110,7 +113,7 @@ def test_converter_reads_corrupt_and_wrapped_checkpoints_with_named_errors(tmp_p
     # nested wrappers (DDP around DDP, DDP around torch.compile) are unwrapped like a single module. prefix
     for prefix in ("module.module.", "module._orig_mod.", "_orig_mod."):
         torch.save({"model": {prefix + k: v for k, v in plain.items()}, "epoch": 3}, files["checkpoint"])
-        assert import_checkpoint(**files).config.n_genes == 300
+        assert import_checkpoint(**files).config.n_genes == reference_config("v2_tiny")["gene_length"]
     torch.save({"net": plain, "epoch": torch.tensor(3)}, files["checkpoint"])
     with pytest.raises(ValueError, match=r"not a state dict .*keys \['net', 'epoch'\]"):
         import_checkpoint(**files)
@@ -184,12 +187,15 @@ def test_converter_restores_performer_duplicates_and_warns_about_a_partial_graph
     torch.save(edges[:, kept].clone(), smaller)
     weights = tmp_path / "G_small_weight.pt"
     torch.save(torch.load(files["graph_weight"], weights_only=True)[kept].clone(), weights)
-    with pytest.warns(UserWarning, match=r"G_small.pt only names genes 0-9\d of the checkpoint's 300: it looks built "
-                                         r"for another vocabulary"):
+    n_genes = reference_config("v2_tiny")["gene_length"]
+    with pytest.warns(UserWarning, match=rf"G_small.pt only names genes 0-9\d of the checkpoint's {n_genes:,}: it looks "
+                                         r"built for another vocabulary"):
         import_checkpoint(**{**files, "graph": smaller, "graph_weight": weights})
     state.pop("module.head.3.weight")
     torch.save(state, files["checkpoint"])
-    with pytest.raises(ValueError, match=r"does not fit the layout read from it \(v2, 300 genes, width 32, \d block"):
+    width = reference_config("v2_tiny")["dim"]
+    with pytest.raises(ValueError, match=rf"does not fit the layout read from it \(v2, {n_genes:,} genes, width {width}, "
+                                         r"\d block"):
         import_checkpoint(**files)
     from bulkformer.convert import read_gene_info
 

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 import bulkformer
 from bulkformer.cli import app
-from tests.conftest import write_official_release
+from tests.conftest import load_reference, reference_config, write_official_release
 
 runner = CliRunner()
 
@@ -25,10 +25,12 @@ def test_import_checkpoint_then_info(tmp_path):
                                  "--graph", str(files["graph"]), "--graph-weight", str(files["graph_weight"]), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "v2" in result.output
-    assert bulkformer.load(out).config.n_genes == 300
+    n_genes = reference_config("v2_tiny")["gene_length"]
+    assert bulkformer.load(out).config.n_genes == n_genes
     described = runner.invoke(app, ["info", str(out)])
     summary = json.loads(described.output)
-    assert summary["genes"] == 300 and summary["graph_edges"] == 5983
+    n_edges = load_reference("v2_tiny", "graph").shape[1]
+    assert summary["genes"] == n_genes and summary["graph_edges"] == n_edges
 
 
 def test_cli_reports_unreadable_and_unsafe_checkpoints_without_traceback(tmp_path, monkeypatch, capsys):

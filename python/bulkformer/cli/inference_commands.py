@@ -127,7 +127,7 @@ def embed(
     model: Path = typer.Option(..., "--model", "-m", help="Model bundle directory."),
     out: Path = typer.Option(..., "--out", "-o", help="Sample level: .csv/.tsv(.gz), .parquet or .h5ad; gene level: a .zarr store.", callback=output_path),
     level: str = typer.Option("sample", help="sample (one vector per sample) or gene (one per sample and gene)."),
-    aggregate: str = typer.Option("max", help="Sample level: max, mean, median or all (their sum)."),
+    aggregate: Optional[str] = typer.Option(None, help="Sample level: max, mean, median, all (their sum) or observed_mean (over each sample's measured genes); default: the model's (max for v1/v2, observed_mean for bulkformer-latest)."),
     genes: Optional[str] = typer.Option(None, help="Gene subset: comma-separated Ensembl IDs or symbols, or a file with one per line (path or @path)."),
     dtype: str = typer.Option("float32", help="Gene level: float32 or float16."),
     fuse_gene_features: bool = typer.Option(False, help="Gene level: append the bundle's per-gene table (ESM2)."),

@@ -41,7 +41,7 @@ FOLDS = typer.Option(10, "--folds", help="Cross-validation folds.")
 SEED = typer.Option(0, "--seed", help="Random seed (splits, models).")
 BATCH = typer.Option(16, "--batch-size", help="Samples per forward pass.")
 DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda when available).")
-AGGREGATE = typer.Option("max", "--aggregate", help="Sample embedding pooling over genes: max | mean | median | all.")
+AGGREGATE = typer.Option(None, "--aggregate", help="Sample embedding pooling over genes: max | mean | median | all | observed_mean (default: the model's; max for v1/v2, observed_mean for bulkformer-latest).")
 HIDDEN = typer.Option("256,64", "--hidden", help="MLP hidden layer sizes, comma-separated.")
 MAX_ITER = typer.Option(300, "--max-iter", help="MLP training epochs (early stopping on a 10% split).")
 ID_LENGTH = typer.Option(None, "--id-length", help="Match samples on the first N characters of their IDs (TCGA: 15).")
@@ -186,7 +186,7 @@ def classification(
     id_length: Optional[int] = ID_LENGTH,
     model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER,
     gene_column: Optional[str] = GENE_COLUMN, features: str = FEATURES,
-    aggregate: str = AGGREGATE, folds: int = FOLDS,
+    aggregate: Optional[str] = AGGREGATE, folds: int = FOLDS,
     n_components: int = typer.Option(64, "--pca", help="PCA components before the heads."),
     trees: int = typer.Option(500, "--trees", help="Random forest size."),
     seed: int = SEED, batch_size: int = BATCH, device: Optional[str] = DEVICE,
@@ -227,7 +227,7 @@ def prognosis(
     id_length: Optional[int] = ID_LENGTH,
     model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER,
     gene_column: Optional[str] = GENE_COLUMN, features: str = FEATURES,
-    aggregate: str = AGGREGATE, folds: int = FOLDS,
+    aggregate: Optional[str] = AGGREGATE, folds: int = FOLDS,
     n_components: int = typer.Option(10, "--pca", help="PCA components of the Cox model."),
     trees: int = typer.Option(500, "--trees", help="Random forest size."),
     horizon: Optional[float] = typer.Option(None, "--horizon", help="Forest head: event by this time (time column's units) "
@@ -273,7 +273,7 @@ def drug_response(
     value_column: str = typer.Option("response", "--value-column"),
     model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER,
     gene_column: Optional[str] = GENE_COLUMN, features: str = FEATURES,
-    aggregate: str = AGGREGATE, folds: int = FOLDS, hidden: str = HIDDEN, max_iter: int = MAX_ITER,
+    aggregate: Optional[str] = AGGREGATE, folds: int = FOLDS, hidden: str = HIDDEN, max_iter: int = MAX_ITER,
     seed: int = SEED, batch_size: int = BATCH,
     device: Optional[str] = DEVICE, out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
 ) -> None:

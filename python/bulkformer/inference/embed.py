@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..atomic import check_replaceable
 from ..bundle import Bundle
+from ..model import MASK_VALUE
 from ..preprocess import vocabulary_positions
 from . import distributed
 from .execution import Engine
@@ -19,13 +20,26 @@ from .inputs import prepare_for
 from .stores import (STORE_MARKERS, GeneEmbeddingWriter, cast_checked, check_dtype, check_store_path,
                      discard_staging)
 
-_AGGREGATES = ("max", "mean", "median", "all")
+_AGGREGATES = ("max", "mean", "median", "all", "observed_mean")
 _LEVELS = ("sample", "gene")
 
 
-def aggregate_genes(features: np.ndarray, how: str) -> np.ndarray:
+def aggregate_genes(features: np.ndarray, how: str, observed: np.ndarray | None = None) -> np.ndarray:
     """B x genes x F -> B x F: max / mean / median over genes, or "all" = their sum
-    (REFERENCE.md). The median is numpy's (mean of the two middle values)."""
+    (REFERENCE.md). The median is numpy's (mean of the two middle values).
+    "observed_mean": each sample's mean over the genes it measured (``observed``, B x
+    genes, True where the input was not -10), bulkformer-latest's sample embedding."""
+    if how == "observed_mean":
+        if observed is None:
+            raise ValueError("aggregate='observed_mean' needs the observed-gene mask")
+        counts = observed.sum(axis=1)
+        if (counts == 0).any():
+            row = int(np.flatnonzero(counts == 0)[0])
+            raise ValueError(f"sample {row} of the batch measures none of the genes pooled over: choose genes= it "
+                             "measures, or another aggregate")
+        weights = observed.astype(np.float64)
+        total = np.einsum("bg,bgf->bf", weights, features, dtype=np.float64)
+        return (total / counts[:, None]).astype(np.float32)
     if how == "max":
         return features.max(axis=1)
     if how == "mean":
@@ -50,7 +64,7 @@ def embed(
     model: Bundle | str | Path,
     *,
     level: str = "sample",
-    aggregate: str = "max",
+    aggregate: str | None = None,
     genes: Sequence[str] | None = None,
     out: str | Path | None = None,
     dtype: str = "float32",
@@ -69,9 +83,11 @@ def embed(
 ):
     """BulkFormer embeddings.
 
-    ``level="sample"``: samples x feature_dim (d+3 for v2), aggregated over ``genes``
-    (default: all vocabulary genes) by ``aggregate`` (max / mean / median / all =
-    their sum); a DataFrame (``attrs["mapping_report"]``, ``attrs["model"]``), or for
+    ``level="sample"``: samples x feature_dim (d+3 for v2, d for v1 and latest),
+    aggregated over ``genes`` (default: all vocabulary genes) by ``aggregate`` (max /
+    mean / median / all = their sum / observed_mean = each sample's mean over the genes
+    it measured; default: the model layout's, max for v1/v2 and observed_mean for
+    bulkformer-latest, as each release extracts them); a DataFrame (``attrs["mapping_report"]``, ``attrs["model"]``), or for
     AnnData input a copy with ``obsm["X_bulkformer"]`` (``varm`` for a genes x samples
     AnnData, ``orientation="genes_by_samples"``) and ``uns["bulkformer"]``.
 
@@ -95,7 +111,7 @@ def embed(
     """
     if level not in _LEVELS:
         raise ValueError(f"level must be 'sample' or 'gene', got {level!r}")
-    if level == "sample" and aggregate not in _AGGREGATES:
+    if level == "sample" and aggregate is not None and aggregate not in _AGGREGATES:
         raise ValueError(f"aggregate must be one of {', '.join(_AGGREGATES)}, got {aggregate!r}")
     if level == "gene" and out is None:
         raise ValueError("level='gene' writes an on-disk store: pass out='embeddings.zarr'")
@@ -113,6 +129,7 @@ def embed(
                            batch_size=batch_size, progress=progress)
     distributed.ensure_process_group(engine.device)
     bundle = engine.bundle
+    aggregate = bundle.layout.sample_pooling if aggregate is None else aggregate
     table = None
     if fuse_gene_features:
         if bundle.gene_features is None:
@@ -133,12 +150,15 @@ def embed(
         part = np.empty((len(shard.rows), width), dtype=np.float32)
         for batch in engine.stream(values, prepared.mask_prob, want_expr=False, feature_index=positions,
                                    rows=shard.rows, description="embedding"):
-            part[batch.start - shard.rows.start:batch.stop - shard.rows.start] = aggregate_genes(batch.features, aggregate)
+            observed = values[batch.start:batch.stop][:, positions] != MASK_VALUE
+            part[batch.start - shard.rows.start:batch.stop - shard.rows.start] = aggregate_genes(
+                batch.features, aggregate, observed)
         matrix = distributed.gather_rows(shard, part)
         frame = pd.DataFrame(cast_checked(matrix, dtype), index=pd.Index(sample_ids, name="sample"),
                              columns=[f"bf_{i}" for i in range(width)])
         frame.attrs["mapping_report"] = report
         frame.attrs["model"] = bundle.describe()
+        frame.attrs["aggregate"] = aggregate
         if not is_anndata(data):
             return frame
         # a backed AnnData cannot be copied without a file name: the copy is made in memory.

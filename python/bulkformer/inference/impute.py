@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -12,6 +12,7 @@ import pandas as pd
 from ..bundle import Bundle
 from ..io import SampleSlots
 from ..model import MASK_VALUE
+from ..preprocess import vocabulary_positions
 from . import distributed
 from .execution import Engine
 from ..io import is_anndata
@@ -24,8 +25,10 @@ _WHICH = ("missing", "all")
 class ImputationResult:
     """All arrays are samples x vocabulary genes (float32 log1p TPM).
 
-    values: the aligned input (-10 where not measured); predicted: model output for every
-    gene; observed (computed): the input, NaN where not measured; imputed (computed):
+    values: the model's input (-10 where not measured, and at the genes ``mask_genes``
+    hid); predicted: the model's output for every gene, as its release defines it: v2's
+    mask-corrected head, v1's ReLU head (>= 0), bulkformer-latest's raw head, which is
+    unconstrained and can be slightly negative (returned as it is, never clipped); observed (computed): the input, NaN where not measured; imputed (computed):
     observed where measured, model prediction where missing; measured: (G,) which
     vocabulary genes the data set measures; gene_symbols: the vocabulary's symbol of each
     gene (None where it has none); input_ids: the input gene label(s) behind each measured
@@ -107,10 +110,13 @@ def run_imputation(
     device=None,
     precision: str | None = None,
     progress: bool = True,
+    mask_genes: Sequence[str] | None = None,
 ) -> ImputationResult:
     """Align ``data`` to the model's vocabulary, run the model, return every view of
-    the result (see :class:`ImputationResult`). Under torchrun, samples are sharded
-    across ranks and every rank returns the whole result."""
+    the result (see :class:`ImputationResult`). ``mask_genes`` (vocabulary genes by
+    Ensembl ID or symbol): measured genes to impute anyway; they are set to -10 (not
+    measured) before the model runs, and come out as imputed. Under torchrun, samples
+    are sharded across ranks and every rank returns the whole result."""
     _check_which(which)
     engine = Engine.create(model, device=distributed.local_device(device), precision=precision,
                            batch_size=batch_size, progress=progress)
@@ -119,6 +125,14 @@ def run_imputation(
                            orientation=orientation, lengths=lengths, layer=layer,
                            min_matched_fraction=min_matched_fraction)
     values = np.asarray(prepared.values, dtype=np.float32)
+    measured = np.asarray(prepared.measured, dtype=bool)
+    if mask_genes is not None:
+        # the release's way to impute measured genes: hide them (-10), then predict
+        hidden = vocabulary_positions(list(mask_genes), list(prepared.gene_ids))
+        values = values.copy()
+        values[:, hidden] = MASK_VALUE
+        measured = measured.copy()
+        measured[hidden] = False
     shard = distributed.shard_rows(values.shape[0], engine.batch_size)
     predicted = np.empty((len(shard.rows), values.shape[1]), dtype=np.float32)
     for batch in engine.stream(values, prepared.mask_prob, rows=shard.rows, description="imputing"):
@@ -126,7 +140,7 @@ def run_imputation(
     predicted = distributed.gather_rows(shard, predicted)
     return ImputationResult(
         values=values, predicted=predicted,
-        measured=np.asarray(prepared.measured, dtype=bool),
+        measured=measured,
         sample_ids=[str(s) for s in prepared.sample_ids], gene_ids=list(prepared.gene_ids),
         report=prepared.report, model=engine.bundle.describe(), gene_symbols=_symbols(engine.bundle, prepared.gene_ids),
         input_ids=prepared.input_ids,
@@ -155,6 +169,7 @@ def impute(
     device=None,
     precision: str | None = None,
     progress: bool = True,
+    mask_genes: Sequence[str] | None = None,
 ):
     """Impute expression with BulkFormer.
 
@@ -166,6 +181,13 @@ def impute(
     ``uns`` (its ``var``, ``varm`` and ``varp`` for ``orientation="genes_by_samples"``),
     ``var["symbol"]``, ``uns["bulkformer"]["mapping_report"]`` and ``["model"]``). The genes' symbols are in the
     model's vocabulary (``bundle.genes``) and in :meth:`ImputationResult.gene_annotation`.
+
+    ``mask_genes``: measured genes to impute as well (hidden first, see
+    :func:`run_imputation`); they join the "missing" genes.
+
+    The values are the model's predictions on its natural log1p TPM scale. For
+    bulkformer-latest they are its head's raw output, unconstrained: a gene predicted
+    near zero can come out slightly negative; bulkformer returns it as it is.
 
     ``gene_names``: gene IDs replacing the data's own labels (one per gene), or for
     AnnData and h5ad files the name of the ``var`` column that holds them (e.g. ``"gene_ids"`` when
@@ -186,7 +208,7 @@ def impute(
     result = run_imputation(
         data, model, which=which, input=input, gene_names=gene_names, samples=samples, orientation=orientation,
         lengths=lengths, layer=layer, min_matched_fraction=min_matched_fraction,
-        batch_size=batch_size, device=device, precision=precision, progress=progress,
+        batch_size=batch_size, device=device, precision=precision, progress=progress, mask_genes=mask_genes,
     )
     frame = result.to_frame(which)
     if not is_anndata(data):

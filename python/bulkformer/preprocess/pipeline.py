@@ -15,7 +15,8 @@ from bulkformer.io import ExpressionMatrix, Orientation, as_matrix, is_anndata, 
 from bulkformer.preprocess.advice import better_gene_column, symbol_names_advice, too_few_matched
 from bulkformer.preprocess.align import AlignmentPlan, plan_alignment
 from bulkformer.preprocess.ids import VocabularyIndex, id_warnings, vocabulary_index
-from bulkformer.preprocess.normalize import INPUT_KINDS, InputKind, transform_aligned
+from bulkformer.preprocess.conventions import InputConventions, conventions_of
+from bulkformer.preprocess.normalize import INPUT_KINDS, MASK_VALUE, InputKind, transform_aligned
 from bulkformer.preprocess.report import MappingReport
 from bulkformer.preprocess.validate import (check_not_empty, check_sample_lengths, check_unique_samples,
                                             check_values, plausibility_warnings)
@@ -166,6 +167,7 @@ def _prepare_blocks(source: _Source, vocabulary: Any, *, input: str, orientation
     if lengths is not None and input != "counts":  # was ignored without a word
         raise ValueError(f"lengths= turn counts into TPM, and input={input!r} values are already normalised for "
                          "gene length: leave lengths out, or pass raw counts with input='counts'")
+    conventions = conventions_of(vocabulary)
     index = vocabulary_index(resolve_vocabulary(vocabulary))
     gene_ids = source.gene_ids
     sample_lengths, length_series = _split_lengths(lengths, orientation)
@@ -180,21 +182,23 @@ def _prepare_blocks(source: _Source, vocabulary: Any, *, input: str, orientation
         if report is None:
             check_not_empty(block.values.shape[0], len(gene_ids))
             report = _report(plan, index, input, min_matched_fraction, block, orientation, source)
+            report.conventions = conventions.describe()
             if sample_lengths is not None:
                 report.length_sources = {"per_sample": len(gene_ids)}
             report.warnings.extend(plausibility_warnings(block.values, input))
             _warn(report, _collapsed_warnings(input, report) + id_warnings(plan.mapping) + plan.warnings
                   + symbol_names_advice(source, report, index, orientation))
         check_unique_samples(block.sample_ids, seen)
-        check_values(block.values, block.sample_ids, gene_ids, input)
+        check_values(block.values, block.sample_ids, gene_ids, input,
+                     nan_is_unmeasured=conventions.nan_is_unmeasured)
         block_lengths = plan.lengths_bp
         if sample_lengths is not None:
             block_lengths = check_sample_lengths(_sample_length_block(sample_lengths, block, gene_ids, offset),
                                                  block.values, block.sample_ids, gene_ids)
         n_block = block.values.shape[0]
         target = output[offset:offset + n_block] if output is not None else None
-        values = transform_aligned(block.values, plan.column_index, index.n_genes, input=input,
-                                   lengths_bp=block_lengths, backend=backend, n_threads=n_threads, out=target)
+        values = _transform(block.values, plan.column_index, index.n_genes, conventions, report, input=input,
+                            lengths_bp=block_lengths, backend=backend, n_threads=n_threads, out=target)
         offset += n_block
         report.n_samples = offset
         yield PreparedInput(values=values, measured=measured, sample_ids=list(block.sample_ids),
@@ -202,6 +206,28 @@ def _prepare_blocks(source: _Source, vocabulary: Any, *, input: str, orientation
                             input_ids=input_ids)
     if report is None:
         check_not_empty(0, len(gene_ids))
+
+
+def _transform(data: np.ndarray, column_index: np.ndarray, n_vocab: int, conventions: InputConventions,
+               report: MappingReport, *, lengths_bp: np.ndarray, **options: Any) -> np.ndarray:
+    """``transform_aligned`` under the model's input conventions: with a vocabulary-only
+    TPM denominator the unmatched genes are left out first; with NaN meaning "not
+    measured", NaN entries count as 0 in the sums and come out as the mask value."""
+    if conventions.vocabulary_denominator:
+        keep = np.flatnonzero(column_index >= 0)
+        data, column_index = data[:, keep], column_index[keep]
+        lengths_bp = lengths_bp[..., keep]
+    missing = np.isnan(data) if conventions.nan_is_unmeasured and data.dtype.kind == "f" else None
+    if missing is not None and missing.any():
+        data = np.where(missing, 0, data)
+    else:
+        missing = None
+    values = transform_aligned(data, column_index, n_vocab, lengths_bp=lengths_bp, **options)
+    if missing is not None:
+        rows, columns = np.nonzero(missing & (column_index >= 0))
+        values[rows, column_index[columns]] = MASK_VALUE
+        report.n_missing_entries += int(rows.size)
+    return values
 
 
 def _input_ids(gene_ids: Sequence[str], column_index: np.ndarray, n_genes: int) -> list[str | None]:

@@ -20,7 +20,11 @@ class MappingReport:
     ensembl_versioned, ensembl_par_y, ensembl_transcript, ensembl_nonhuman, entrez,
     symbol|entrez, symbol, empty); ``length_sources`` counts where each input gene's
     length came from (user, vocabulary, annotation, default_1000bp; per_sample when
-    per-sample lengths such as tximport's were given).
+    per-sample lengths such as tximport's were given). Ensembl IDs are matched without
+    their version suffix (``ensembl_versioned`` counts those that had one).
+    ``conventions``: the model's input conventions applied (TPM denominator, NaN);
+    ``n_missing_entries``: NaN entries taken as "not measured" (the mask value) where the
+    conventions say so.
     """
 
     n_input_genes: int
@@ -39,6 +43,8 @@ class MappingReport:
     n_samples: int = 0
     input: str = "counts"
     warnings: list[str] = field(default_factory=list)
+    conventions: str = ""
+    n_missing_entries: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (plain ints, floats, strings, lists and dicts)."""
@@ -64,4 +70,8 @@ class MappingReport:
             line += f"; {self.n_collapsed:,} merged into duplicates"
         if kinds:
             line += f"; IDs: {kinds}"
+        if self.id_types.get("ensembl_versioned"):
+            line += " (version suffixes dropped for matching)"
+        if self.n_missing_entries:
+            line += f"; {self.n_missing_entries:,} NaN entries taken as not measured"
         return line

@@ -45,8 +45,9 @@ def check_lengths_1d(lengths_bp: np.ndarray, gene_ids: Sequence[str]) -> None:
 
 
 def check_values(matrix: np.ndarray, sample_ids: Sequence[str], gene_ids: Sequence[str], input: str,
-                 row_offset: int = 0) -> None:
-    """NaN, inf, negative values and all-zero samples, block by block."""
+                 row_offset: int = 0, *, nan_is_unmeasured: bool = False) -> None:
+    """NaN, inf, negative values and all-zero samples, block by block. With
+    ``nan_is_unmeasured`` (the model's input conventions say so) NaN entries are allowed."""
     is_float = matrix.dtype.kind == "f"
     for start in range(0, matrix.shape[0], _BLOCK_ROWS):
         block = matrix[start:start + _BLOCK_ROWS]
@@ -57,6 +58,8 @@ def check_values(matrix: np.ndarray, sample_ids: Sequence[str], gene_ids: Sequen
                 ("infinite values", np.isinf,
                  "Check the upstream computation (a division by zero or log of 0); replace or drop those entries."),
             ):
+                if test is np.isnan and nan_is_unmeasured:
+                    continue
                 _raise_on(test(block), problem, fix, sample_ids, gene_ids, start)
         if block.dtype.kind in "fi":
             negative = block < 0

@@ -64,7 +64,7 @@ def raw_logtpm_features(data: Any, model: Any, *, gene_names: Sequence[str] | No
     return complete
 
 
-def embedding_features(data: Any, model: Any, *, aggregate: str = "max", genes: Sequence[str] | None = None,
+def embedding_features(data: Any, model: Any, *, aggregate: str | None = None, genes: Sequence[str] | None = None,
                        gene_names: Sequence[str] | None = None, batch_size: int = 16, device: str | None = None,
                        progress: bool = False, **data_args: Any) -> pd.DataFrame:
     """Samples x feature_dim BulkFormer sample embeddings (``bulkformer.embed``)."""
@@ -116,7 +116,7 @@ def sample_ids(data: Any, *, orientation: str = "samples_by_genes", layer: str |
     return [str(s) for s in ids]
 
 
-def feature_sets(data: Any, model: Any, *, include: Sequence[str] = FEATURE_SETS, aggregate: str = "max",
+def feature_sets(data: Any, model: Any, *, include: Sequence[str] = FEATURE_SETS, aggregate: str | None = None,
                  genes: Sequence[str] | None = None, gene_names: Sequence[str] | None = None, batch_size: int = 16,
                  device: str | None = None, progress: bool = False, **data_args: Any) -> dict[str, pd.DataFrame]:
     """``{"embedding": ..., "raw_logtpm": ...}`` for the same samples, ready for
