@@ -24,7 +24,8 @@
         return(reticulate::py_get_item(outcome, 1L))
     }
     described <- reticulate::py_to_r(reticulate::py_get_item(outcome, 1L))
-    stop(.python_condition(described, "error", .call))
+    condition <- .python_condition(described, "error", .call)
+    stop(condition)
 }
 
 # An R condition from bulkformer.errors.describe(): classes
@@ -47,21 +48,24 @@
     }
     layout <- !is.null(described$argument) &&
         described$argument %in% c("orientation", "samples")
-    structure(
+    .condition(message, kind, call,
         class = c(
             if (length(own)) paste0("bulkformer_", .snake_case(own)),
             paste0("bulkformer_python_", kind),
-            if (kind == "error") "bulkformer_error",
-            kind, "condition"
+            if (kind == "error") "bulkformer_error"
         ),
-        list(
-            message = message, call = call,
-            argument = .r_argument(described$argument),
-            value = if (!layout) .simplify(described$value),
-            fix = fix, python_type = classes[1],
-            python_traceback = described$traceback
-        )
-    )
+        argument = .r_argument(described$argument),
+        value = if (!layout) .simplify(described$value),
+        fix = fix, python_type = classes[1],
+        python_traceback = described$traceback)
+}
+
+# A condition of kind "error", "warning" or "message" with the classes
+# `class` before it, and further fields in `...`.
+.condition <- function(message, kind, call = NULL, class = character(),
+    ...) {
+    structure(class = c(class, kind, "condition"),
+        list(message = message, call = call, ...))
 }
 
 # The fix in R's terms: R's own advice where the Python argument is one that R
@@ -114,6 +118,7 @@
         )))) {
             next
         }
-        warning(.python_condition(described, "warning", call))
+        condition <- .python_condition(described, "warning", call)
+        warning(condition)
     }
 }

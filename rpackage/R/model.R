@@ -3,15 +3,17 @@
 #' A bundle is a directory written by the Python package (`Bundle.save`, the
 #' `bulkformer import-checkpoint` command or `bulkformer_tiny_model()`):
 #' weights, the gene vocabulary, the gene graph. Load it once and pass the
-#' result to [bulkformerImpute()] and [bulkformerEmbed()]; they also accept
-#' the path itself.
+#' result to [bulkformerImpute()] and
+#' [bulkformerEmbed()]; they also accept the path
+#' itself.
 #'
 #' @param path Path of the bundle directory.
 #' @param device Torch device, e.g. `"cpu"` or `"cuda"`.
 #' @return The Python `bulkformer.bundle.Bundle` object (a reticulate object
-#'   with the extra S3 class `bulkformer_model`), usable from R and from
-#'   Python code.
-#' @seealso [bulkformerVocabulary()], [bulkformer_tiny_model()]
+#'   with the extra S3 class `bulkformer_model`), usable from R and from Python
+#'   code.
+#' @seealso [bulkformerVocabulary()],
+#'   [bulkformer_tiny_model()]
 #' @examples
 #' if (bulkformer_available()) {
 #'     path <- tempfile("bundle-")
@@ -37,17 +39,18 @@ load_bulkformer_model <- function(path, device = "cpu") {
 #' Python) over the first `n_genes` genes of the shipped vocabulary, or over
 #' all of them with `n_genes = NULL`: that is the one to try real data with,
 #' since real data match only few of the first 300 genes. Its weights are
-#' random, so its numbers carry no biology; it exists so that examples,
-#' tests and vignettes run offline in seconds (300 genes) or about 15 seconds
-#' (the full vocabulary).
+#' random, so its numbers carry no biology; it exists so that examples, tests
+#' and vignettes run offline in seconds (300 genes) or about 15 seconds (the
+#' full vocabulary).
 #'
 #' @param path Directory to write the bundle to.
 #' @param n_genes Number of vocabulary genes; `NULL` for the whole shipped
 #'   vocabulary.
 #' @param seed Random seed of the weights.
 #' @param version Model layout, `"v2"` or `"v1"`.
-#' @return The loaded model (see [load_bulkformer_model()]); the bundle stays
-#'   at `path`.
+#' @return The loaded model (see
+#'   [load_bulkformer_model()]); the bundle
+#'   stays at `path`.
 #' @examples
 #' if (bulkformer_available()) {
 #'     model <- bulkformer_tiny_model(n_genes = 50)
@@ -64,8 +67,9 @@ bulkformer_tiny_model <- function(path = tempfile("bulkformer-tiny-"),
 
 #' The gene vocabulary of a model
 #'
-#' @param model A model from [load_bulkformer_model()] or a bundle path.
-#' @return A [S4Vectors::DataFrame] with one row per vocabulary gene in model
+#' @param model A model from
+#'   [load_bulkformer_model()] or a bundle path.
+#' @return A S4Vectors `DataFrame` with one row per vocabulary gene in model
 #'   order (rownames: Ensembl IDs) and columns `ensembl_id`, `symbol`,
 #'   `length` (bp, `NA` when unknown).
 #' @examples

@@ -2,14 +2,15 @@
 #'
 #' The R package is a thin shell over the Python package `bulkformer`,
 #' reached through \pkg{reticulate}. These functions create, select and probe
-#' the Python environment. Nothing is downloaded when the package is loaded,
-#' and conda is never used.
+#' the Python environment. Nothing is downloaded when the package is loaded, and
+#' conda is never used.
 #'
 #' Which Python is used, in order of precedence (reticulate's rules):
 #' 1. the `RETICULATE_PYTHON` environment variable;
 #' 2. an explicit `use_bulkformer_python()` call made before Python starts;
-#' 3. a virtualenv named by `getOption("bulkformer.envname", "r-bulkformer")`,
-#'    as created by `install_bulkformer()`.
+#' 3. a virtualenv named by
+#'   `getOption("bulkformer.envname", "r-bulkformer")`, as created by
+#'   `install_bulkformer()`.
 #'
 #' `install_bulkformer()` creates a virtualenv with the Python standard
 #' library's `venv` (no conda, no Miniconda) and pip-installs the Python
@@ -22,11 +23,11 @@
 #' Miniconda and conda packages on first use, so it cannot serve an offline
 #' machine; a plain virtualenv built from local wheels can.
 #'
-#' @param package Path(s) to the Python package: a source directory (the root
-#'   of the bulkformer repository) or a wheel file.
-#' @param envname Name of the virtualenv (created under reticulate's
-#'   virtualenv root, `~/.virtualenvs` by default) or a path to it (any value
-#'   containing `/`).
+#' @param package Path(s) to the Python package: a source directory (the root of
+#'   the bulkformer repository) or a wheel file.
+#' @param envname Name of the virtualenv (created under reticulate's virtualenv
+#'   root, `~/.virtualenvs` by default) or a path to it (any value containing
+#'   `/`).
 #' @param python Base Python interpreter (>= 3.10) used to create the
 #'   virtualenv; `NULL` lets reticulate pick `python3`.
 #' @param find_links Optional directory of wheels. When given, pip runs with
@@ -90,10 +91,9 @@ install_bulkformer <- function(package, envname = bulkformer_envname(),
 #' @rdname bulkformer-python
 #' @param required Fail when the requested Python cannot be used.
 #' @return `use_bulkformer_python()`: the Python interpreter path, invisibly.
-#' @details `use_bulkformer_python()` must be called before Python starts in
-#'   the R session; when Python is already running with a different
-#'   interpreter it fails with a clear message instead of silently using the
-#'   wrong one.
+#' @details `use_bulkformer_python()` must be called before Python starts in the
+#'   R session; when Python is already running with a different interpreter it
+#'   fails with a clear message instead of silently using the wrong one.
 #' @export
 use_bulkformer_python <- function(python = NULL,
     envname = bulkformer_envname(), required = TRUE) {
@@ -123,9 +123,10 @@ use_bulkformer_python <- function(python = NULL,
 #' @rdname bulkformer-python
 #' @param quietly When `FALSE` (default), say with a message why Python
 #'   bulkformer is not available.
-#' @return `bulkformer_available()`: `TRUE` when Python and its `bulkformer`
-#'   package (with the inference API) can be imported. It starts Python.
-#'   Examples and vignettes run their Python parts only when it is `TRUE`.
+#' @return `bulkformer_available()`: `TRUE` when Python and its
+#'   `bulkformer` package (with the inference API) can be imported. It starts
+#'   Python. Examples and vignettes run their Python parts only when it is
+#'   `TRUE`.
 #' @export
 bulkformer_available <- function(quietly = FALSE) {
     .import_torch_with_own_blas()

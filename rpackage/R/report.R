@@ -1,33 +1,38 @@
 #' How the input genes met the model vocabulary
 #'
-#' Every [bulkformerImpute()] and [bulkformerEmbed()] call records how the
-#' genes of `x` were matched to the model's vocabulary, and says so in one
-#' message (silence it with [suppressMessages()]). It warns when more than 5%
-#' of the input genes have no known length and count as 1,000 bp in the
-#' counts -> TPM conversion: give tximport's `avgTxLength` assay or `lengths =`
-#' then.
+#' Every [bulkformerImpute()] and
+#' [bulkformerEmbed()] call records how the genes of
+#' `x` were matched to the model's vocabulary, and says so in one message
+#' (silence it with [suppressMessages()]). It warns
+#' when more than 5% of the input genes have no known length and count as 1,000
+#' bp in the counts -> TPM conversion: give tximport's `avgTxLength` assay or
+#' `lengths =` then.
 #'
 #' The report is a list of class `bulkformer_mapping_report` with the fields
-#' of the Python `MappingReport`: `n_input_genes`, `n_matched`, `n_unmatched`
-#' (with `unmatched_examples`), `n_collapsed` (input genes merged into
-#' another with the same target), `n_vocabulary`, `n_missing` (vocabulary
-#' genes the data lack: the imputed ones), `mask_prob`, `id_types`,
-#' `match_routes`, `length_sources` (`user`, `vocabulary`, `annotation`,
-#' `default_1000bp`, or `per_sample`), `n_samples`, `input` and `warnings`.
+#' of the Python `MappingReport`: `n_input_genes`, `n_matched`,
+#' `n_unmatched` (with `unmatched_examples`), `n_collapsed` (input
+#' genes merged into another with the same target), `n_vocabulary`,
+#' `n_missing` (vocabulary genes the data lack: the imputed ones),
+#' `mask_prob`, `id_types`, `match_routes`, `length_sources`
+#' (`user`, `vocabulary`, `annotation`, `default_1000bp`, or
+#' `per_sample`), `n_samples`, `input` and `warnings`.
 #'
-#' @param x For `bulkformerMappingReport()`: a result of [bulkformerImpute()]
-#'   or [bulkformerEmbed()] (a SummarizedExperiment or a matrix). For the
-#'   methods: a mapping report.
-#' @param name For an embedded SummarizedExperiment: the embedding whose
-#'   report to return (the colData column given to [bulkformerEmbed()]).
+#' @param x For `bulkformerMappingReport()`: a result of
+#'   [bulkformerImpute()] or
+#'   [bulkformerEmbed()] (a SummarizedExperiment or a
+#'   matrix). For the methods: a mapping report.
+#' @param name For an embedded SummarizedExperiment: the embedding whose report
+#'   to return (the colData column given to
+#'   [bulkformerEmbed()]).
 #' @param object A mapping report.
 #' @param ... Ignored.
 #' @return `bulkformerMappingReport()`: the report. `summary()`: a data.frame
 #'   with one row per quantity (input genes, matched, unmatched, merged,
-#'   vocabulary genes measured and imputed, default length) and columns
-#'   `count` and `share` (of the input genes, or of the vocabulary for the
-#'   vocabulary rows).
-#' @seealso [bulkformerImpute()], [bulkformerEmbed()]
+#'   vocabulary genes measured and imputed, default length) and columns `count`
+#'   and `share` (of the input genes, or of the vocabulary for the vocabulary
+#'   rows).
+#' @seealso [bulkformerImpute()],
+#'   [bulkformerEmbed()]
 #' @examples
 #' if (bulkformer_available()) {
 #'     model <- bulkformer_tiny_model(n_genes = 100)
@@ -71,24 +76,22 @@ bulkformerMappingReport <- function(x, name = "bulkformer") {
     if (is.null(report)) {
         return(invisible(NULL))
     }
-    .message_classed(.mapping_line(report), "bulkformer_mapping_message")
+    condition <- .condition(paste0(.mapping_line(report), "\n"), "message",
+        class = "bulkformer_mapping_message")
+    message(condition)
     defaulted <- .n(report$length_sources$default_1000bp)
     share <- defaulted / max(.n(report$n_input_genes), 1)
     if (share > 0.05) {
-        warning(structure(class = c("bulkformer_length_warning", "warning",
-            "condition"), list(call = NULL, message = paste0(
-            .count(defaulted), " of ", .count(report$n_input_genes),
-            " input genes (", .percent(share), ") have no known length ",
-            "and count as 1,000 bp in the counts -> TPM conversion; give ",
-            "per-sample lengths as an avgTxLength assay (tximport) or gene ",
-            "lengths with lengths = c(gene_id = bp, ...)"))))
+        text <- paste0(.count(defaulted), " of ",
+            .count(report$n_input_genes), " input genes (", .percent(share),
+            ") have no known length and count as 1,000 bp in the counts -> ",
+            "TPM conversion; give per-sample lengths as an avgTxLength assay ",
+            "(tximport) or gene lengths with lengths = c(gene_id = bp, ...)")
+        condition <- .condition(text, "warning",
+            class = "bulkformer_length_warning")
+        warning(condition)
     }
     invisible(report)
-}
-
-.message_classed <- function(text, class) {
-    message(structure(class = c(class, "message", "condition"),
-        list(message = paste0(text, "\n"), call = NULL)))
 }
 
 .mapping_line <- function(report) {
