@@ -1,32 +1,44 @@
-"""Inference speed: the published algorithm vs the engine's default path, one run,
-same weights (random init) and inputs.
+"""Inference speed and memory: the published algorithm vs the engine's default path,
+one run, same weights (random init) and inputs, any layout's preset.
 
-published: the model modules as released (performer-pytorch FAVOR+, torch-geometric
-  GCNConv), called per batch under ``torch.no_grad`` as the release's extraction code
-  does: the gene-token embedding is recomputed for every batch and all outputs
-  (predictions and B x G x (d+3) gene features) are held in RAM.
-engine: ``bulkformer.inference.Engine`` (default path: cached gene tokens, CSR graph
-  matmul, chunked FAVOR+ with fused normaliser, ``inference_mode``), producing the same
-  predictions and gene features, streamed per batch.
+published: the model modules as released (performer-pytorch Performer, torch-geometric
+  GCNConv message passing), called per batch as the release's extraction code does
+  (v1/v2 under ``torch.no_grad``, bulkformer-latest under ``torch.inference_mode``):
+  the gene tokens are recomputed for every batch and all outputs (predictions and
+  B x G x F gene features) are held in RAM.
+engine: ``bulkformer.inference.Engine`` (the layout's fast path: cached gene tokens, CSR
+  graph matmul, chunked FAVOR+ with fused normaliser, ``inference_mode``), producing the
+  same predictions and gene features, streamed per batch.
+
+Each path runs in its own child process, one after the other, so that its peak
+resident memory is its own: the peak RSS from the moment the model and inputs are built
+(weights included: the ratio), and its growth over that (``*_forward_rss_mib``).
 
     .venv/bin/python benchmarks/bench_inference.py --preset 147M [--genes 2000 --samples 8 --batch-size 4]
+    .venv/bin/python benchmarks/bench_inference.py --preset latest --genes 19973 --samples 2 --batch-size 1
 
-The full vocabulary (--genes 20010) costs ~1 TFLOP per sample at 147M: minutes per
+The full vocabulary costs ~1 TFLOP per sample at 147M and ~3.5 at latest: minutes per
 sample on a laptop CPU; --genes keeps CPU runs short (all costs are linear in genes).
-Before it, a roofline line: the model's multiply-add count, this machine's fp32 GEMM
-rate (measured in the same run on the model's largest GEMM shape), the rate each path
-achieved, and ``fp32_bound_speedup``: published time / the time of the model's FLOPs at
-that GEMM rate, the most any fp32 implementation could gain over the published path here.
+Before it, a roofline line: the forward's FLOPs (torch's flop counter), this machine's
+fp32 GEMM rate (measured in the same run on the model's feed-forward GEMM shape), the
+rate each path achieved, and ``fp32_bound_speedup``: published time / the time of the
+model's FLOPs at that GEMM rate, the most any fp32 implementation could gain here.
 
-Last line: speedup_vs_published=<published time / engine time> max_abs_diff=<max |diff| over predictions
-and the first batch's gene features, fp32>
+Last line: speedup_vs_published=<published time / engine time> max_abs_diff=<max |diff| over
+predictions and the first batch's gene features, fp32> peak_rss_ratio=<published peak RSS /
+engine peak RSS>
 """
 from __future__ import annotations
 
 import argparse
-import math
+import json
 import os
+import gc
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -60,10 +72,15 @@ def synthetic(preset_name: str, n_genes: int, n_samples: int, seed: int) -> tupl
     return Bundle(model=model, genes=genes), values, float(unmeasured.mean())
 
 
+# how each layout's release runs its extraction loop (v1/v2: torch.no_grad; latest's
+# extract_feature: torch.inference_mode)
+PUBLISHED_GRAD_MODE = {"latest": torch.inference_mode}
+
+
 def published(model: BulkFormer, values: np.ndarray, mask_prob: float, batch_size: int) -> tuple[np.ndarray, list]:
     expr, features = [], []
     model.sparse_graph = False  # torch-geometric message passing, as released
-    with torch.no_grad():
+    with PUBLISHED_GRAD_MODE.get(model.config.version, torch.no_grad)():
         for start in range(0, values.shape[0], batch_size):
             out = model(torch.from_numpy(values[start:start + batch_size]), mask_prob)
             expr.append(out.expr.numpy())
@@ -71,32 +88,31 @@ def published(model: BulkFormer, values: np.ndarray, mask_prob: float, batch_siz
     return np.concatenate(expr), features
 
 
-def engine_run(engine: Engine, values: np.ndarray, mask_prob: float) -> np.ndarray:
+def engine_run(engine: Engine, values: np.ndarray, mask_prob: float) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions, and the first batch's gene features (the rest are streamed and dropped)."""
     expr = np.empty(values.shape, dtype=np.float32)
     everything = np.arange(values.shape[1])
+    first = None
     for batch in engine.stream(values, mask_prob, feature_index=everything):
-        expr[batch.start:batch.stop] = batch.expr  # features are streamed (discarded here)
-    return expr
+        expr[batch.start:batch.stop] = batch.expr
+        if first is None:
+            first = batch.features
+    return expr, first
 
 
-def forward_flops(config, n_samples: int, batch_size: int, gene_tokens_per_batch: bool) -> float:
-    """Floating-point operations (2 per multiply-add) of the dense and attention math of
-    ``n_samples`` forward passes; element-wise work and the sparse graph product are left out."""
-    d, n, heads = config.dim, config.n_genes, config.full_head
-    dim_head = d // heads
-    m = int(dim_head * math.log(dim_head))  # FAVOR+ random features (performer-pytorch default)
-    layers = config.gb_repeat * config.p_repeat
-    per_token = (
-        16 * d * d  # x_proj MLP d -> 4d -> d
-        + config.gb_repeat * 2 * d * d  # graph convolution's linear map
-        + layers * (24 * d * d + 4 * d * m + 4 * heads * m * (dim_head + 1))  # q,k,v,out + FF; feature maps; k'v, q'(k'v)
-        + 2 * ((d + 3) * d + d)  # v2 head
-    )
-    per_sample = n * per_token + 2 * (n * 4 * d + 4 * d * d)  # + the whole-profile context MLP
-    table = config.gene_table_dim or d
-    gene_tokens = 2 * n * (table * 4 * d + 4 * d * d)
-    batches = math.ceil(n_samples / batch_size) if gene_tokens_per_batch else 1
-    return float(n_samples * per_sample + batches * gene_tokens)
+def forward_flops(preset_name: str, n_genes: int, n_samples: int, seed: int) -> float:
+    """Floating-point operations of ``n_samples`` published forward passes (torch's flop
+    counter: matmuls and attention products; element-wise work and the graph's sparse
+    product are left out), counted on a 256-gene model of the same preset and scaled
+    to ``n_genes`` (every cost is linear in genes)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    small = min(n_genes, 256)
+    bundle, values, mask_prob = synthetic(preset_name, small, 1, seed)
+    bundle.model.sparse_graph = False
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        bundle.model(torch.from_numpy(values), mask_prob)
+    return float(counter.get_total_flops()) * n_genes / small * n_samples
 
 
 def timed(fn, device: torch.device):
@@ -119,6 +135,61 @@ def gemm_rate(rows: int, dim: int, device: torch.device, repeats: int = 5) -> fl
     return repeats * 2.0 * rows * dim * 4 * dim / seconds
 
 
+def reset_peak_rss() -> None:
+    """Start the peak-RSS count afresh (Linux: writing 5 to clear_refs resets VmHWM), so
+    that building the model and inputs does not count as the path's peak."""
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set since the last reset (VmHWM)."""
+    with open("/proc/self/status") as handle:
+        line = next(line for line in handle if line.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
+def run_path(args: argparse.Namespace) -> None:
+    """One path in this (child) process: build, warm up, time, save its outputs, report."""
+    bundle, values, mask_prob = synthetic(args.preset, args.genes, args.samples, args.seed)
+    device = torch.device(args.device)
+    gc.collect()
+    setup_rss = current_rss_bytes()
+    reset_peak_rss()
+    if args.path == "published":
+        model = bundle.model.to(device)
+        run = lambda rows: published(model, values[rows], mask_prob, args.batch_size)  # noqa: E731
+    else:
+        engine = Engine.create(bundle, device=device, precision=args.precision, batch_size=args.batch_size,
+                               progress=False)
+        run = lambda rows: engine_run(engine, values[rows], mask_prob)  # noqa: E731
+    run(slice(0, 1))  # warm-up on one sample (allocator, thread pools, lazy init)
+    (expr, features), seconds = timed(lambda: run(slice(None)), device)
+    first = features[0] if isinstance(features, list) else features
+    np.save(Path(args.save) / f"{args.path}_expr.npy", expr)
+    np.save(Path(args.save) / f"{args.path}_features.npy", first)
+    peak_gpu = torch.cuda.max_memory_allocated() if device.type == "cuda" else 0
+    print(json.dumps({"seconds": seconds, "peak_rss": peak_rss_bytes(), "setup_rss": setup_rss,
+                      "peak_gpu": peak_gpu, "nonzero": float((expr != 0).mean())}))
+
+
+def current_rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def in_child(args: argparse.Namespace, path: str, save: Path) -> dict:
+    command = [sys.executable, __file__, "--path", path, "--save", str(save)]
+    for name in ("preset", "genes", "samples", "batch_size", "device", "seed"):
+        command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    if args.precision:
+        command += ["--precision", args.precision]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"the {path} path failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="147M")
@@ -128,43 +199,47 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default=None, help="engine precision (default: fp32 on CPU, bf16 on GPU)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--path", choices=("published", "engine"), help=argparse.SUPPRESS)  # child process
+    parser.add_argument("--save", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.path:
+        run_path(args)
+        return
 
-    bundle, values, mask_prob = synthetic(args.preset, args.genes, args.samples, args.seed)
     device = torch.device(args.device)
     print(f"preset={args.preset} genes={args.genes} samples={args.samples} batch_size={args.batch_size} "
           f"device={device} threads={torch.get_num_threads()} cuda_available={torch.cuda.is_available()}")
     if not torch.cuda.is_available():
         print("note: no GPU on this machine; CPU figures only")
-    engine = Engine.create(bundle, device=device, precision=args.precision, batch_size=args.batch_size, progress=False)
-    print(f"engine precision={engine.precision}")
-    model = bundle.model
-
-    # warm-up both paths on one sample (allocator, thread pools, lazy init)
-    published(model, values[:1], mask_prob, 1)
-    engine_run(engine, values[:1], mask_prob)
-
-    (reference, held), t_published = timed(lambda: published(model, values, mask_prob, args.batch_size), device)
-    fast, t_engine = timed(lambda: engine_run(engine, values, mask_prob), device)
-    # after timing: the first batch's gene features too (random heads may output ReLU zeros)
-    first = next(engine.stream(values, mask_prob, feature_index=np.arange(values.shape[1]),
-                               rows=range(min(args.batch_size, values.shape[0]))))
-    feature_diff = float(np.abs(first.features - held[0]).max())
-    del held
-    diff = max(float(np.abs(fast - reference).max()), feature_diff)
-    print(f"expr_max_abs_diff={float(np.abs(fast - reference).max()):.2e} feature_max_abs_diff={feature_diff:.2e} "
-          f"expr_fraction_nonzero={float((reference != 0).mean()):.3f}")
-    config = model.config
-    published_flops = forward_flops(config, args.samples, args.batch_size, gene_tokens_per_batch=True)
-    engine_flops = forward_flops(config, args.samples, args.batch_size, gene_tokens_per_batch=False)
-    peak = gemm_rate(min(args.batch_size * args.genes, 8192), config.dim, device)
-    print(f"tflop_published={published_flops / 1e12:.3f} tflop_engine={engine_flops / 1e12:.3f} "
-          f"gemm_fp32_gflops={peak / 1e9:.0f} published_gflops={published_flops / t_published / 1e9:.0f} "
-          f"engine_gflops={engine_flops / t_engine / 1e9:.0f} "
-          f"fp32_bound_speedup={t_published / (engine_flops / peak):.2f}")
+    with tempfile.TemporaryDirectory() as scratch:
+        # each path in its own process, one after the other: its peak RSS is its own
+        reference = in_child(args, "published", Path(scratch))
+        fast = in_child(args, "engine", Path(scratch))
+        outputs = {name: (np.load(Path(scratch) / f"{name}_expr.npy"), np.load(Path(scratch) / f"{name}_features.npy"))
+                   for name in ("published", "engine")}
+    expr_diff = float(np.abs(outputs["engine"][0] - outputs["published"][0]).max())
+    feature_diff = float(np.abs(outputs["engine"][1] - outputs["published"][1]).max())
+    diff = max(expr_diff, feature_diff)
+    print(f"expr_max_abs_diff={expr_diff:.2e} feature_max_abs_diff={feature_diff:.2e} "
+          f"expr_fraction_nonzero={reference['nonzero']:.3f}")
+    t_published, t_engine = reference["seconds"], fast["seconds"]
+    flops = forward_flops(args.preset, args.genes, args.samples, args.seed)
+    dim = preset(args.preset).dim
+    peak = gemm_rate(min(args.batch_size * args.genes, 8192), dim, device)
+    print(f"tflop_forward={flops / 1e12:.3f} gemm_fp32_gflops={peak / 1e9:.0f} "
+          f"published_gflops={flops / t_published / 1e9:.0f} engine_gflops={flops / t_engine / 1e9:.0f} "
+          f"fp32_bound_speedup={t_published / (flops / peak):.2f}")
+    mib = 1 << 20
+    print(f"published_peak_rss_mib={reference['peak_rss'] / mib:.0f} engine_peak_rss_mib={fast['peak_rss'] / mib:.0f} "
+          f"published_forward_rss_mib={(reference['peak_rss'] - reference['setup_rss']) / mib:.0f} "
+          f"engine_forward_rss_mib={(fast['peak_rss'] - fast['setup_rss']) / mib:.0f} "
+          f"setup_rss_mib={reference['setup_rss'] / mib:.0f}")
+    if device.type == "cuda":
+        print(f"published_peak_gpu_mib={reference['peak_gpu'] / mib:.0f} engine_peak_gpu_mib={fast['peak_gpu'] / mib:.0f}")
     print(f"published_s={t_published:.2f} engine_s={t_engine:.2f} "
           f"published_s_per_sample={t_published / args.samples:.3f} engine_s_per_sample={t_engine / args.samples:.3f}")
-    print(f"speedup_vs_published={t_published / t_engine:.2f} max_abs_diff={diff:.2e}")
+    print(f"speedup_vs_published={t_published / t_engine:.2f} max_abs_diff={diff:.2e} "
+          f"peak_rss_ratio={reference['peak_rss'] / fast['peak_rss']:.2f}")
 
 
 if __name__ == "__main__":

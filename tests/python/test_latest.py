@@ -244,3 +244,21 @@ def test_latest_pretrains_resumes_identically_and_finetunes(tmp_path):
     tuned = finetune(cohort.counts, cohort.obs["tissue"], run.bundle, mode="partial", lengths=cohort.lengths,
                                 epochs=2, progress=False)
     assert len(tuned.model.predict(cohort.counts, lengths=cohort.lengths)) == len(cohort.counts)
+
+
+def test_latest_release_folder_on_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from bulkformer.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["import-checkpoint", str(fixture("bulkformer-latest")), "-o", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert f"{fixture('metadata.json')['parameter_count']:,} parameters" in result.output
+    described = json.loads(runner.invoke(app, ["info", str(tmp_path / "m")]).output)
+    assert described["config"]["version"] == "latest" and "bulkformer-latest" in described["layout"]
+    embedded = runner.invoke(app, ["embed", str(fixture("counts.csv")), "-m", str(fixture("bulkformer-latest")),
+                                   "-o", str(tmp_path / "emb.csv"), "--no-progress"])
+    assert embedded.exit_code == 0, embedded.output
+    frame = pd.read_csv(tmp_path / "emb.csv", index_col=0)
+    assert _max_diff(frame.to_numpy(dtype=np.float32), fixture("sample_features.npy")) <= MODEL_TOLERANCE

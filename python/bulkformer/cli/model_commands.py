@@ -45,6 +45,7 @@ def info(
     bundle = load_model(model)
     summary = {
         "path": str(model),
+        "layout": bundle.layout.description,
         "config": bundle.config.to_dict(),
         "parameters": bundle.model.count_parameters(),
         "genes": len(bundle.genes),
@@ -56,21 +57,32 @@ def info(
 
 
 def import_checkpoint(
-    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="Official checkpoint (.pt state dict)."),
-    gene_info: Path = typer.Option(..., "--gene-info", help="The release's gene-info CSV (column ensg_id)."),
-    graph: Path = typer.Option(..., "--graph", help="Graph edge index G_*.pt (2 x n_edges)."),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="Official checkpoint (.pt state dict), or a release folder (bulkformer-latest's six files)."),
+    gene_info: Optional[Path] = typer.Option(None, "--gene-info", help="The release's gene-info CSV (column ensg_id); v1/v2 checkpoints."),
+    graph: Optional[Path] = typer.Option(None, "--graph", help="Graph edge index G_*.pt (2 x n_edges); v1/v2 checkpoints."),
     graph_weight: Optional[Path] = typer.Option(None, "--graph-weight", help="Graph edge weights G_*_weight.pt."),
     gene_features: Optional[Path] = typer.Option(None, "--gene-features", help="Optional ESM2 table esm2_feature_concat.pt."),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write.", callback=output_path),
 ) -> None:
     """Convert an official BulkFormer release into a model bundle (layout and preset detected).
 
-    Example:
+    Examples:
+      bulkformer import-checkpoint bulkformer-latest/ -o models/bulkformer-latest
       bulkformer import-checkpoint BulkFormer_147M.pt --gene-info bulkformer_gene_info.csv \\
           --graph G_gtex.pt --graph-weight G_gtex_weight.pt -o models/bulkformer-147M
     """
+    from bulkformer.bundle import load, release_layout
     from bulkformer.convert import import_checkpoint as convert
 
+    if release_layout(checkpoint) is not None:  # a release folder: verified against its manifest, then saved
+        bundle = load(checkpoint)
+        bundle.save(out)
+        typer.echo(f"wrote {out}: {bundle.layout.description}, {bundle.config.n_genes:,} genes, "
+                   f"{bundle.model.count_parameters():,} parameters")
+        return
+    if gene_info is None or graph is None:
+        raise typer.BadParameter("a .pt checkpoint needs --gene-info and --graph (the release's gene table and "
+                                 "graph); a release folder (bulkformer-latest) needs neither", param_hint="CHECKPOINT")
     bundle = convert(checkpoint, gene_info, graph, graph_weight, gene_features, out=out)
     preset = bundle.metadata.get("preset") or "custom"
     typer.echo(f"wrote {out}: BulkFormer {bundle.config.version} ({preset}), {bundle.config.n_genes} genes")
