@@ -117,19 +117,21 @@ setMethod("bulkformerEmbed", "matrix", function(x, model,
 })
 
 # data.frame and other matrix-like objects (sparse Matrix, DelayedArray) are
-# converted before the call: as its argument, an error would come wrapped in
-# S4 dispatch text.
+# converted before the call, into a variable: as the call's argument, an
+# error would come wrapped in S4 dispatch text.
 
 #' @rdname bulkformerImpute
 #' @export
 setMethod("bulkformerImpute", "data.frame", function(x, model, ...) {
-    bulkformerImpute(.expression_matrix(x), model, ...)
+    mat <- .expression_matrix(x)
+    bulkformerImpute(mat, model, ...)
 })
 
 #' @rdname bulkformerEmbed
 #' @export
 setMethod("bulkformerEmbed", "data.frame", function(x, model, ...) {
-    bulkformerEmbed(.expression_matrix(x), model, ...)
+    mat <- .expression_matrix(x)
+    bulkformerEmbed(mat, model, ...)
 })
 
 #' @rdname bulkformerImpute
@@ -137,11 +139,13 @@ setMethod("bulkformerEmbed", "data.frame", function(x, model, ...) {
 #'   converted with `as.matrix()`.
 #' @export
 setMethod("bulkformerImpute", "ANY", function(x, model, ...) {
-    bulkformerImpute(.expression_matrix(x), model, ...)
+    mat <- .expression_matrix(x)
+    bulkformerImpute(mat, model, ...)
 })
 
 #' @rdname bulkformerEmbed
 #' @export
 setMethod("bulkformerEmbed", "ANY", function(x, model, ...) {
-    bulkformerEmbed(.expression_matrix(x), model, ...)
+    mat <- .expression_matrix(x)
+    bulkformerEmbed(mat, model, ...)
 })
