@@ -34,13 +34,16 @@ _FAVOR_EPS = 1e-4
 
 @dataclass
 class LayerWeights:
-    """Views of one performer-pytorch layer's parameters (plus fused k/v weights)."""
+    """Views of one performer-pytorch layer's parameters (no copies: the weights are
+    the model's own, and a fused k/v copy would add 2 d^2 floats per layer)."""
 
     ln1: nn.LayerNorm
     wq: torch.Tensor
     bq: torch.Tensor | None
-    wkv: torch.Tensor
-    bkv: torch.Tensor | None
+    wk: torch.Tensor
+    bk: torch.Tensor | None
+    wv: torch.Tensor
+    bv: torch.Tensor | None
     wo: torch.Tensor
     bo: torch.Tensor | None
     ln2: nn.LayerNorm
@@ -61,13 +64,10 @@ class LayerWeights:
             projection = attn.fast_attention.projection_matrix.float()
             dim_head = projection.shape[1]
             scale = dim_head ** -0.25
-            bias = None
-            if attn.to_k.bias is not None and attn.to_v.bias is not None:
-                bias = torch.cat([attn.to_k.bias, attn.to_v.bias])
             layers.append(cls(
                 ln1=attn_wrapper.norm,
                 wq=attn.to_q.weight, bq=attn.to_q.bias,
-                wkv=torch.cat([attn.to_k.weight, attn.to_v.weight]), bkv=bias,
+                wk=attn.to_k.weight, bk=attn.to_k.bias, wv=attn.to_v.weight, bv=attn.to_v.bias,
                 wo=attn.to_out.weight, bo=attn.to_out.bias,
                 ln2=ff_wrapper.norm, w1=feed_forward.w1, w2=feed_forward.w2,
                 projection_t=(projection * scale).t().contiguous(),
@@ -175,12 +175,15 @@ def performer_layer_(h: torch.Tensor, w: LayerWeights, chunks: list[slice]) -> N
     heads = w.heads
     inner = w.wq.shape[0]  # heads x dim_head (d in every published layout)
     dim_head = inner // heads
+    # k and v in one GEMM; the fused weight is made per call (2 d^2 floats, ~1 ms), not held
+    wkv = torch.cat([w.wk, w.wv])
+    bkv = None if w.bk is None or w.bv is None else torch.cat([w.bk, w.bv])
 
     # pass 1: context = e_k^T [v, 1] with e_k = exp(u - s - max over all tokens and features)
     context = running_max = value_sum = None
     for part in chunks:
         normed = w.ln1(h[:, part])
-        kv = F.linear(normed, w.wkv, w.bkv)
+        kv = F.linear(normed, wkv, bkv)
         size = kv.shape[1]
         with no_autocast(h.device):
             kv = kv.float()

@@ -176,9 +176,9 @@ class BulkFormerLatest(BulkFormer, layout="latest"):
         self.set_graph(edge_index, edge_weight)
 
     # ------------------------------------------------------------- pieces
-    def gene_tokens(self) -> torch.Tensor:
-        """Each gene's table row RMS-normalised (no affine weight)."""
-        weight = self.gene_embedding.weight
+    def gene_tokens(self, rows: slice = slice(None)) -> torch.Tensor:
+        """Each gene's table row RMS-normalised (no affine weight); ``rows``: those genes only."""
+        weight = self.gene_embedding.weight[rows]
         return F.rms_norm(weight, (weight.shape[-1],), weight=None, eps=_RMS_EPS)
 
     def expression_code(self, x: torch.Tensor) -> torch.Tensor:
@@ -247,16 +247,15 @@ class BulkFormerLatest(BulkFormer, layout="latest"):
 
 
 class FastLatest(FastPath):
-    """Cached RMS-normalised gene tokens and graph; the input layer, the graph block's
-    output projection, every Performer layer and the head chunk by chunk over genes
-    (the residual stream is the only B x G x d tensor)."""
+    """The cached graph; the input layer (gene tokens are a row norm, made per chunk
+    rather than held), the graph block's projections, every Performer layer and the head
+    chunk by chunk over genes (the residual stream is the only B x G x d tensor)."""
 
     model: BulkFormerLatest
 
     def __init__(self, model: BulkFormerLatest, *, gene_chunk: int | None = None, per_sample: bool = False) -> None:
         super().__init__(model, gene_chunk=gene_chunk, per_sample=per_sample)
         with torch.inference_mode():
-            self.gene_tokens = model.gene_tokens().float()
             self.adjacency = model.graph_adjacency()  # None (MPS): the GCNConv module runs
             self.layers = LayerWeights.from_performer(model.performer)
 
@@ -269,7 +268,8 @@ class FastLatest(FastPath):
         h = torch.empty(x.shape[0], x.shape[1], self.config.dim, dtype=torch.float32, device=x.device)
         reduced = None
         for part in chunks:
-            h[:, part] = model.input_norm(self.gene_tokens[part] + code_scale * model.expression_code(x[:, part]))
+            tokens = model.gene_tokens(part).float()
+            h[:, part] = model.input_norm(tokens + code_scale * model.expression_code(x[:, part]))
             projected = block.convolution.lin(block.input_projection(block.norm(h[:, part])))
             if reduced is None:
                 reduced = torch.empty(x.shape[0], x.shape[1], projected.shape[-1], dtype=torch.float32,
