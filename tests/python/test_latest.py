@@ -104,18 +104,29 @@ def test_latest_direction_probe_and_its_negative_control(aligned):
         out = probe.model(aligned)
     assert _max_diff(stages["gcn_conv"], fixture("direction_probe", "int_gcn_conv.npy")) <= MODEL_TOLERANCE
     assert _max_diff(out.expr, expected) <= MODEL_TOLERANCE
-    # a wrong edge direction still runs, and fails the same comparison
+    observed = aligned != -10
+    pooled = (out.features * observed[..., None]).sum(1) / observed.sum(1, keepdim=True)
+    assert _max_diff(pooled, fixture("direction_probe", "sample_features.npy")) <= MODEL_TOLERANCE
+    # a wrong edge direction still runs, and fails the same comparison by the published control's margin
     probe.model.set_graph(probe.edge_index.flip(0), probe.edge_weight)
     with torch.inference_mode():
-        assert _max_diff(probe.model(aligned).expr, expected) > 100 * MODEL_TOLERANCE
+        wrong = _max_diff(probe.model(aligned).expr, expected)
+    assert wrong > 100 * MODEL_TOLERANCE
+    assert wrong == pytest.approx(fixture("negative_controls.json")["direction_probe_graph_transposed"], abs=1e-5)
 
 
 def test_latest_without_the_visible_fraction_scale_fails_the_comparison(release, aligned):
     unscaled = BulkFormer(replace(release.config, mask_ratio_scaling_enabled=False), release.edge_index,
                           release.edge_weight)
     unscaled.load_state_dict(release.model.state_dict())
+    controls = fixture("negative_controls.json")
     with torch.inference_mode():
-        assert _max_diff(unscaled.eval()(aligned).expr, fixture("expression_predictions.npy")) > 100 * MODEL_TOLERANCE
+        dropped = _max_diff(unscaled.eval()(aligned).expr, fixture("expression_predictions.npy"))
+        as_zero = _max_diff(release.model(aligned.clamp_min(0)).expr, fixture("expression_predictions.npy"))
+    assert dropped > 100 * MODEL_TOLERANCE
+    assert dropped == pytest.approx(controls["visible_fraction_scale_dropped"], abs=1e-5)
+    # missing genes fed as 0 instead of -10: the published control's difference, too
+    assert as_zero == pytest.approx(controls["missing_fed_as_zero_instead_of_minus_10"], abs=1e-5)
 
 
 @pytest.mark.parametrize("gene_chunk,per_sample", [(None, False), (37, False), (64, True)])
