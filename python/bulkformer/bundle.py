@@ -1,6 +1,7 @@
 """Model bundles: one directory with everything needed to run a model.
 
     config.json            bundle format version, model config, metadata
+    checksums.json         every other file's size and SHA256, checked on loading
     model.safetensors      weights (state-dict keys as published)
     genes.tsv              vocabulary in model order: ensembl_id, symbol, length
     graph.safetensors      edge_index (2 x E, receiver-first as released), edge_weight
@@ -18,6 +19,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from .atomic import atomic_directory
+from .checksums import CHECKSUMS, IntegrityError, verify_directory, write_checksums
 from .model import LAYOUTS, BulkFormer, config_from_dict
 from .json_safe import json_safe
 
@@ -115,6 +117,8 @@ class Bundle:
             save_file(graph, str(staging / "graph.safetensors"))
             if self.gene_features is not None:
                 save_file({"gene_features": self.gene_features.cpu().contiguous()}, str(staging / "gene_features.safetensors"))
+            # last, over everything above: load() and `bulkformer verify` check the files against it
+            write_checksums(staging, [p.name for p in staging.iterdir() if p.is_file()])
         return path
 
 
@@ -162,6 +166,23 @@ def release_layout(path: str | Path) -> Any:
     return next((layout for layout in LAYOUTS.values() if layout.is_release(Path(path))), None)
 
 
+def verify(path: str | Path) -> str:
+    """Re-check a bundle's files against its ``checksums.json``, or a release folder's
+    against its manifest, without loading anything; says what was checked, raises
+    :class:`bulkformer.checksums.IntegrityError` naming the first file that differs."""
+    path = Path(path)
+    layout = release_layout(path)
+    if layout is not None:
+        return f"{layout.verify_release(path)} files of the {layout.name} release {path} match its manifest"
+    path = check_bundle_dir(path)
+    checked = verify_directory(path)
+    if not checked:
+        raise IntegrityError(f"{path} has no {CHECKSUMS} (a bundle written by an older bulkformer)",
+                             argument=CHECKSUMS, value=str(path), joiner=": ",
+                             fix="load it and save it again to record its checksums")
+    return f"{checked} files of the bundle {path} match {CHECKSUMS}"
+
+
 def load(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     """Load a bundle directory written by :meth:`Bundle.save`, or an official release
     folder that is read directly (bulkformer-latest's six files, checked against their
@@ -172,6 +193,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
         release = layout.read_release(Path(path))
         return Bundle(model=release.model.to(device), genes=release.genes, metadata=release.metadata)
     path = check_bundle_dir(path)
+    verify_directory(path)  # before anything is read: a damaged or edited file is named
     config_doc = json.loads((path / "config.json").read_text())
     if config_doc.get("format") != "bulkformer-bundle":
         raise ValueError(f"{path / 'config.json'} is not a bulkformer bundle config")

@@ -223,7 +223,7 @@ def test_latest_release_with_a_damaged_file_is_refused(tmp_path):
     data = bytearray((copy / "model.pt").read_bytes())
     data[len(data) // 2] ^= 1
     (copy / "model.pt").write_bytes(bytes(data))
-    with pytest.raises(ValueError, match=r"model.pt differs from the release manifest .*download model.pt again"):
+    with pytest.raises(ValueError, match=r"model.pt does not match its SHA256 .*download model.pt of the release again"):
         bulkformer.load(copy)
 
 

@@ -26,6 +26,17 @@ class PretrainRecipe:
 
 
 @dataclass(frozen=True)
+class ReleaseFile:
+    """One file of a published release: its size and SHA256 (from the authors' download
+    manifest) and where the authors publish it."""
+
+    name: str
+    bytes: int
+    sha256: str
+    url: str
+
+
+@dataclass(frozen=True)
 class Layout:
     """One published model layout.
 
@@ -52,7 +63,11 @@ class Layout:
     recipe: PretrainRecipe = field(default_factory=PretrainRecipe)
     # a release folder the layout's reader takes directly (None: its releases are converted file by file)
     is_release: Callable[[Path], bool] = lambda path: False
-    read_release: Callable[[Path], Any] | None = None
+    read_release: Callable[..., Any] | None = None
+    verify_release: Callable[..., int] | None = None  # files checked against the release's manifest
+    # the release's files as its authors publish them (``bulkformer download``), and its folder name
+    downloads: tuple[ReleaseFile, ...] = ()
+    release_directory: str | None = None
 
     def __post_init__(self) -> None:
         type.__setattr__(self.network, "layout", self)

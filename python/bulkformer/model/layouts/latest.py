@@ -9,7 +9,6 @@ release reader and input conventions.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -25,13 +24,14 @@ from performer_pytorch import Performer
 from torch import nn
 from torch_geometric.nn.conv import GCNConv
 
+from ...checksums import check_files
 from ...preprocess.conventions import InputConventions
 from ..config import LayoutConfig
 from ..embedding import MASK_VALUE
 from ..fast_performer import FastOutput, FastPath, LayerWeights, chunked_layernorm_, performer_layer_
 from ..graph_conv import propagate_batch
 from ..network import BulkFormer, ModelOutput
-from .base import Layout, PretrainRecipe
+from .base import Layout, PretrainRecipe, ReleaseFile
 
 ARCHITECTURE = "BulkFormerV1Plus-v1"
 RELEASED_N_GENES = 19_973
@@ -291,14 +291,6 @@ class FastLatest(FastPath):
 
 
 # ------------------------------------------------------------------ release
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(8 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def is_release(path: str | Path) -> bool:
     """Whether ``path`` is a bulkformer-latest release folder (its manifest names the architecture)."""
     manifest = Path(path) / "manifest.json"
@@ -320,26 +312,44 @@ class Release:
     metadata: dict[str, Any]
 
 
-def read_release(folder: str | Path) -> Release:
-    """Verify every file of a release folder against its ``manifest.json`` (size, then
-    SHA256) before reading it, then load it as the published loader does
-    (``weights_only=True``, strict keys, the manifest's parameter count)."""
+def verify_release(folder: str | Path, download_manifest: str | Path | None = None) -> int:
+    """Check every release file's size and SHA256 against ``manifest.json`` (and, given
+    the authors' download manifest, format 2, all six files against it first); the
+    number of files checked. Nothing is read before this passes."""
     folder = Path(folder)
+    fix = f"download {{name}} of the release again into {folder}"
+    checked = 0
+    if download_manifest is not None:
+        document = json.loads(Path(download_manifest).read_text())
+        if document.get("format_version") != 2 or set(document.get("files", {})) != {*RELEASE_FILES, "manifest.json"}:
+            raise ValueError(f"{download_manifest} is not a bulkformer-latest download manifest (format_version 2, "
+                             "the six release files)")
+        check_files(folder, document["files"], source=str(download_manifest), fix=fix)
+        checked = len(document["files"])
+    manifest = _manifest(folder)
+    listed = manifest.get("files", {})
+    unlisted = [name for name in RELEASE_FILES if name not in listed]
+    if unlisted:
+        raise ValueError(f"{folder / 'manifest.json'} does not list {unlisted}: it is not the release's manifest")
+    check_files(folder, {name: listed[name] for name in RELEASE_FILES}, source=str(folder / "manifest.json"), fix=fix)
+    return max(checked, len(RELEASE_FILES))
+
+
+def _manifest(folder: Path) -> dict[str, Any]:
     manifest = json.loads((folder / "manifest.json").read_text())
     if manifest.get("format_version") != 1 or manifest.get("architecture") != ARCHITECTURE:
         raise ValueError(f"{folder / 'manifest.json'} is not a bulkformer-latest manifest (format_version 1, "
                          f"architecture {ARCHITECTURE})")
-    listed = manifest.get("files", {})
-    for name in RELEASE_FILES:
-        path = folder / name
-        expected = listed.get(name)
-        if expected is None:
-            raise ValueError(f"{folder / 'manifest.json'} does not list {name}: the manifest is not the release's")
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: download {name} of the release again into {folder}")
-        if path.stat().st_size != expected["bytes"] or _sha256(path) != expected["sha256"]:
-            raise ValueError(f"{path} differs from the release manifest (size or SHA256): the file is damaged or "
-                             f"incomplete; download {name} again")
+    return manifest
+
+
+def read_release(folder: str | Path, download_manifest: str | Path | None = None) -> Release:
+    """Verify every file of a release folder (:func:`verify_release`) before reading it,
+    then load it as the published loader does (``weights_only=True``, strict keys, the
+    manifest's parameter count)."""
+    folder = Path(folder)
+    verify_release(folder, download_manifest)
+    manifest = _manifest(folder)
     config_doc = json.loads((folder / "model_config.json").read_text())
     config = LatestConfig.from_release_dict(config_doc["model"], str(folder / "model_config.json"))
     genes = read_gene_vocab(folder / "gene_vocab.csv", config.num_genes)
@@ -433,6 +443,24 @@ def _resize(config: LatestConfig, *, n_genes: int | None = None, dim: int | None
     return replace(config, **changes)
 
 
+_DRIVE = "https://drive.usercontent.google.com/download?id={}&export=download&confirm=t"
+# the authors' download manifest (KangBoming/BulkFormer @ 3c5a9a8, model/downloads/bulkformer-latest.json):
+# each file's size and SHA256, and its Google Drive file
+DOWNLOADS = (
+    ReleaseFile("model.pt", 406_165_934, "0fb65ec123386ef753651cfcc43e2a64728c719307fe565a5ffe16f5d8cf3cfa",
+                _DRIVE.format("1ly4CNE6XHqHKSP1a5c0UGUeaSVC0Was1")),
+    ReleaseFile("model_config.json", 1_079, "7942ecd57865791515ae8d3d3c285ed5c96c3856456c89ea8c2202231bb2dfff",
+                _DRIVE.format("1Fm-rEBC3jwJWe-OKlnM9y5G-jHmm1jY0")),
+    ReleaseFile("gene_vocab.csv", 704_213, "447fcecce510e1bb81e1eebf2bcfbbfefbc21e626395b003034ff70159303e40",
+                _DRIVE.format("1iOweEpX-Ub5pIfhBVvwvpQcQwhVkOv02")),
+    ReleaseFile("edge_index.pt", 10_739_627, "ce2eabbeb9b6f053eeae2cc994b2f6e0e03c46590b86b733f6035b346012ca1f",
+                _DRIVE.format("1-l-IILGstdAnK96lo6fd4IWK1xpvBa3w")),
+    ReleaseFile("edge_weight.pt", 2_685_808, "182f34418d07e7f6e4d487068b5e466d4410baa06e28973ca667db3b5a76e61d",
+                _DRIVE.format("1e15aL7AX2P-QFwZmryuC1kOYvt_PwFaT")),
+    ReleaseFile("manifest.json", 1_623, "37d00cd00e3a544fcd4b21e57d974196305765741bfcb9f3f527a38a85bb4b0b",
+                _DRIVE.format("1nk-Db3Xzfcbgs8Cv2AnzX-ST-H6L_o32")),
+)
+
 PRESETS = {
     "latest": LatestConfig(),
     # the same layout at small scale, for pretraining on one machine
@@ -455,4 +483,7 @@ LAYOUT = Layout(
     recipe=PretrainRecipe(mask_fraction=0.05, mask_fraction_max=0.15, observed_weight=0.0, gene_init="random"),
     is_release=is_release,
     read_release=read_release,
+    verify_release=verify_release,
+    downloads=DOWNLOADS,
+    release_directory="bulkformer-latest",
 )
