@@ -6,6 +6,7 @@
     genes.tsv              vocabulary in model order: ensembl_id, symbol, length
     graph.safetensors      edge_index (2 x E, receiver-first as released), edge_weight
     gene_features.safetensors   optional per-gene table (ESM2) for fused gene embeddings
+    lengths.tsv            optional: the release's gene-length table (v1/v2), used for counts
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from .model import LAYOUTS, BulkFormer, config_from_dict
 from .json_safe import json_safe
 
 BUNDLE_FORMAT_VERSION = 1
+LENGTH_TABLE = "lengths.tsv"
 
 
 def _count(n: int, noun: str) -> str:
@@ -38,6 +40,9 @@ class Bundle:
     genes: pd.DataFrame
     gene_features: torch.Tensor | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # the release's own gene-length table (gene ID -> bp, every gene it lists, not only the
+    # vocabulary's): counts are then normalised as the release's pipeline does
+    length_table: pd.Series | None = None
 
     def __post_init__(self) -> None:
         self.genes = normalise_gene_table(self.genes)
@@ -117,6 +122,8 @@ class Bundle:
             save_file(graph, str(staging / "graph.safetensors"))
             if self.gene_features is not None:
                 save_file({"gene_features": self.gene_features.cpu().contiguous()}, str(staging / "gene_features.safetensors"))
+            if self.length_table is not None:
+                self.length_table.rename_axis("ensembl_id").rename("length").to_csv(staging / LENGTH_TABLE, sep="\t")
             # last, over everything above: load() and `bulkformer verify` check the files against it
             write_checksums(staging, [p.name for p in staging.iterdir() if p.is_file()])
         return path
@@ -207,9 +214,14 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     genes = pd.read_csv(path / "genes.tsv", sep="\t", dtype={"ensembl_id": str, "symbol": str})
     features_path = path / "gene_features.safetensors"
     gene_features = load_file(str(features_path))["gene_features"] if features_path.is_file() else None
+    length_table = None
+    if (path / LENGTH_TABLE).is_file():
+        table = pd.read_csv(path / LENGTH_TABLE, sep="\t", dtype={"ensembl_id": str})
+        length_table = table.set_index("ensembl_id")["length"].astype(float)
     model.eval()
     model.to(device)
-    return Bundle(model=model, genes=genes, gene_features=gene_features, metadata=config_doc.get("metadata", {}))
+    return Bundle(model=model, genes=genes, gene_features=gene_features, metadata=config_doc.get("metadata", {}),
+                  length_table=length_table)
 
 
 def normalise_gene_table(genes: pd.DataFrame) -> pd.DataFrame:

@@ -97,6 +97,22 @@ def read_gene_info(path: str | Path, n_genes: int) -> pd.DataFrame:
     return table
 
 
+def read_length_table(path: str | Path) -> pd.Series:
+    """The release's gene-length table (ensg_id, length; .csv or .csv.gz) as gene ID -> bp."""
+    table = pd.read_csv(path, sep=_delimiter(path), dtype={"ensg_id": str})
+    missing = {"ensg_id", "length"} - set(table.columns)
+    if missing:
+        raise ValueError(f"{path} lacks the columns {sorted(missing)} (it has {list(table.columns)}); gene_lengths= "
+                         "takes the authors' data/gene_length_df.csv (ensg_id, length)")
+    lengths = pd.to_numeric(table["length"], errors="coerce")
+    bad = ~(lengths > 0)
+    if bad.any():
+        raise ValueError(f"{path}: {int(bad.sum()):,} lengths are not positive numbers (e.g. "
+                         f"{table['ensg_id'][bad].iloc[0]})")
+    ids = table["ensg_id"].astype(str).str.strip().str.split(".").str[0]
+    return pd.Series(lengths.to_numpy(dtype=float), index=pd.Index(ids, name="ensembl_id"), name="length")
+
+
 def _delimiter(path: str | Path) -> str:
     """The gene-info file's delimiter, read off its header line (tab, semicolon or comma).
     Not pandas' sniffer: on a one-column file it picks a letter of the header."""
@@ -141,6 +157,7 @@ def import_checkpoint(
     gene_features: str | Path | None = None,
     out: str | Path | None = None,
     metadata: dict[str, Any] | None = None,
+    gene_lengths: str | Path | None = None,
 ) -> Bundle:
     """Build a :class:`Bundle` from official release files; write it to ``out`` if given.
 
@@ -149,7 +166,11 @@ def import_checkpoint(
     ``ensg_id``); ``graph`` / ``graph_weight``: the graph's edge index and edge weights
     (``G_gtex.pt``, ``G_gtex_weight.pt``; without weights every edge gets 1, with a
     warning); ``gene_features``: the ESM2 gene table (v1 models); ``metadata``: entries
-    added to the bundle's metadata (name, source, ...). Pickles are read with
+    added to the bundle's metadata (name, source, ...). ``gene_lengths``: the release's
+    gene-length table (the authors' ``data/gene_length_df.csv``, columns ensg_id and
+    length), stored in the bundle so that counts become TPM as the release's pipeline
+    makes them (that table for every input gene, 1,000 bp for genes it lacks); without
+    it a warning says so, and bulkformer's shipped lengths are used. Pickles are read with
     ``torch.load(weights_only=True)``.
     """
     state = unwrap_state_dict(safe_torch_load(checkpoint), checkpoint)
@@ -181,7 +202,16 @@ def import_checkpoint(
         "preset": preset_name(config),
         **(metadata or {}),
     }
-    bundle = Bundle(model=model, genes=read_gene_info(gene_info, config.n_genes), gene_features=table, metadata=meta)
+    length_table = read_length_table(gene_lengths) if gene_lengths is not None else None
+    if length_table is None:
+        warnings.warn("no gene_lengths given: counts will become TPM with bulkformer's shipped gene lengths, which "
+                      "differ from the table this release was trained with (median ratio ~0.5): pass the authors' "
+                      "data/gene_length_df.csv as gene_lengths (--gene-lengths) to prepare counts as the release does",
+                      UserWarning, stacklevel=2)
+    else:
+        meta["gene_lengths"] = Path(gene_lengths).name
+    bundle = Bundle(model=model, genes=read_gene_info(gene_info, config.n_genes), gene_features=table, metadata=meta,
+                    length_table=length_table)
     if out is not None:
         bundle.save(out)
     return bundle

@@ -10,12 +10,16 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import bulkformer
 from bulkformer.checksums import IntegrityError
 from bulkformer.cli import app
+from bulkformer.convert import import_checkpoint
 from bulkformer.download import DownloadError, download_release
 from tests.conftest import require_shared
 
@@ -218,3 +222,44 @@ def test_download_without_a_network_says_where_to_put_the_files(tmp_path, cli):
                   "--base-url", "http://127.0.0.1:9"])  # nothing listens on the discard port
     assert result.exit_code == 2
     assert "download the release's files by hand" in result.output and str(tmp_path / "x") in result.output
+
+
+def _published_normalize_and_align(counts: pd.DataFrame, lengths: dict, gene_list: list[str]) -> np.ndarray:
+    """The published v1/v2 notebook's two steps, written out: counts (samples x genes)
+    -> TPM with the authors' length table (1,000 bp for genes it lacks; every input gene
+    in the denominator) -> natural log1p; then the vocabulary axis, -10 where absent."""
+    kb = np.array([lengths.get(gene, 1000) / 1000 for gene in counts.columns])
+    rate = counts.to_numpy(dtype=np.float64) / kb
+    log_tpm = np.log1p(rate / rate.sum(axis=1, keepdims=True) * 1e6)
+    frame = pd.DataFrame(log_tpm, index=counts.index, columns=counts.columns)
+    return frame.reindex(columns=gene_list).fillna(-10.0).to_numpy(dtype=np.float64)
+
+
+def test_a_v2_release_with_its_length_table_prepares_tcga_counts_as_the_release_does(tmp_path):
+    counts_path = require_shared("data", "tcga", "TCGA_CHOL_Counts.exp.gz")
+    table_path = require_shared("data", "published", "gene_length_df.csv.gz")
+    # a v2 release over real genes, laid out as the authors ship one
+    model = bulkformer.tiny_bundle(n_genes=400)
+    checkpoint, gene_info = tmp_path / "checkpoint.pt", tmp_path / "bulkformer_gene_info.csv"
+    torch.save({f"module.{k}": v for k, v in model.model.state_dict().items()}, checkpoint)
+    pd.DataFrame({"ensg_id": model.gene_ids}).to_csv(gene_info, index=False)
+    torch.save(model.edge_index.clone(), tmp_path / "G.pt")
+    torch.save(model.edge_weight.clone(), tmp_path / "G_weight.pt")
+    release = dict(checkpoint=checkpoint, gene_info=gene_info, graph=tmp_path / "G.pt",
+                   graph_weight=tmp_path / "G_weight.pt")
+    with pytest.warns(UserWarning, match=r"no gene_lengths given.*gene_length_df.csv"):
+        import_checkpoint(**release)
+    bundle = import_checkpoint(**release, gene_lengths=table_path, out=tmp_path / "bundle")
+    bundle = bulkformer.load(tmp_path / "bundle")  # the table travels with the bundle
+    assert bundle.length_table is not None and len(bundle.length_table) > 70_000
+
+    counts = pd.read_csv(counts_path, sep="\t", index_col=0)
+    table = pd.read_csv(table_path)
+    expected = _published_normalize_and_align(counts.T, dict(zip(table["ensg_id"], table["length"])), bundle.gene_ids)
+    prepared = bulkformer.prepare(counts_path, bundle, orientation="genes_by_samples")
+    assert prepared.values.shape == expected.shape
+    assert float(np.abs(prepared.values - expected).max()) <= 1e-6
+    assert set(prepared.report.length_sources) <= {"release", "default_1000bp"}
+    # without the table (shipped lengths) the scale differs: what the table fixes
+    plain = bulkformer.prepare(counts_path, model, orientation="genes_by_samples")
+    assert float(np.abs(plain.values - expected).max()) > 0.1

@@ -68,6 +68,7 @@ def import_checkpoint(
     graph: Optional[Path] = typer.Option(None, "--graph", help="Graph edge index G_*.pt (2 x n_edges); v1/v2 checkpoints."),
     graph_weight: Optional[Path] = typer.Option(None, "--graph-weight", help="Graph edge weights G_*_weight.pt."),
     gene_features: Optional[Path] = typer.Option(None, "--gene-features", help="Optional ESM2 table esm2_feature_concat.pt."),
+    gene_lengths: Optional[Path] = typer.Option(None, "--gene-lengths", help="v1/v2: the authors' gene-length table data/gene_length_df.csv, so that counts are normalised as the release does."),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write.", callback=output_path),
     download_manifest: Optional[Path] = typer.Option(None, "--download-manifest", help="A release folder: also check all six files against the authors' download manifest (format 2)."),
 ) -> None:
@@ -98,7 +99,7 @@ def import_checkpoint(
     if gene_info is None or graph is None:
         raise typer.BadParameter("a .pt checkpoint needs --gene-info and --graph (the release's gene table and "
                                  "graph); a release folder (bulkformer-latest) needs neither", param_hint="CHECKPOINT")
-    bundle = convert(checkpoint, gene_info, graph, graph_weight, gene_features, out=out)
+    bundle = convert(checkpoint, gene_info, graph, graph_weight, gene_features, out=out, gene_lengths=gene_lengths)
     preset = bundle.metadata.get("preset") or "custom"
     typer.echo(f"wrote {out}: BulkFormer {bundle.config.version} ({preset}), {bundle.config.n_genes} genes")
 

@@ -73,10 +73,14 @@ def _repeated_length_warnings(lengths: Mapping | pd.Series) -> list[str]:
 
 
 def plan_alignment(gene_ids: Sequence[str], index: VocabularyIndex, *,
-                   lengths: Mapping | pd.Series | None = None) -> AlignmentPlan:
+                   lengths: Mapping | pd.Series | None = None,
+                   release_lengths: pd.Series | None = None) -> AlignmentPlan:
     """Map ``gene_ids`` onto the vocabulary and pick each gene's length:
     user ``lengths`` (by input ID, unversioned ID, or the matched vocabulary ID) >
-    the vocabulary's length > the shipped annotation > 1,000 bp (REFERENCE.md)."""
+    the vocabulary's length > the shipped annotation > 1,000 bp (REFERENCE.md).
+    With ``release_lengths`` (a release's own table, e.g. the v1/v2 ``gene_length_df.csv``)
+    the release's rule instead: user ``lengths`` > that table > 1,000 bp, for every input
+    gene, matched or not (all of them are in the TPM denominator)."""
     mapping = map_gene_ids(gene_ids, index)
     found = mapping.lookup
     position = mapping.column_index
@@ -104,12 +108,17 @@ def plan_alignment(gene_ids: Sequence[str], index: VocabularyIndex, *,
         if n_without:
             plan_warnings.append(f"{n_without:,} of the {int(matched.sum()):,} matched genes have no length in lengths= "
                                  "and use the model vocabulary's length: give lengths for every gene, or none")
-    vocabulary_lengths = np.full(position.size, np.nan)
-    vocabulary_lengths[matched] = index.lengths_bp[position[matched]]
-    candidates.append(("vocabulary", vocabulary_lengths))
-    own_annotation = annotation_lengths(found, index)
-    candidates.append(("annotation", np.where(np.isnan(own_annotation), by(index.ensembl_length, vocabulary_ids),
-                                              own_annotation)))
+    if release_lengths is not None:
+        table = _user_length_lookup(release_lengths)
+        own = by(table, np.asarray(mapping.normalized_ids, dtype=object))
+        candidates.append(("release", np.where(np.isnan(own), by(table, vocabulary_ids), own)))
+    else:
+        vocabulary_lengths = np.full(position.size, np.nan)
+        vocabulary_lengths[matched] = index.lengths_bp[position[matched]]
+        candidates.append(("vocabulary", vocabulary_lengths))
+        own_annotation = annotation_lengths(found, index)
+        candidates.append(("annotation", np.where(np.isnan(own_annotation), by(index.ensembl_length, vocabulary_ids),
+                                                  own_annotation)))
 
     result = np.full(position.size, np.nan)
     sources: Counter = Counter()

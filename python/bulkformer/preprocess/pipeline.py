@@ -171,7 +171,8 @@ def _prepare_blocks(source: _Source, vocabulary: Any, *, input: str, orientation
     index = vocabulary_index(resolve_vocabulary(vocabulary))
     gene_ids = source.gene_ids
     sample_lengths, length_series = _split_lengths(lengths, orientation)
-    plan = plan_alignment(gene_ids, index, lengths=length_series)
+    plan = plan_alignment(gene_ids, index, lengths=length_series,
+                          release_lengths=getattr(vocabulary, "length_table", None))
     measured = plan.measured
     input_ids = _input_ids(gene_ids, plan.column_index, index.n_genes)
     output = out(index.n_genes) if out is not None else None
