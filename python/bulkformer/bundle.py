@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from . import bundle_checks
 from .atomic import atomic_directory
 from .checksums import CHECKSUMS, IntegrityError, verify_directory, write_checksums
 from .model import LAYOUTS, BulkFormer, config_from_dict
@@ -201,15 +202,18 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
         return Bundle(model=release.model.to(device), genes=release.genes, metadata=release.metadata)
     path = check_bundle_dir(path)
     verify_directory(path)  # before anything is read: a damaged or edited file is named
-    config_doc = json.loads((path / "config.json").read_text())
+    config_doc = bundle_checks.read_config(path)
     if config_doc.get("format") != "bulkformer-bundle":
         raise ValueError(f"{path / 'config.json'} is not a bulkformer bundle config")
     version = config_doc.get("format_version")
     if version != BUNDLE_FORMAT_VERSION:
         raise ValueError(f"bundle format {version} is not supported by this bulkformer (reads format {BUNDLE_FORMAT_VERSION}); upgrade bulkformer")
-    config = config_from_dict(config_doc["model"])
+    config = bundle_checks.model_config(path, config_doc)
+    weights = bundle_checks.check_config_sizes(path, config)  # before anything is allocated
     graph = load_file(str(path / "graph.safetensors"))
+    bundle_checks.check_graph(path, graph["edge_index"], config.n_genes)
     model = BulkFormer(config, graph["edge_index"], graph.get("edge_weight"))
+    bundle_checks.check_weight_shapes(path, model, weights, config)
     load_model(model, str(path / "model.safetensors"), strict=True)
     genes = pd.read_csv(path / "genes.tsv", sep="\t", dtype={"ensembl_id": str, "symbol": str})
     features_path = path / "gene_features.safetensors"
@@ -218,6 +222,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     if (path / LENGTH_TABLE).is_file():
         table = pd.read_csv(path / LENGTH_TABLE, sep="\t", dtype={"ensembl_id": str})
         length_table = table.set_index("ensembl_id")["length"].astype(float)
+    bundle_checks.check_finite(path, [*model.state_dict().items(), *graph.items(), ("gene_features", gene_features)])
     model.eval()
     model.to(device)
     return Bundle(model=model, genes=genes, gene_features=gene_features, metadata=config_doc.get("metadata", {}),
