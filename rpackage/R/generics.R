@@ -133,10 +133,14 @@ setGeneric("bulkformerImpute",
 #'
 #' @inheritParams bulkformerImpute
 #' @param level `"sample"` or `"gene"`.
-#' @param aggregate How gene states are pooled into a sample vector: `"max"`,
-#'   `"mean"`, `"median"`, or `"all"`, the elementwise sum of the
-#'   max, mean and median vectors (as many features as each of them, not three
-#'   times as many).
+#' @param aggregate How gene states are pooled into a sample vector:
+#'   `"default"`, the model's own way (`"max"` for v1/v2 models,
+#'   `"observed_mean"` for bulkformer-latest, as each release
+#'   extracts them); `"max"`, `"mean"` or `"median"` over
+#'   genes; `"all"`, the elementwise sum of the max, mean and median
+#'   vectors (as many features as each of them, not three times as
+#'   many); or `"observed_mean"`, each sample's mean over the genes it
+#'   measured.
 #' @param genes Optional vocabulary genes to pool over (sample level), to write
 #'   (gene level) or to read back (`readBulkformerGeneEmbeddings()`), as
 #'   Ensembl IDs (versioned or not) or gene symbols; `NULL` for all. Results
@@ -155,11 +159,11 @@ setGeneric("bulkformerImpute",
 #'   [bulkformerEmbedding()]) and the mapping
 #'   report and model description (see
 #'   [bulkformerImpute()]) in
-#'   `metadata(x)$bulkformer_embedding[[name]]` (`aggregate`,
-#'   `genes`, `mapping_report`, `model`);
+#'   `metadata(x)$bulkformer_embedding[[name]]` (`aggregate`, the pooling
+#'   used, `genes`, `mapping_report`, `model`);
 #' - sample level, matrix or data.frame input: a samples x features matrix with
-#'   the mapping report and the model description as attributes
-#'   `"mapping_report"` and `"model"`;
+#'   the mapping report, the model description and the pooling used as
+#'   attributes `"mapping_report"`, `"model"` and `"aggregate"`;
 #' - gene level: the path of the on-disk store (read it with
 #'   [readBulkformerGeneEmbeddings()]).
 #' @examples

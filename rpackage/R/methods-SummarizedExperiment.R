@@ -104,7 +104,8 @@ setMethod("bulkformerImpute", "SummarizedExperiment", function(x, model,
 #' @rdname bulkformerEmbed
 #' @export
 setMethod("bulkformerEmbed", "SummarizedExperiment", function(x, model,
-    level = c("sample", "gene"), aggregate = c("max", "mean", "median", "all"),
+    level = c("sample", "gene"),
+    aggregate = c("default", "max", "mean", "median", "all", "observed_mean"),
     genes = NULL, out = NULL, dtype = c("float32", "float16"),
     assay.type = "counts", input = c("counts", "tpm", "logtpm"),
     gene.column = NULL, lengths = NULL, length.assay = NULL,
@@ -115,7 +116,8 @@ setMethod("bulkformerEmbed", "SummarizedExperiment", function(x, model,
     input <- match.arg(input)
     if (level == "sample") .check_embedding_name(x, name)
     mat <- .se_matrix(x, assay.type, gene.column)
-    embedded <- .embed_matrix(mat, model, level, aggregate, genes, out,
+    embedded <- .embed_matrix(mat, model, level, .pooling(aggregate), genes,
+        out,
         match.arg(dtype), input, .se_lengths(x, lengths, length.assay, input),
         batch.size, device, progress, list(...),
         annotations = .se_annotations(x, gene.column))
@@ -129,7 +131,7 @@ setMethod("bulkformerEmbed", "SummarizedExperiment", function(x, model,
     # one entry per embedding column, so that a second embedding keeps the
     # first one's record
     S4Vectors::metadata(x)$bulkformer_embedding[[name]] <- list(
-        aggregate = aggregate, genes = genes,
+        aggregate = attr(embedded, "aggregate"), genes = genes,
         mapping_report = attr(embedded, "mapping_report"),
         model = attr(embedded, "model")
     )

@@ -48,8 +48,13 @@ NULL
         rowData = genes, colData = col.data, metadata = metadata)
 }
 
-# Sample embeddings (samples x features matrix, attributes "mapping_report"
-# and "model") or, at gene level, the path of the on-disk store.
+# "default" pooling leaves the choice to the model's layout (NULL reaches
+# Python as None).
+.pooling <- function(aggregate) if (identical(aggregate, "default")) NULL else
+    aggregate
+
+# Sample embeddings (samples x features matrix, attributes "mapping_report",
+# "model" and "aggregate") or, at gene level, the path of the on-disk store.
 .embed_matrix <- function(mat, model, level, aggregate, genes, out, dtype,
     input, lengths, batch.size, device, progress, python.args,
     annotations = NULL) {
@@ -77,6 +82,7 @@ NULL
             paste0("bf_", seq_len(ncol(embedding)) - 1L))
         report <- stored$get("mapping_report")
         model.record <- stored$get("model")
+        pooling <- stored$get("aggregate")
     } else {
         embedding <- .py_numeric(embedded$to_numpy())
         dimnames(embedding) <- list(
@@ -84,9 +90,11 @@ NULL
             .py_strings(embedded$columns$astype("str")$tolist()))
         report <- embedded$attrs$get("mapping_report")
         model.record <- embedded$attrs$get("model")
+        pooling <- embedded$attrs$get("aggregate")
     }
     attr(embedding, "mapping_report") <- .mapping_report(.py_dict(report))
     attr(embedding, "model") <- .py_dict(model.record)
+    attr(embedding, "aggregate") <- as.character(pooling)
     .announce_mapping(attr(embedding, "mapping_report"))
     embedding
 }
@@ -105,15 +113,16 @@ setMethod("bulkformerImpute", "matrix", function(x, model,
 #' @rdname bulkformerEmbed
 #' @export
 setMethod("bulkformerEmbed", "matrix", function(x, model,
-    level = c("sample", "gene"), aggregate = c("max", "mean", "median", "all"),
+    level = c("sample", "gene"),
+    aggregate = c("default", "max", "mean", "median", "all", "observed_mean"),
     genes = NULL, out = NULL, dtype = c("float32", "float16"),
     input = c("counts", "tpm", "logtpm"), lengths = NULL, batch.size = 16L,
     device = NULL, progress = interactive(), ...) {
     # the data's errors come before the model is loaded
     mat <- .expression_matrix(x)
-    .embed_matrix(mat, model, match.arg(level), match.arg(aggregate), genes,
-        out, match.arg(dtype), match.arg(input), lengths, batch.size, device,
-        progress, list(...))
+    .embed_matrix(mat, model, match.arg(level),
+        .pooling(match.arg(aggregate)), genes, out, match.arg(dtype),
+        match.arg(input), lengths, batch.size, device, progress, list(...))
 })
 
 # data.frame and other matrix-like objects (sparse Matrix, DelayedArray) are

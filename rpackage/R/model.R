@@ -2,12 +2,17 @@
 #'
 #' A bundle is a directory written by the Python package (`Bundle.save`, the
 #' `bulkformer import-checkpoint` command or `bulkformer_tiny_model()`):
-#' weights, the gene vocabulary, the gene graph. Load it once and pass the
-#' result to [bulkformerImpute()] and
+#' weights, the gene vocabulary, the gene graph, and the checksums every
+#' file is checked against when it is loaded. An official bulkformer-latest
+#' release folder (its six files as downloaded, see
+#' [bulkformer_download()])
+#' is accepted as it is, after its files are checked against its manifest.
+#' Load it once and pass the result to
+#' [bulkformerImpute()] and
 #' [bulkformerEmbed()]; they also accept the path
 #' itself.
 #'
-#' @param path Path of the bundle directory.
+#' @param path Path of the bundle directory or release folder.
 #' @param device Torch device, e.g. `"cpu"` or `"cuda"`.
 #' @return The Python `bulkformer.bundle.Bundle` object (a reticulate object
 #'   with the extra S3 class `bulkformer_model`), usable from R and from Python
@@ -47,7 +52,7 @@ load_bulkformer_model <- function(path, device = "cpu") {
 #' @param n_genes Number of vocabulary genes; `NULL` for the whole shipped
 #'   vocabulary.
 #' @param seed Random seed of the weights.
-#' @param version Model layout, `"v2"` or `"v1"`.
+#' @param version Model layout, `"v2"`, `"v1"` or `"latest"`.
 #' @return The loaded model (see
 #'   [load_bulkformer_model()]); the bundle
 #'   stays at `path`.
@@ -58,7 +63,7 @@ load_bulkformer_model <- function(path, device = "cpu") {
 #' }
 #' @export
 bulkformer_tiny_model <- function(path = tempfile("bulkformer-tiny-"),
-    n_genes = 300L, seed = 0L, version = c("v2", "v1")) {
+    n_genes = 300L, seed = 0L, version = c("v2", "v1", "latest")) {
     version <- match.arg(version)
     datasets <- .py_module("bulkformer.datasets")
     .as_model(.py_invoke(datasets$tiny_bundle, path = path.expand(path),
@@ -121,4 +126,38 @@ print.bulkformer_model <- function(x, ...) {
         reticulate::py_eval("lambda bundle: bundle", convert = FALSE), model)
     class(model) <- unique(c("bulkformer_model", class(model)))
     model
+}
+
+#' Download an official BulkFormer release, verified
+#'
+#' Fetches the six files of bulkformer-latest from where its authors publish
+#' them (or a mirror), resumes a partial file, checks every file's size and
+#' SHA256 against the authors' download manifest and loads the folder once.
+#' The folder is then a model for
+#' [load_bulkformer_model()],
+#' [bulkformerImpute()] and
+#' [bulkformerEmbed()].
+#' It calls the Python package's `bulkformer.download.download_release`;
+#' without a network it stops at once and says where to put files downloaded
+#' by hand.
+#'
+#' @param path Folder for the release's files.
+#' @param release The release; `"latest"` (bulkformer-latest).
+#' @param base.url A mirror serving the files by name, or `NULL` for the
+#'   authors' locations.
+#' @param progress Whether to show progress bars.
+#' @return `path`, invisibly.
+#' @examples
+#' if (bulkformer_available()) {
+#'     # needs the network (about 420 MB); offline it says what to do
+#'     folder <- tryCatch(bulkformer_download(tempfile("bulkformer-latest-")),
+#'         error = function(e) conditionMessage(e))
+#' }
+#' @export
+bulkformer_download <- function(path = "bulkformer-latest",
+    release = "latest", base.url = NULL, progress = interactive()) {
+    download <- .py_module("bulkformer.download")
+    .py_invoke(download$download_release, release, path.expand(path),
+        base_url = base.url, progress = progress)
+    invisible(path)
 }

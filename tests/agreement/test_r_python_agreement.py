@@ -218,6 +218,17 @@ def cases(r, tiny_model, request) -> dict[str, Case]:
         frame = counts[fixture_bundle.gene_ids[: int(0.8 * len(fixture_bundle.gene_ids))]]
         built["se_fixture_v2"] = Case(r.r["agreement_se"](_r_matrix(r, frame), _r_coldata(r, list(frame.index), 6)),
                                       fixture, frame, "mean")
+
+    # 7. bulkformer-latest: its release folder, as downloaded, is the model; a DESeqDataSet
+    #    lacking some of its genes; its own pooling (the mean over each sample's measured genes)
+    release = REFERENCE / "latest_tiny" / "bulkformer-latest"
+    if release.exists():
+        latest = bulkformer.load(release)
+        counts = _vocabulary_counts(latest, 6, seed=7)
+        frame = counts[latest.gene_ids[: int(0.85 * len(latest.gene_ids))]]
+        built["dds_latest_release"] = Case(
+            r.r["agreement_dds_from_matrix"](_r_matrix(r, frame), _r_coldata(r, list(frame.index), 7)),
+            release, frame, "default", gene_level=True)  # R's "default" = Python's None = observed_mean
     return built
 
 
@@ -250,7 +261,8 @@ def python_results(cases, tmp_path_factory) -> dict[str, dict]:
         bundle = bulkformer.load(case.model)
         lengths = case.lengths
         imputation = run_imputation(case.frame, bundle, input="counts", lengths=lengths, progress=False)
-        embedding = bulkformer.embed(case.frame, bundle, aggregate=case.aggregate, lengths=lengths, progress=False)
+        pooling = None if case.aggregate == "default" else case.aggregate  # R's "default": the model's own
+        embedding = bulkformer.embed(case.frame, bundle, aggregate=pooling, lengths=lengths, progress=False)
         out[name] = {"imputation": imputation, "embedding": embedding, "bundle": bundle}
         if case.gene_level:
             store = tmp_path_factory.mktemp("agreement-py") / f"{name}-genes.zarr"
@@ -306,7 +318,8 @@ def assert_embedding_agrees(r_side: dict, py_frame: pd.DataFrame) -> None:
     assert_close(r_side["values"], py_frame.to_numpy(dtype=np.float64), "sample embedding")
 
 
-CASE_NAMES = ["se_counts", "dds_matrix", "dds_example", "tximport_se", "matrix_mixed", "se_fixture_v2"]
+CASE_NAMES = ["se_counts", "dds_matrix", "dds_example", "tximport_se", "matrix_mixed", "se_fixture_v2",
+              "dds_latest_release"]
 
 
 def _case(name: str, cases: dict[str, Case]) -> Case:

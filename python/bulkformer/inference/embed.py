@@ -170,7 +170,8 @@ def embed(
         # genes x samples AnnData (R-style): the samples are its variables
         slot = adata.varm if orientation == "genes_by_samples" else adata.obsm
         slot["X_bulkformer"] = frame.to_numpy()
-        adata.uns.setdefault("bulkformer", {}).update(mapping_report=report, model=_without_none(bundle.describe()))
+        adata.uns.setdefault("bulkformer", {}).update(mapping_report=report, model=_without_none(bundle.describe()),
+                                                      aggregate=aggregate)
         return adata
 
     width = bundle.config.feature_dim + (0 if table is None else table.shape[1])
