@@ -3,6 +3,7 @@ temporary name and renamed into place only once complete."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -10,17 +11,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import ArgumentError
+
 
 @contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix, so writers that infer the
     format from it still work); it replaces ``path`` when the block succeeds and is
     removed when it fails."""
-    path = check_output_location(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory; this output is one file: give a file path")
+    path = check_file_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    sweep_stale(path)
+    handle, name = tempfile.mkstemp(prefix=_staging_prefix(path), suffix=path.suffix, dir=path.parent)
     os.close(handle)
     staging = Path(name)
     try:
@@ -30,6 +32,68 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
+
+
+def check_file_output(path: str | os.PathLike, argument: str = "out") -> Path:
+    """An output that is one file: refused at once where a directory stands (``d.csv/``),
+    not after the computation when the rename fails."""
+    path = check_output_location(path)
+    if path.is_dir():
+        raise ArgumentError(f"{path} is a directory, and this output is one file", argument=argument,
+                            value=str(path), fix=f"give a file path, e.g. {path / 'result'}{path.suffix}")
+    return path
+
+
+def check_not_input(out: str | os.PathLike, inputs: dict[str, str | os.PathLike | None],
+                    argument: str = "out") -> None:
+    """Inputs are never outputs: ``out`` naming one of ``inputs`` (argument -> path) would
+    replace the user's data with the result, so it is refused before any work."""
+    target = Path(out)
+    for name, source in inputs.items():
+        if source is None or not Path(source).exists() or not target.exists():
+            continue
+        # an output directory holding the input would be swapped out with it
+        if os.path.samefile(source, target) or _inside(Path(source), target):
+            raise ArgumentError(f"the output {target} is the input {source} ({name}); writing it would replace the "
+                                "input", argument=argument, value=str(target),
+                                fix=f"give another output path, e.g. {_free_sibling(target, file=True)}")
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    return directory.is_dir() and path.resolve().is_relative_to(directory.resolve())
+
+
+def _staging_prefix(path: Path) -> str:
+    """Temporary names carry the writer's process id, so that a later writer can tell a
+    leftover of a killed process (SIGKILL runs no cleanup) from a write in progress."""
+    return f".{path.name}.{os.getpid()}."
+
+
+def sweep_stale(path: Path) -> None:
+    """Remove temporary siblings of ``path`` left by processes that no longer run."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.")
+    try:
+        siblings = list(path.parent.iterdir())
+    except OSError:
+        return
+    for entry in siblings:
+        match = pattern.match(entry.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def check_output_location(path: str | os.PathLike) -> Path:
@@ -65,10 +129,13 @@ def check_replaceable(path: str | os.PathLike, marker: str | tuple[str, ...], wh
     return path
 
 
-def _free_sibling(path: Path) -> Path:
-    candidate, n = path.with_name(f"{path.name}-bulkformer"), 2
+def _free_sibling(path: Path, file: bool = False) -> Path:
+    # a file keeps its suffixes last (x.csv.gz -> x-bulkformer.csv.gz), so its format still reads
+    suffix = "".join(path.suffixes[-2:]) if file and path.name.endswith(".gz") else path.suffix if file else ""
+    stem = path.name[:len(path.name) - len(suffix)]
+    candidate, n = path.with_name(f"{stem}-bulkformer{suffix}"), 2
     while candidate.exists():
-        candidate, n = path.with_name(f"{path.name}-bulkformer-{n}"), n + 1
+        candidate, n = path.with_name(f"{stem}-bulkformer-{n}{suffix}"), n + 1
     return candidate
 
 
@@ -79,7 +146,8 @@ def atomic_directory(path: str | os.PathLike, *, marker: str | tuple[str, ...], 
     when :func:`check_replaceable` allows it (empty, or an earlier output holding ``marker``)."""
     path = check_replaceable(path, marker, what)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    sweep_stale(path)
+    staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(path), dir=path.parent))
     try:
         yield staging
         _publish_mode(staging)
@@ -113,8 +181,8 @@ def replace_directory(staging: Path, target: Path) -> None:
     if not target.exists():
         os.replace(staging, target)
         return
-    backup = target.with_name(f".{target.name}.old")
-    shutil.rmtree(backup, ignore_errors=True)
+    # a unique backup name: two writers finishing at once must not swap into one backup
+    backup = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix(target)}old.", dir=target.parent))
     os.replace(target, backup)
     os.replace(staging, target)
     shutil.rmtree(backup, ignore_errors=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import gzip
 import io as _io
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -198,14 +200,46 @@ def file_format(path: str | Path) -> str:
                      fix="Use CSV/TSV (optionally .gz), parquet or h5ad, or read the file yourself and pass a DataFrame")
 
 
+# utf-8-sig: a byte-order mark (Excel, some R exports) is not part of the first name
+TEXT_ENCODING = "utf-8-sig"
+_UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+
+
 def _open_text(path: Path):
-    return gzip.open(path, "rt", newline="") if path.name.lower().endswith(".gz") else open(path, newline="")
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", newline="", encoding=TEXT_ENCODING)
+    return open(path, newline="", encoding=TEXT_ENCODING)
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """A damaged or mis-encoded text file as an :class:`InputError` naming it, not a bare
+    EOFError (which the command line's framework prints as "Aborted.") or a decode error."""
+    try:
+        yield
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise InputError(f"{path} is truncated or not a valid gzip file ({err or type(err).__name__})",
+                         value=str(path), fix="download or compress the file again; `gzip -t FILE` checks it",
+                         joiner="; ") from None
+    except UnicodeError as err:
+        raise InputError(f"{path} is not UTF-8 text ({_encoding_hint(path)}{type(err).__name__})", value=str(path),
+                         fix="save it as UTF-8 CSV/TSV (e.g. iconv -f UTF-16 -t UTF-8), or as parquet",
+                         joiner="; ") from None
+
+
+def _encoding_hint(path: Path) -> str:
+    try:
+        with (gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")) as handle:
+            start = handle.read(2)
+    except (OSError, EOFError, zlib.error):
+        return ""
+    return "it starts with a UTF-16 byte-order mark; " if start in _UTF16_MARKS else ""
 
 
 def _text_header(path: Path) -> tuple[str, list[str]]:
     """(separator, header), the header always with a cell above the row names: R's
     write.table leaves that cell out, so its header is one field shorter than the rows."""
-    with _open_text(path) as handle:
+    with _reading(path), _open_text(path) as handle:
         first, second = handle.readline(), handle.readline()
     if not first.strip():
         raise InputError(f"empty input: {path} has no header line", value=str(path))
@@ -223,7 +257,7 @@ def _text_header(path: Path) -> tuple[str, list[str]]:
 
 def _no_rows(path: Path) -> bool:
     """A text file with a header and no data rows (pandas refuses to parse it at all)."""
-    with _open_text(path) as handle:
+    with _reading(path), _open_text(path) as handle:
         handle.readline()
         return not any(line.strip() for line in handle)
 
@@ -259,12 +293,13 @@ def read_sample_ids(path: str | Path, *, orientation: Orientation = "samples_by_
         separator, _ = _text_header(path)
         if _no_rows(path):
             return []
-        return _labels(pd.read_csv(path, sep=separator, header=None, skiprows=1, usecols=[0],
-                                   dtype={0: str}).iloc[:, 0])
+        with _reading(path):
+            return _labels(pd.read_csv(path, sep=separator, header=None, skiprows=1, usecols=[0],
+                                       dtype={0: str}, encoding=TEXT_ENCODING).iloc[:, 0])
     if file_format(path) == "h5ad":
         import anndata
 
-        backed = anndata.read_h5ad(path, backed="r")  # names only, closed at once: callers may list many files
+        backed = open_h5ad(path)  # names only, closed at once: callers may list many files
         try:
             if layer is not None:
                 _layer_name(backed, layer)
@@ -295,9 +330,7 @@ def _read_backed(path: str | Path, read: Callable[[Any], Any]) -> Any:
     path = _require(path)
     if file_format(path) != "h5ad":
         return None
-    import anndata
-
-    backed = anndata.read_h5ad(path, backed="r")
+    backed = open_h5ad(path)
     try:
         return read(backed)
     finally:
@@ -462,19 +495,23 @@ def _text_source(path: Path, orientation: str) -> _Source:
                 return
             # one streaming pass; header=None keeps repeated gene IDs (pandas would rename them);
             # sample IDs as written (as numbers, '001' would become '1' and '3' '3.0')
-            for frame in pd.read_csv(path, sep=separator, header=None, skiprows=1, index_col=0, chunksize=size,
-                                     dtype={0: str}):
-                yield ExpressionMatrix(_frame_values(_named(frame, columns)), columns, _labels(frame.index))
+            # a with block: a failing chunk (or a caller that stops early) closes the file
+            with _reading(path), pd.read_csv(path, sep=separator, header=None, skiprows=1, index_col=0,
+                                             chunksize=size, dtype={0: str}, encoding=TEXT_ENCODING) as frames:
+                for frame in frames:
+                    yield ExpressionMatrix(_frame_values(_named(frame, columns)), columns, _labels(frame.index))
         return _Source(columns, None, None, stream)
 
-    gene_ids = pd.read_csv(path, sep=separator, header=None, skiprows=1, usecols=[0], dtype=str,
-                           keep_default_na=False).iloc[:, 0].tolist() if not _no_rows(path) else []
+    with _reading(path):
+        gene_ids = pd.read_csv(path, sep=separator, header=None, skiprows=1, usecols=[0], dtype=str,
+                               keep_default_na=False, encoding=TEXT_ENCODING).iloc[:, 0].tolist() if not _no_rows(path) else []
 
     def reader(start: int, stop: int) -> ExpressionMatrix:
         # samples are columns: each chunk re-reads the file for its columns (chosen by
         # position, since pandas renames repeated headers and misreads R's short ones)
-        frame = pd.read_csv(path, sep=separator, header=None, skiprows=1, index_col=0,
-                            usecols=[0, *range(1 + start, 1 + stop)])
+        with _reading(path):
+            frame = pd.read_csv(path, sep=separator, header=None, skiprows=1, index_col=0,
+                                usecols=[0, *range(1 + start, 1 + stop)], encoding=TEXT_ENCODING)
         values = _frame_values(_named(frame, columns[start:stop]))
         return ExpressionMatrix(np.ascontiguousarray(values.T), gene_ids, columns[start:stop])
     return _Source(gene_ids, columns, reader)
@@ -528,6 +565,21 @@ def _read_parquet_rows(parquet, columns: list[str], start: int, stop: int) -> np
     return _frame_values(table.to_pandas(ignore_metadata=True))
 
 
+def open_h5ad(path: str | Path) -> Any:
+    """An h5ad file opened backed (values stay on disk); an empty, truncated or non-HDF5
+    file is an :class:`InputError` naming it, not h5py's traceback."""
+    import anndata
+
+    path = Path(path)
+    try:
+        return anndata.read_h5ad(path, backed="r")
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        size = path.stat().st_size if path.exists() else 0
+        what = "is empty (0 bytes)" if size == 0 else f"is not a readable h5ad file ({size:,} bytes: {err})"
+        raise InputError(f"{path} {what}", value=str(path), joiner="; ",
+                         fix="write it again (adata.write_h5ad), or give the CSV/parquet it came from") from None
+
+
 def _backed_x(adata: Any, path: Path) -> Any:
     """X of a backed AnnData; an h5ad written with X = None (values in a layer) has none."""
     if "X" not in adata.file:
@@ -547,9 +599,7 @@ def _h5ad_gene_ids(adata: Any, path: Path, orientation: str, genes: str | None) 
 
 
 def _h5ad_source(path: Path, orientation: str, layer: str | None, genes: str | None = None) -> _Source:
-    import anndata
-
-    adata = anndata.read_h5ad(path, backed="r")
+    adata = open_h5ad(path)
     matrix = adata.layers[_layer_name(adata, layer)] if layer is not None else _backed_x(adata, path)
     rows, cols = _labels(adata.obs_names), _labels(adata.var_names)
     column = _h5ad_gene_ids(adata, path, orientation, genes)

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from bulkformer.annotation import default_vocabulary
+from bulkformer.errors import InputError
 from bulkformer.preprocess import prepare
 
 VOCABULARY = default_vocabulary().iloc[:40].reset_index(drop=True)
@@ -210,8 +211,10 @@ def test_logged_values_declared_as_counts_warn():
     assert prepared.report.warnings and "log-transformed" in prepared.report.warnings[0]
 
 
-def test_counts_declared_as_logs_warn():
-    with pytest.warns(UserWarning, match=r"input='logtpm' but values reach .*above log1p\(1e6\)"):
+def test_counts_declared_as_logs_are_refused():
+    """Issue 31: log1p TPM cannot exceed log1p(1e6); counts declared as logtpm only warned
+    and were still written."""
+    with pytest.raises(InputError, match=r"above log1p\(1e6\).*input='logtpm'.*pass input='counts'"):
         prepare(_counts() * 100, VOCABULARY, input="logtpm")
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from bulkformer.atomic import atomic_file
+from bulkformer.atomic import atomic_file, check_file_output, check_not_input
 
 from .inputs import (GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, check_expression_file, check_model_dir, gene_list,
                      load_model, output_path, read_lengths)
@@ -29,6 +29,7 @@ def _output_format(path: Path, allowed: dict[str, str]) -> str:
     fmt = allowed.get(suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the output format of {path}: use one of {', '.join(sorted(allowed))}")
+    check_file_output(path)  # a directory there is refused now, not after the computation
     return fmt
 
 
@@ -107,6 +108,7 @@ def impute(
 
     check_expression_file(data, layer, gene_column)
     _output_format(out, _TABLE_SUFFIXES)
+    check_not_input(out, {"DATA": data, "--lengths": lengths, "--model": model})
     check_model_dir(model)
     result = run_imputation(str(data), str(model), which=which, input=input, orientation=orientation, layer=layer,
                             gene_names=gene_column, lengths=read_lengths(lengths),
@@ -162,6 +164,7 @@ def embed(
             raise ValueError(f"gene-level embeddings go to a zarr store: name the output *.zarr, got {out}")
     else:
         _output_format(out, _TABLE_SUFFIXES)
+    check_not_input(out, {"DATA": data, "--lengths": lengths, "--model": model})
     check_model_dir(model)
     result = run(str(data), str(model), level=level, aggregate=aggregate, genes=gene_list(genes),
                  out=out if level == "gene" else None, dtype=dtype, fuse_gene_features=fuse_gene_features,
@@ -207,6 +210,8 @@ def build_graph(
     check_expression_file(data, layer, gene_column)
     if out.suffix != ".safetensors":
         raise ValueError(f"the graph is written as safetensors: name the output *.safetensors, got {out}")
+    check_file_output(out)
+    check_not_input(out, {"DATA": data, "--model": model})
     graph = run(str(data), vocabulary=None if model is None else load_model(model), input=input,
                 orientation=orientation, top_k=top_k, min_abs_r=min_abs_r, out=out, layer=layer, genes=gene_column)
     typer.echo(f"wrote {out}: {len(graph.gene_ids)} genes, {graph.n_edges} edges")

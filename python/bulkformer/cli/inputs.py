@@ -32,9 +32,9 @@ def read_table(path: Path, what: str):
         raise FileNotFoundError(f"{what} file {path} does not exist")
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".h5ad"):
-        import anndata
+        from bulkformer.io import open_h5ad
 
-        backed = anndata.read_h5ad(path, backed="r")  # obs only: X stays on disk
+        backed = open_h5ad(path)  # obs only: X stays on disk
         try:
             table = backed.obs.copy()
         finally:
@@ -45,7 +45,8 @@ def read_table(path: Path, what: str):
     else:
         try:
             # sample IDs as written: read as numbers, '001' would become '1' and match no sample
-            table = pd.read_csv(path, sep="," if name.endswith(".csv") else "\t", index_col=0, dtype={0: str})
+            table = pd.read_csv(path, sep="," if name.endswith(".csv") else "\t", index_col=0, dtype={0: str},
+                                encoding="utf-8-sig")  # a byte-order mark is not part of the first name
         except UnicodeDecodeError:  # a spreadsheet, a binary file
             raise ValueError(f"{what} file {path} is not a text table: give a CSV/TSV(.gz), parquet or h5ad (its "
                              "obs) file with the sample IDs first") from None

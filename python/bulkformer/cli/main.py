@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import os
 import re
 import signal
 import sys
@@ -10,6 +11,8 @@ import warnings
 from collections.abc import Sequence
 
 import typer
+
+from ..errors import BulkformerError
 
 app = typer.Typer(
     name="bulkformer",
@@ -142,31 +145,70 @@ def _terminated(signum: int, frame) -> None:
     sys.exit(128 + signum)
 
 
+# a traceback reaches the user only when asked for: `--debug` anywhere on the command
+# line, or this variable set (to anything but 0), e.g. for a whole pipeline
+DEBUG_FLAG = "--debug"
+DEBUG_ENV = "BULKFORMER_DEBUG"
+
+
+def _take_debug_flag(argv: list[str]) -> bool:
+    """Whether tracebacks are wanted; removes ``--debug`` from ``argv`` (no command has it)."""
+    wanted = DEBUG_FLAG in argv[1:] or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+    argv[1:] = [arg for arg in argv[1:] if arg != DEBUG_FLAG]
+    return wanted
+
+
+def _fail(message: str, debug: bool, code: int = 2) -> None:
+    """One line on stderr (the traceback before it with --debug), then exit ``code``."""
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    sys.exit(code)
+
+
+def _no_space_advice(filename: str | None) -> str:
+    """Disk-full advice for the output being written: a gene store's own levers, or none."""
+    where = f" writing {filename}" if filename else ""
+    if filename and ".zarr" in str(filename):
+        return (f"no space left on the device{where}: free space or write the output elsewhere (a gene-level store "
+                "holds samples x genes x features values, 4 bytes each; --dtype float16 halves it, --genes keeps "
+                "fewer genes)")
+    return f"no space left on the device{where}: free space, or write the output to another disk"
+
+
+def _internal(err: BaseException, debug: bool) -> None:
+    """An error no check anticipated: exit 1 (not a usage error), the traceback on request."""
+    if debug:
+        raise err
+    text = str(err).splitlines()[0] if str(err) else ""
+    _fail(f"unexpected {type(err).__name__}{f': {text}' if text else ''} (rerun with {DEBUG_FLAG}, or "
+          f"{DEBUG_ENV}=1, for the traceback, and please report it)", False, code=1)
+
+
 def main() -> None:
+    debug = _take_debug_flag(sys.argv)
     warnings.formatwarning = _plain_warning
     _invoked[:] = _command_path(sys.argv[1:])
+    from bulkformer.errors import BulkformerError
     from bulkformer.safe_load import UnsafeCheckpointError
 
     previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         app()
-    except (ValueError, FileNotFoundError, UserError, UnsafeCheckpointError) as err:
-        typer.secho(f"error: {as_cli_advice(str(err))}", err=True, fg=typer.colors.RED)
-        sys.exit(2)
+    except (BulkformerError, ValueError, FileNotFoundError, UserError, UnsafeCheckpointError) as err:
+        _fail(as_cli_advice(str(err)), debug)
     except (PermissionError, FileExistsError, NotADirectoryError, IsADirectoryError) as err:
         # paths that turned unusable during the run (checked ones fail before it)
-        typer.secho(f"error: cannot write {err.filename}: {err.strerror}", err=True, fg=typer.colors.RED)
-        sys.exit(2)
+        _fail(f"cannot write {err.filename}: {err.strerror}", debug)
     except OSError as err:
         if err.errno != errno.ENOSPC:
-            raise
-        typer.secho(f"error: no space left on the device{f' writing {err.filename}' if err.filename else ''}: free "
-                    "space or write the output elsewhere (a gene-level store holds samples x genes x features values, "
-                    "4 bytes each; --dtype float16 halves it, --genes keeps fewer genes)", err=True, fg=typer.colors.RED)
-        sys.exit(2)
+            _internal(err, debug)
+        _fail(_no_space_advice(err.filename), debug)
     except MemoryError:
-        typer.secho("error: out of memory: lower --batch-size, or process the samples in parts", err=True,
-                    fg=typer.colors.RED)
-        sys.exit(2)
+        _fail("out of memory: lower --batch-size, or process the samples in parts", debug)
+    except Exception as err:  # noqa: BLE001 - a bug of ours: one line unless --debug
+        _internal(err, debug)
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -216,6 +216,9 @@ def predict(
     check_at_least(batch_size, 1, "batch_size")
     _output_format(out, _TABLE_SUFFIXES)
     check_expression_file(data, layer, gene_column)
+    from bulkformer.atomic import check_not_input
+
+    check_not_input(out, {"DATA": data, "--lengths": lengths, "--model": model})
     finetuned = load_finetuned(model, device=device or "cpu")
     frame = finetuned.predict(str(data), input=input, lengths=read_lengths(lengths), batch_size=batch_size, device=device,
                               gene_names=gene_column, orientation=orientation, layer=layer)

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..atomic import check_replaceable, replace_directory
+from ..locks import OutputLock
 from ..preprocess import vocabulary_positions
 from ..json_safe import json_safe
 
@@ -66,6 +67,14 @@ def staging_path(out: Path) -> Path:
     return out.with_name(f".{out.name}.partial")
 
 
+# stores this process is writing, by path: only their writer may remove their staging
+_LOCKS: dict[Path, OutputLock] = {}
+
+
+def _lock_key(out: Path) -> Path:
+    return out.parent.resolve() / out.name
+
+
 # what marks an earlier zarr store (v2 / v3), which a new one may replace
 STORE_MARKERS = (".zgroup", "zarr.json")
 
@@ -82,7 +91,10 @@ class GeneEmbeddingWriter:
         if create:
             check_replaceable(self.out, STORE_MARKERS, "a gene-embedding store")
             self.out.parent.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(self.staging, ignore_errors=True)
+            # one writer per store: the staging name is shared by this job's ranks, so a
+            # second job writing the same store would interleave its chunks with ours
+            _LOCKS[_lock_key(self.out)] = OutputLock(self.out).acquire()
+            shutil.rmtree(self.staging, ignore_errors=True)  # a killed run's leftover (its lock died with it)
             group = zarr.open_group(str(self.staging), mode="w")
             create = getattr(group, "create_array", None) or group.create_dataset  # zarr 3 / zarr 2
             create(
@@ -111,13 +123,27 @@ class GeneEmbeddingWriter:
         self.group.attrs.update(attrs)
         check_replaceable(self.out, STORE_MARKERS, "a gene-embedding store")
         replace_directory(self.staging, self.out)
+        lock = _LOCKS.pop(_lock_key(self.out), None)
+        if lock is not None:
+            lock.release()
         return self.out
 
 
 def discard_staging(out: str | Path) -> None:
     """Remove an unfinished store's staging directory (if any). zarr may still be finishing
-    chunk writes it had started (after a full disk, say), so removal is tried a few times."""
-    staging = staging_path(Path(out))
+    chunk writes it had started (after a full disk, say), so removal is tried a few times.
+    Only the process writing the store removes it: a writer refused because another
+    process holds the store must leave that one's staging alone."""
+    lock = _LOCKS.pop(_lock_key(Path(out)), None)
+    if lock is None:
+        return
+    try:
+        _remove(staging_path(Path(out)))
+    finally:
+        lock.release()
+
+
+def _remove(staging: Path) -> None:
     for _ in range(20):
         shutil.rmtree(staging, ignore_errors=True)
         if not staging.exists():

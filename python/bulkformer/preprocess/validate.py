@@ -10,6 +10,12 @@ from bulkformer.errors import InputError
 
 LOG1P_TPM_MAX = float(np.log1p(1e6))  # a single gene holding every transcript
 _BLOCK_ROWS = 256  # rows per check block: bounded temporaries on large inputs
+# no sequencing run gives a gene 1e15 reads; far larger values (1.7e308) overflow the
+# per-sample sums of normalisation into inf, and the results into NaN
+VALUE_MAX = 1e15
+# TPM sum to 1e6 per sample (less over a subset of genes); beyond this tolerance they
+# are another unit (RSEM's upper-quartile "normalized" values sum to tens of millions)
+TPM_SUM_MAX = 1.1e6
 
 
 def _examples(names: Sequence[str], limit: int = 5) -> str:
@@ -73,6 +79,8 @@ def check_values(matrix: np.ndarray, sample_ids: Sequence[str], gene_ids: Sequen
                       ("Counts, TPM and log1p TPM cannot be negative. If these are log2 ratios or z-scores, "
                        "pass raw counts (input='counts'), TPM (input='tpm') or natural log1p TPM (input='logtpm')."),
                       sample_ids, gene_ids, start)
+        if block.dtype.kind in "fiu":
+            _check_scale(block, input, sample_ids, gene_ids, start)
         zero_rows = ~(block != 0).any(axis=1)
         if zero_rows.any():
             names = [sample_ids[start + i] for i in np.flatnonzero(zero_rows)]
@@ -80,6 +88,31 @@ def check_values(matrix: np.ndarray, sample_ids: Sequence[str], gene_ids: Sequen
                 f"all-zero samples: {_examples(names)} have no expression in any gene (of {len(gene_ids):,})",
                 joiner=". ",
                 fix="Drop these samples (failed libraries) before preparing the data; TPM is undefined for them.")
+
+
+def _check_scale(block: np.ndarray, input: str, sample_ids, gene_ids, start: int) -> None:
+    """Values beyond what their declared kind can hold are errors, never a silent NaN or
+    a wrong scale: see the README's Reliability section for the limits chosen."""
+    if input == "logtpm":
+        _raise_on(block > LOG1P_TPM_MAX + 0.5, f"values above log1p(1e6) = {LOG1P_TPM_MAX:.2f} with "
+                  "input='logtpm' (TPM cannot exceed 1e6)",
+                  "These look like counts or TPM (or log2 values): pass input='counts' or input='tpm', or natural "
+                  "log1p TPM.", sample_ids, gene_ids, start)
+        return
+    _raise_on(block > VALUE_MAX, f"values above {VALUE_MAX:.0e}",
+              "No sequencing run gives such numbers, and normalising them overflows to NaN: check how the file was "
+              "written (units, a parse error), or drop those genes.", sample_ids, gene_ids, start)
+    if input == "tpm":
+        sums = np.nansum(block, axis=1, dtype=np.float64)
+        over = sums > TPM_SUM_MAX
+        if over.any():
+            names = [sample_ids[start + i] for i in np.flatnonzero(over)]
+            raise InputError(
+                f"input='tpm' but samples sum to up to {float(sums.max()):.3g} (e.g. {_examples(names)}), and TPM "
+                "sum to 1e6 per sample: these are another unit (RSEM's normalized values sum to tens of millions)",
+                argument="input", value=input, joiner=". ",
+                fix="Pass raw counts with input='counts' (TCGA: the raw_counts files), or TPM (RSEM: "
+                    "scaled_estimate x 1e6), or rescale each sample to sum to 1e6 if it is a per-million unit.")
 
 
 def _raise_on(bad: np.ndarray, problem: str, fix: str, sample_ids, gene_ids, start: int) -> None:
@@ -137,10 +170,7 @@ def plausibility_warnings(matrix: np.ndarray, input: str, max_values: int = 1_00
         messages.append(
             "input='tpm' but every value is a whole number: these look like raw counts; pass input='counts' "
             "so that they are length-normalised.")
-    if input == "logtpm" and maximum > LOG1P_TPM_MAX + 0.5:
-        messages.append(
-            f"input='logtpm' but values reach {maximum:.3g}, above log1p(1e6) = {LOG1P_TPM_MAX:.2f}: these look "
-            "like counts or TPM (or log2 values); pass input='counts' or input='tpm', or natural log1p TPM.")
+    # logtpm above log1p(1e6) is an error of check_values, not a warning
     for message in messages:
         warnings.warn(message, UserWarning, stacklevel=3)
     return messages
