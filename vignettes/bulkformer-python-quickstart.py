@@ -18,7 +18,12 @@
 # script; open it in Jupyter (with jupytext installed) or run
 # `jupytext --to notebook --execute vignettes/bulkformer-python-quickstart.py`.
 #
-# A real analysis loads a converted checkpoint, `bulkformer.load("models/bulkformer-147M")`.
+# A real analysis loads the recommended pretrained model, bulkformer-latest: download
+# it once, verified against the authors' checksums (`bulkformer download latest -o
+# models/bulkformer-latest` on the command line, or
+# `bulkformer.download.download_release("latest", "models/bulkformer-latest")`),
+# then `bulkformer.load("models/bulkformer-latest")`; its sample embeddings default
+# to the mean over each sample's measured genes.
 # Here we use the tiny random-weight bundle that ships for examples: it runs in
 # seconds, but its outputs carry no biology, so read the plots as a demonstration
 # of the workflow, not as findings.
