@@ -3,7 +3,7 @@ that would match as Ensembl IDs."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -16,12 +16,29 @@ if TYPE_CHECKING:
     from bulkformer.preprocess.pipeline import _Source
 
 
+class MatchAdvice(NamedTuple):
+    """Why too few genes matched (``problem``), what to do (``fix``, after ``joiner``) and
+    the argument that would do it (None: the data themselves)."""
+
+    problem: str
+    fix: str
+    argument: str | None
+    joiner: str = " "
+
+
 def genes_on_other_axis(sample_ids: Sequence[Any], gene_match_rate: float, index: VocabularyIndex,
                         orientation: str) -> str | None:
     """Advice when the sample names match the vocabulary clearly better than the genes do
     (``gene_match_rate``: share of the gene labels matched), i.e. the table is the other
     way round; None otherwise. A share, not a count: most genes of a full table are not in
     the vocabulary."""
+    parts = _other_axis(sample_ids, gene_match_rate, index, orientation)
+    return None if parts is None else " ".join(parts)
+
+
+def _other_axis(sample_ids: Sequence[Any], gene_match_rate: float, index: VocabularyIndex,
+                orientation: str) -> tuple[str, str] | None:
+    """(what is wrong, what to do) of :func:`genes_on_other_axis`."""
     labels = [str(s) for s in sample_ids[:2000]]
     found = lookup_many(labels, index)
     hits = [s for s, p in zip(labels, found.positions) if p >= 0]
@@ -29,48 +46,47 @@ def genes_on_other_axis(sample_ids: Sequence[Any], gene_match_rate: float, index
         return None
     return (
         f"The sample names look like gene IDs ({len(hits):,} of {len(labels):,} match, e.g. {', '.join(hits[:3])}): "
-        "genes are on the other axis. " + (
-            # advice that repeated the orientation given would send the user round in circles
-            "Rows are samples: leave out orientation='genes_by_samples' (the default is 'samples_by_genes')."
-            if orientation == "genes_by_samples" else
-            "Pass orientation='genes_by_samples' if rows are genes "
-            "(or 'samples_by_genes' if rows are samples)."))
+        "genes are on the other axis.",
+        # advice that repeated the orientation given would send the user round in circles
+        "Rows are samples: leave out orientation='genes_by_samples' (the default is 'samples_by_genes')."
+        if orientation == "genes_by_samples" else
+        "Pass orientation='genes_by_samples' if rows are genes (or 'samples_by_genes' if rows are samples).")
 
 
 def too_few_matched(report: MappingReport, min_fraction: float, block: ExpressionMatrix,
-                     index: VocabularyIndex, orientation: str = "samples_by_genes") -> str:
+                    index: VocabularyIndex, orientation: str = "samples_by_genes") -> MatchAdvice:
     measured = report.n_vocabulary - report.n_missing
     message = (f"too few vocabulary genes matched: {measured:,} of {report.n_vocabulary:,} "
-               f"({measured / max(report.n_vocabulary, 1):.1%}; min_matched_fraction={min_fraction}). ")
-    other_axis = genes_on_other_axis(block.sample_ids, report.n_matched / max(report.n_input_genes, 1), index,
-                                     orientation)
+               f"({measured / max(report.n_vocabulary, 1):.1%}; min_matched_fraction={min_fraction}).")
+    other_axis = _other_axis(block.sample_ids, report.n_matched / max(report.n_input_genes, 1), index, orientation)
     if other_axis:
-        return message + other_axis
+        return MatchAdvice(f"{message} {other_axis[0]}", other_axis[1], "orientation")
     if not report.n_unmatched:
-        return message + (f"All {report.n_input_genes:,} input genes matched, but they are too few: for a targeted "
-                          "panel, lower min_matched_fraction (the model sees the other genes as unmeasured).")
+        return MatchAdvice(message, f"All {report.n_input_genes:,} input genes matched, but they are too few: for a "
+                           "targeted panel, lower min_matched_fraction (the model sees the other genes as unmeasured).",
+                           "min_matched_fraction")
     kinds = ", ".join(f"{kind} {n:,}" for kind, n in report.id_types.items())
-    return message + (
-        f"Unmatched input genes include {', '.join(report.unmatched_examples[:5])} (ID kinds: {kinds}). Use human "
-        "Ensembl gene IDs, HGNC symbols or Entrez IDs; check that gene IDs are the row/column labels (orientation=); "
-        "or lower min_matched_fraction for a targeted panel.")
+    return MatchAdvice(
+        f"{message} Unmatched input genes include {', '.join(report.unmatched_examples[:5])} (ID kinds: {kinds}).",
+        "Use human Ensembl gene IDs, HGNC symbols or Entrez IDs; check that gene IDs are the row/column labels "
+        "(orientation=); or lower min_matched_fraction for a targeted panel.", None)
 
 
 def better_gene_column(columns: pd.DataFrame | None, n_measured: int, index: VocabularyIndex,
-                        orientation: str, owner: str) -> str:
-    """Advice naming the annotation column (of an AnnData or an h5ad file, ``owner``)
-    whose values match clearly more vocabulary genes than its var (obs) names do; ''
-    when there is none."""
+                       orientation: str, owner: str) -> tuple[str, Any]:
+    """(advice, the column) naming the annotation column (of an AnnData or an h5ad file,
+    ``owner``) whose values match clearly more vocabulary genes than its var (obs) names
+    do; ("", None) when there is none."""
     if columns is None:
-        return ""
+        return "", None
     where = "obs" if orientation == "genes_by_samples" else "var"
     hits = _column_hits(columns, index)
     best = max(hits, key=hits.get, default=None)
     if best is None or hits[best] <= 2 * n_measured:
-        return ""
+        return "", None
     best_hits = hits[best]
     return (f" {owner} {where} column {str(best)!r} matches {best_hits:,} vocabulary genes: pass "
-            f"{gene_column_argument(best)} to read the gene IDs from it.")
+            f"{gene_column_argument(best)} to read the gene IDs from it.", best)
 
 
 def _column_hits(columns: pd.DataFrame, index: VocabularyIndex, ensembl_only: bool = False) -> dict[Any, int]:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bulkformer.io import ExpressionMatrix, Orientation, as_matrix, is_anndata, open_expression, read_annotations
+from bulkformer.errors import GENE_COLUMN, GeneMatchError
 from bulkformer.preprocess.advice import better_gene_column, symbol_names_advice, too_few_matched
 from bulkformer.preprocess.align import AlignmentPlan, plan_alignment
 from bulkformer.preprocess.ids import VocabularyIndex, id_warnings, vocabulary_index
@@ -306,11 +307,16 @@ def _report(plan: AlignmentPlan, index: VocabularyIndex, input: str, min_matched
         match_routes=dict(mapping.routes), length_sources=dict(plan.length_sources), input=input,
     )
     if n_vocabulary and (n_measured == 0 or n_measured / n_vocabulary < min_matched_fraction):
-        message = too_few_matched(report, min_matched_fraction, first_block, index, orientation)
-        advice = ""
+        advice = too_few_matched(report, min_matched_fraction, first_block, index, orientation)
+        column_advice, column = "", None
         if source is not None and source.gene_columns is not None:
-            advice = better_gene_column(source.gene_columns(), n_measured, index, orientation, source.owner)
-        raise ValueError(message + advice)
+            column_advice, column = better_gene_column(source.gene_columns(), n_measured, index, orientation,
+                                                       source.owner)
+        # the fields let each front end say the fix in its own words (R: t(x), gene.column = ...)
+        raise GeneMatchError(advice.problem, fix=advice.fix + column_advice, joiner=advice.joiner,
+                             argument=GENE_COLUMN if column is not None else advice.argument,
+                             value=orientation if advice.argument == "orientation" else None,
+                             suggestion={GENE_COLUMN: str(column)} if column is not None else None)
     return report
 
 
