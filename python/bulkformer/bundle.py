@@ -22,7 +22,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from . import bundle_checks
 from .atomic import atomic_directory
 from .checksums import CHECKSUMS, IntegrityError, verify_directory, write_checksums
-from .model import LAYOUTS, BulkFormer, config_from_dict
+from .model import LAYOUTS, BulkFormer
 from .json_safe import json_safe
 
 BUNDLE_FORMAT_VERSION = 1

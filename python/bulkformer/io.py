@@ -297,8 +297,6 @@ def read_sample_ids(path: str | Path, *, orientation: Orientation = "samples_by_
             return _labels(pd.read_csv(path, sep=separator, header=None, skiprows=1, usecols=[0],
                                        dtype={0: str}, encoding=TEXT_ENCODING).iloc[:, 0])
     if file_format(path) == "h5ad":
-        import anndata
-
         backed = open_h5ad(path)  # names only, closed at once: callers may list many files
         try:
             if layer is not None:

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import typer
 
-from ..errors import BulkformerError
 
 app = typer.Typer(
     name="bulkformer",

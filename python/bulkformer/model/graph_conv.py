@@ -22,7 +22,10 @@ def check_graph(edge_index: torch.Tensor, edge_weight: torch.Tensor | None, n_ge
         raise ValueError(f"edge_index must have shape (2, n_edges), got {tuple(edge_index.shape)}")
     if edge_index.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"edge_index must be an integer tensor, got {edge_index.dtype}")
-    if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= n_genes):
+    if edge_index.numel() and int(edge_index.min()) < 0:
+        raise ValueError(f"edge_index holds a negative gene index ({int(edge_index.min())}); graph indices are "
+                         f"positions 0..{n_genes - 1} in the vocabulary: the graph file is damaged")
+    if edge_index.numel() and int(edge_index.max()) >= n_genes:
         raise ValueError(
             f"edge_index refers to gene {int(edge_index.max())} but the vocabulary has {n_genes} genes; "
             "was the graph built for another vocabulary?"
