@@ -102,7 +102,7 @@ class FastPath:
 
     Build once per run (a layout caches what does not depend on the batch), then call
     per batch. ``gene_chunk`` bounds the working set of each layer (genes per chunk;
-    default 2,048 on CPU, the whole vocabulary on GPUs); ``per_sample`` processes
+    default 1,024 on CPU, the whole vocabulary on GPUs); ``per_sample`` processes
     samples one at a time (smaller temporaries, but many more small kernels: slower
     with several threads). Subclasses implement ``_forward``.
     """
@@ -114,7 +114,8 @@ class FastPath:
         self.config = model.config
         device = model.graph_edge_index.device
         self.per_sample = bool(per_sample)
-        self.gene_chunk = gene_chunk or (2048 if device.type == "cpu" else 1 << 30)
+        # CPU: 1,024-gene chunks run the GEMMs at the rate 2,048 did (measured) with half the temporaries
+        self.gene_chunk = gene_chunk or (1024 if device.type == "cpu" else 1 << 30)
 
     def __call__(
         self,

@@ -73,20 +73,22 @@ def too_few_matched(report: MappingReport, min_fraction: float, block: Expressio
 
 
 def better_gene_column(columns: pd.DataFrame | None, n_measured: int, index: VocabularyIndex,
-                       orientation: str, owner: str) -> tuple[str, Any]:
-    """(advice, the column) naming the annotation column (of an AnnData or an h5ad file,
-    ``owner``) whose values match clearly more vocabulary genes than its var (obs) names
-    do; ("", None) when there is none."""
+                       orientation: str, owner: str) -> tuple[str, Any] | None:
+    """(what it matches, the column): the annotation column (of an AnnData or an h5ad
+    file, ``owner``) whose values match clearly more vocabulary genes than its var (obs)
+    names do; None when there is none."""
     if columns is None:
-        return "", None
+        return None
     where = "obs" if orientation == "genes_by_samples" else "var"
     hits = _column_hits(columns, index)
     best = max(hits, key=hits.get, default=None)
     if best is None or hits[best] <= 2 * n_measured:
-        return "", None
-    best_hits = hits[best]
-    return (f" {owner} {where} column {str(best)!r} matches {best_hits:,} vocabulary genes: pass "
-            f"{gene_column_argument(best)} to read the gene IDs from it.", best)
+        return None
+    return f"{owner} {where} column {str(best)!r} matches {hits[best]:,} vocabulary genes", best
+
+
+def gene_column_fix(column: Any) -> str:
+    return f"pass {gene_column_argument(column)} to read the gene IDs from it."
 
 
 def _column_hits(columns: pd.DataFrame, index: VocabularyIndex, ensembl_only: bool = False) -> dict[Any, int]:

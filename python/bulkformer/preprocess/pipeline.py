@@ -13,7 +13,7 @@ import pandas as pd
 
 from bulkformer.io import ExpressionMatrix, Orientation, as_matrix, is_anndata, open_expression, read_annotations
 from bulkformer.errors import GENE_COLUMN, GeneMatchError
-from bulkformer.preprocess.advice import better_gene_column, symbol_names_advice, too_few_matched
+from bulkformer.preprocess.advice import better_gene_column, gene_column_fix, symbol_names_advice, too_few_matched
 from bulkformer.preprocess.align import AlignmentPlan, plan_alignment
 from bulkformer.preprocess.ids import VocabularyIndex, id_warnings, vocabulary_index
 from bulkformer.preprocess.conventions import InputConventions, conventions_of
@@ -308,15 +308,15 @@ def _report(plan: AlignmentPlan, index: VocabularyIndex, input: str, min_matched
     )
     if n_vocabulary and (n_measured == 0 or n_measured / n_vocabulary < min_matched_fraction):
         advice = too_few_matched(report, min_matched_fraction, first_block, index, orientation)
-        column_advice, column = "", None
+        column = None
         if source is not None and source.gene_columns is not None:
-            column_advice, column = better_gene_column(source.gene_columns(), n_measured, index, orientation,
-                                                       source.owner)
+            column = better_gene_column(source.gene_columns(), n_measured, index, orientation, source.owner)
         # the fields let each front end say the fix in its own words (R: t(x), gene.column = ...)
-        raise GeneMatchError(advice.problem, fix=advice.fix + column_advice, joiner=advice.joiner,
-                             argument=GENE_COLUMN if column is not None else advice.argument,
-                             value=orientation if advice.argument == "orientation" else None,
-                             suggestion={GENE_COLUMN: str(column)} if column is not None else None)
+        if column is not None:  # a column that holds the IDs: that is the fix
+            raise GeneMatchError(f"{advice.problem} {column[0]}", fix=gene_column_fix(column[1]), joiner=": ",
+                                 argument=GENE_COLUMN, suggestion={GENE_COLUMN: str(column[1])})
+        raise GeneMatchError(advice.problem, fix=advice.fix, joiner=advice.joiner, argument=advice.argument,
+                             value=orientation if advice.argument == "orientation" else None)
     return report
 
 

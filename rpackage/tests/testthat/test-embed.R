@@ -58,6 +58,8 @@ test_that("a matrix gives a samples x features matrix; gene subsets and names ar
                           aggregate = "mean", name = "bf_mean", progress = FALSE)
     plain <- embedding
     attr(plain, "mapping_report") <- attr(plain, "model") <- NULL
+    expect_identical(attr(plain, "aggregate"), "mean")  # the pooling used, recorded
+    attr(plain, "aggregate") <- NULL
     expect_identical(bulkformerEmbedding(se, "bf_mean"), plain)
     subset <- bulkformerVocabulary(model)$ensembl_id[1:20]
     on_subset <- bulkformerEmbed(counts, model, aggregate = "mean", genes = subset, progress = FALSE)
@@ -82,4 +84,19 @@ test_that("gene-level embeddings are written to disk and read back", {
     one <- readBulkformerGeneEmbeddings(path, samples = "S2", genes = genes[2])
     expect_equal(one[1, 1, ], stored["S2", genes[2], ])
     expect_error(bulkformerEmbed(counts, model, level = "gene", progress = FALSE), "out")
+})
+
+test_that("the default pooling is each layout's own: max for v2, the observed-gene mean for bulkformer-latest", {
+    skip_if_no_bulkformer(TRUE)
+    latest <- bulkformer_tiny_model(n_genes = 60, version = "latest")
+    counts <- example_counts(latest, n_measured = 50, n_samples = 3)
+    pooled <- bulkformerEmbed(counts, latest, progress = FALSE)
+    expect_identical(attr(pooled, "aggregate"), "observed_mean")
+    expect_identical(ncol(pooled), 16L)  # the tiny latest model's width: no appended summary features
+    explicit <- bulkformerEmbed(counts, latest, aggregate = "observed_mean", progress = FALSE)
+    expect_identical(unclass(pooled)[, ], unclass(explicit)[, ])
+    expect_gt(max_abs_diff(pooled, bulkformerEmbed(counts, latest, aggregate = "max", progress = FALSE)), 1e-3)
+    v2 <- bulkformerEmbed(example_counts(tiny_model(), n_measured = 250, n_samples = 3), tiny_model(),
+                          progress = FALSE)
+    expect_identical(attr(v2, "aggregate"), "max")
 })
