@@ -278,7 +278,26 @@ def logtpm_on_counts(env: Env) -> list:
     return impute(env, env.csv(), "--input", "logtpm")
 
 
+def noted_once(env: Env, done: Done) -> None:
+    assert done.err.count("random weights") == 1, done.err
+
+
+def evaluate_quiet(env: Env) -> list:
+    labels = pd.Series(["a", "a", "b", "b"], index=env.counts.index, name="label")
+    labels.to_csv(env.dir / "labels.csv")
+    return ["evaluate", "classification", env.csv(), "--labels", env.dir / "labels.csv", "-m", env.model,
+            "--folds", "2", "--pca", "2", "--trees", "5", "--no-progress"]
+
+
+def no_bars(env: Env, done: Done) -> None:
+    assert "sample/s" not in done.err and "%|" not in done.err, done.err
+
+
 CLI_CASES = [
+    # quiet where asked, and never silent about a demo model
+    Case("random_weights_noted", lambda e: impute(e, e.csv()), code=0, outputs=("out.csv",),
+         says=("(?m)^note: .*has random weights \\(a demo model\\)",), check=noted_once),
+    Case("random_weights_noted_by_evaluate", evaluate_quiet, code=0, says=("has random weights",), check=no_bars),
     # inputs are never outputs
     Case("impute_output_is_input", lambda e: impute(e, e.csv(), out="x.csv"), says=("is the input", r"x-bulkformer\.csv")),
     Case("impute_output_is_input_other_spelling",

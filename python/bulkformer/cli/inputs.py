@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
+import typer
+
 # the --gene-column option of every command that reads an expression file with --layer
 ORIENTATION_HELP = "samples_by_genes (rows are samples) or genes_by_samples."
 LAYER_HELP = "h5ad layer holding the values (default X)."
@@ -140,7 +142,23 @@ def check_model_dir(path: Path) -> Path:
     output or a run directory is named as such, with how to use it)."""
     from bulkformer.bundle import check_bundle_dir
 
-    return check_bundle_dir(path)
+    checked = check_bundle_dir(path)
+    if declared_untrained(checked):
+        # a tiny/demo bundle runs like a real one: say so, or its output reads as biology
+        typer.echo(f"note: {path} has random weights (a demo model): its outputs carry no biology", err=True)
+    return checked
+
+
+def declared_untrained(path: Path) -> bool:
+    """Whether the bundle's config.json says ``trained: false`` (tiny and demo bundles).
+    An unreadable config is not judged here: loading the bundle names what is wrong."""
+    import json
+
+    try:
+        metadata = json.loads((path / "config.json").read_text(encoding="utf-8")).get("metadata")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(metadata, dict) and metadata.get("trained") is False
 
 
 def load_model(path: Path) -> Any:

@@ -44,6 +44,8 @@ DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cu
 AGGREGATE = typer.Option(None, "--aggregate", help="Sample embedding pooling over genes: max | mean | median | all | observed_mean (default: the model's; max for v1/v2, observed_mean for bulkformer-latest).")
 HIDDEN = typer.Option("256,64", "--hidden", help="MLP hidden layer sizes, comma-separated.")
 MAX_ITER = typer.Option(300, "--max-iter", help="MLP training epochs (early stopping on a 10% split).")
+# every evaluate subcommand takes it (scripts pass it uniformly); the embedding pass's bar is the one shown
+PROGRESS = typer.Option(True, "--progress/--no-progress", help="Progress bar of the embedding pass (--no-progress: none, for logs).")
 ID_LENGTH = typer.Option(None, "--id-length", help="Match samples on the first N characters of their IDs (TCGA: 15).")
 
 
@@ -127,14 +129,15 @@ def _data_args(input: str, orientation: str, lengths: Optional[Path], layer: Opt
 
 
 def _feature_sets(data: Path, model, include: list[str], data_args: dict, aggregate: str,
-                  batch_size: int, device: Optional[str], samples=None, id_length: Optional[int] = None):
+                  batch_size: int, device: Optional[str], samples=None, id_length: Optional[int] = None,
+                  progress: bool = True):
     """Both feature sets, rows cut to ``id_length`` and restricted to ``samples`` (the
     samples the checked labels kept, so that the task warns about nothing twice)."""
     from bulkformer.tasks.common import on_samples
     from bulkformer.tasks.features import feature_sets
 
     sets = feature_sets(data, model, include=include, aggregate=aggregate, batch_size=batch_size, device=device,
-                        progress=True, **data_args)
+                        progress=progress, **data_args)
     sets = {name: _cut_ids(frame, id_length) for name, frame in sets.items()}
     return sets if samples is None else {name: on_samples(frame, samples) for name, frame in sets.items()}
 
@@ -190,7 +193,7 @@ def classification(
     n_components: int = typer.Option(64, "--pca", help="PCA components before the heads."),
     trees: int = typer.Option(500, "--trees", help="Random forest size."),
     seed: int = SEED, batch_size: int = BATCH, device: Optional[str] = DEVICE,
-    out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
+    out: Optional[Path] = OUT, plot: Optional[Path] = PLOT, progress: bool = PROGRESS,
 ) -> None:
     """Classify samples (disease, tissue, cancer type): PCA -> random forest / logistic regression.
 
@@ -213,7 +216,7 @@ def classification(
     target = match_samples(target, _samples(data, data_args, id_length), what="labels")
     task.check_labels(target, folds)
     sets = _feature_sets(data, model, include, data_args, aggregate, batch_size, device, samples=target.index,
-                         id_length=id_length)
+                         id_length=id_length, progress=progress)
     result = task.evaluate(sets, target, n_splits=folds, n_components=n_components, n_estimators=trees, seed=seed)
     _report(result, out, plot)
 
@@ -234,7 +237,7 @@ def prognosis(
                                             "vs followed beyond it; samples censored earlier are left out of that head. "
                                             "Default: event vs no event, as the paper."),
     seed: int = SEED, batch_size: int = BATCH, device: Optional[str] = DEVICE,
-    out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
+    out: Optional[Path] = OUT, plot: Optional[Path] = PLOT, progress: bool = PROGRESS,
 ) -> None:
     """Prognosis: alive/dead random forest (AUROC, AUPRC) and Cox on PCA components (C-index).
 
@@ -257,7 +260,7 @@ def prognosis(
     if horizon is not None:
         task.status_at(horizon, checked["time"].to_numpy(dtype=float), checked["event"].to_numpy())
     sets = _feature_sets(data, model, include, data_args, aggregate, batch_size, device,
-                         samples=checked.index, id_length=id_length)
+                         samples=checked.index, id_length=id_length, progress=progress)
     result = task.evaluate(sets, table.loc[checked.index], time_col=time_column, event_col=event_column, n_splits=folds,
                            n_components=n_components, n_estimators=trees, horizon=horizon, seed=seed)
     _report(result, out, plot)
@@ -276,6 +279,7 @@ def drug_response(
     aggregate: Optional[str] = AGGREGATE, folds: int = FOLDS, hidden: str = HIDDEN, max_iter: int = MAX_ITER,
     seed: int = SEED, batch_size: int = BATCH,
     device: Optional[str] = DEVICE, out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
+    progress: bool = PROGRESS,
 ) -> None:
     """Drug response: cell-line features + drug descriptors -> MLP; mean Pearson r per drug.
 
@@ -299,7 +303,7 @@ def drug_response(
     table = task.match_responses(table, _samples(data, data_args), drug_table.index)
     check_folds(folds, table["cell_line"].nunique(), "cell lines with responses")
     sets = _feature_sets(data, model, include, data_args, aggregate, batch_size, device,
-                         samples=table["cell_line"].unique())
+                         samples=table["cell_line"].unique(), progress=progress)
     result = task.evaluate(sets, drug_table, table, cell_col="cell_line", drug_col="drug", value_col="value",
                            n_splits=folds, hidden=sizes, max_iter=max_iter, seed=seed)
     _report(result, out, plot)
@@ -314,6 +318,7 @@ def essentiality(
     features: str = FEATURES, folds: int = FOLDS, hidden: str = HIDDEN, max_iter: int = MAX_ITER,
     seed: int = SEED, batch_size: int = BATCH,
     device: Optional[str] = DEVICE, out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
+    progress: bool = PROGRESS,
 ) -> None:
     """Gene essentiality: gene-level embeddings per cell line -> MLP of gene effect.
 
@@ -367,7 +372,7 @@ def imputation(
     baselines: str = typer.Option("gene_mean,knn", "--baselines", help="Comma-separated: gene_mean, knn (empty: none)."),
     repeats: int = typer.Option(1, "--repeats", help="Independent random masks."),
     seed: int = SEED, batch_size: int = BATCH, device: Optional[str] = DEVICE,
-    out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
+    out: Optional[Path] = OUT, plot: Optional[Path] = PLOT, progress: bool = PROGRESS,
 ) -> None:
     """Imputation: hide k% of observed genes per sample; BulkFormer vs gene-mean and KNN.
 
@@ -402,7 +407,7 @@ def gene_survival(
     model: Path = MODEL, input: str = INPUT, lengths: Optional[Path] = LENGTHS, orientation: str = ORIENTATION, layer: Optional[str] = LAYER,
     gene_column: Optional[str] = GENE_COLUMN,
     n_plot: int = typer.Option(4, "--n-plot", help="Kaplan-Meier panels (genes with the smallest log-rank p)."),
-    out: Optional[Path] = OUT, plot: Optional[Path] = PLOT,
+    out: Optional[Path] = OUT, plot: Optional[Path] = PLOT, progress: bool = PROGRESS,
 ) -> None:
     """Per-gene hazard ratios of high vs low (median split) log1p TPM, with Kaplan-Meier curves.
 
