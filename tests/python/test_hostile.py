@@ -489,7 +489,43 @@ def _prepare_values(value: float, input: str = "counts") -> Callable[[Env], obje
     return call
 
 
+def _par_y_split(spelling: str) -> Callable[[Env], object]:
+    """Salmon/RSEM split a pseudoautosomal gene's reads between its X row and its _PAR_Y
+    row (GENCODE; ENSGR... before v25): the two are summed, as the unsplit gene."""
+    def call(env: Env) -> object:
+        frame = env.counts.astype(float)
+        gene = str(frame.columns[0])
+        y_name = spelling.format(digits=gene[5:], gene=gene)
+        split = frame.assign(**{y_name: frame[gene] * 0.4})
+        split[gene] = frame[gene] * 0.6
+        model = bulkformer.load(env.model)
+        with pytest.warns(UserWarning, match="merged"):
+            prepared = bulkformer.prepare(split, model)
+        whole = bulkformer.prepare(frame, model)
+        np.testing.assert_allclose(prepared.values, whole.values, rtol=1e-6, atol=1e-6)
+        report = prepared.report
+        assert report.id_types.get("ensembl_par_y") == 1 and "symbol" not in report.id_types, report.id_types
+        assert report.n_collapsed == 1 and report.n_matched == frame.shape[1] + 1
+        assert sum(report.match_routes.values()) == report.n_matched, report.match_routes
+    return call
+
+
+def _routes_add_up(env: Env) -> None:
+    frame = env.counts.astype(float)
+    symbol = bulkformer.load(env.model).genes["symbol"].iloc[1]
+    extra = frame.iloc[:, [1]].set_axis([symbol.lower()], axis=1)  # a tier-1 route to a directly measured gene
+    with_superseded = pd.concat([frame, extra], axis=1)
+    report = bulkformer.prepare(with_superseded, bulkformer.load(env.model)).report
+    assert "superseded" not in report.match_routes, report.match_routes
+    assert sum(report.match_routes.values()) == report.n_matched
+    assert report.n_matched + report.n_unmatched == report.n_input_genes and report.n_unmatched == 1
+
+
 API_CASES = [
+    # real quantifications: GENCODE _PAR_Y rows, superseded IDs
+    ApiCase("par_y_rows_summed_into_x", _par_y_split("{gene}_PAR_Y"), raises=None),
+    ApiCase("old_ensgr_par_y_rows_summed_into_x", _par_y_split("ENSGR{digits}.7"), raises=None),
+    ApiCase("mapping_routes_add_up_to_matched", _routes_add_up, raises=None),
     ApiCase("load_nan_weights", _load(tensor_edit("graph.safetensors", "edge_weight", set_item(0, float("nan")))),
             says="NaN or infinite"),
     ApiCase("load_invalid_config_json", _load(write_text("config.json", "{")), says="config.json is not valid JSON"),

@@ -1,7 +1,8 @@
 """Gene identifiers -> vocabulary positions.
 
 Recognised kinds: Ensembl gene IDs with or without version (``ENSG00000141510.16``),
-GENCODE ``_PAR_Y`` copies (left unmatched: the X copy carries the gene), Entrez IDs,
+GENCODE ``_PAR_Y`` copies and their older ``ENSGR`` spelling (merged into the X copy's
+gene: Salmon and RSEM split a pseudoautosomal gene's reads between the two rows), Entrez IDs,
 ``SYMBOL|ENTREZ`` (TCGA RSEM tables), HGNC symbols including aliases and previous
 symbols. The shipped annotation (:func:`bulkformer.annotation.gene_table`) bridges
 kinds the vocabulary does not list itself.
@@ -172,6 +173,8 @@ def vocabulary_index(vocabulary: pd.DataFrame) -> VocabularyIndex:
 
 _ANY_KIND = re.compile(
     r"^(?:(?P<ensembl>ENSG\d{11})(?P<version>\.\d+)?(?P<par_y>_PAR_Y)?"
+    # GENCODE <= v24 named the Y copies ENSGR + the X copy's digits after its first 0
+    r"|ENSGR(?P<old_par_y>\d{10})(?:\.\d+)?(?:_PAR_Y)?"
     r"|(?P<transcript>ENST\d{11}(?:\.\d+)?(?:_PAR_Y)?)"
     r"|ENS(?P<species>[A-Z]{3,6})[GT]\d{11}(?:\.\d+)?"
     r"|(?P<entrez>\d+)"
@@ -191,6 +194,8 @@ def classify_many(gene_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
             keys[j] = found.group("ensembl")
             kinds[j] = ("ensembl_par_y" if found.group("par_y") else
                         "ensembl_versioned" if found.group("version") else "ensembl")
+        elif found.group("old_par_y"):
+            kinds[j], keys[j] = "ensembl_par_y", "ENSG0" + found.group("old_par_y")
         elif found.group("transcript"):
             kinds[j], keys[j] = "ensembl_transcript", gene_id
         elif found.group("species"):
@@ -255,6 +260,10 @@ def lookup_many(gene_ids: Sequence[str], index: VocabularyIndex) -> Lookup:
     ensembl = (kinds == "ensembl") | (kinds == "ensembl_versioned")
     resolve(ensembl, keys, index.position, 0, "ensembl")
     resolve(ensembl, keys, index.other_ensembl_position, 1, "ensembl_same_entrez")
+    # a _PAR_Y row holds the rest of its X copy's reads: tier 0, so the two are merged (summed)
+    par_y = kinds == "ensembl_par_y"
+    resolve(par_y, keys, index.position, 0, "ensembl_par_y")
+    resolve(par_y, keys, index.other_ensembl_position, 1, "ensembl_same_entrez")
     resolve(kinds == "entrez", keys, index.entrez_position, 0, "entrez")
     paired = kinds == "symbol|entrez"
     paired_symbols, paired_entrez = _split_symbol_entrez(keys, paired)
@@ -306,9 +315,9 @@ def map_gene_ids(gene_ids: Sequence[object], index: VocabularyIndex, *, max_exam
     np.minimum.at(best_tier, positions[matched], tiers[matched])
     superseded = matched & (tiers > best_tier[np.where(matched, positions, 0)])
     column_index = np.where(matched & ~superseded, positions, -1)
+    # routes of matched genes only, so that they add up to n_matched; superseded IDs
+    # reach no vocabulary gene of their own and count as unmatched (map_genes names them)
     routes = Counter(found.routes[column_index >= 0].tolist())
-    if superseded.any():
-        routes["superseded"] = int(superseded.sum())
 
     unmatched = [ids[j] for j in np.flatnonzero(column_index < 0)[:max_examples]]
     targets = column_index[column_index >= 0]

@@ -14,7 +14,9 @@ class MappingReport:
     (summed for counts/TPM, averaged for log values), i.e. n_matched minus the number
     of distinct targets. ``n_unmatched`` = n_input_genes - n_matched; it includes genes
     reached only indirectly (alias, another Ensembl ID of the same Entrez gene) whose
-    target another input gene already measures directly (``match_routes["superseded"]``).
+    target another input gene already measures directly (route "superseded" in
+    :func:`map_genes`). ``match_routes`` counts the matched genes by route and adds up
+    to ``n_matched`` (``ensembl_par_y``: a GENCODE ``_PAR_Y`` row merged into its X copy).
     ``mask_prob`` is the share of vocabulary genes the data lacks (fed to v2 models).
     ``id_types`` counts the input identifiers by recognised kind (ensembl,
     ensembl_versioned, ensembl_par_y, ensembl_transcript, ensembl_nonhuman, entrez,

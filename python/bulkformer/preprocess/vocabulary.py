@@ -78,7 +78,7 @@ def map_genes(gene_ids: Sequence[Any], vocabulary: Any = None, *,
               lengths: pd.Series | Mapping | None = None) -> pd.DataFrame:
     """Where each input gene goes, without any expression data: one row per input ID
     with its recognised kind, the vocabulary gene it maps to (None if unmatched), the
-    route (ensembl, entrez, symbol, symbol_case, alias, ensembl_same_entrez, superseded,
+    route (ensembl, ensembl_par_y, entrez, symbol, symbol_case, alias, ensembl_same_entrez, superseded,
     unmatched) and the length (bp) TPM would use (``lengths``: a Series gene ID -> bp
     overriding the vocabulary's, as in :func:`prepare`). ``vocabulary`` as in
     :func:`prepare` (None: the shipped default). The per-gene detail behind
