@@ -105,6 +105,14 @@ bulkformerMappingReport <- function(x, name = "bulkformer") {
         line <- paste0(line, "; ", .count(defaulted), " genes without a ",
             "known length counted as 1,000 bp")
     }
+    # most unmatched genes being non-coding is expected: say so, or they
+    # look lost (the engine's wording)
+    outside <- .n(report$n_outside_vocabulary)
+    if (outside > 0 && 2 * outside > .n(report$n_unmatched)) {
+        line <- paste0(line, "; ", .count(outside), " input genes are not ",
+            "in the vocabulary (non-coding and other genes the model does ",
+            "not cover)")
+    }
     line
 }
 

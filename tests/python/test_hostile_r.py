@@ -15,6 +15,12 @@ R_CASES = {
     "tximport_list": ("bulkformerImpute(list(abundance = counts, counts = counts, length = counts, "
                       "countsFromAbundance = 'no'), bundle)", r"tximport list.*\$counts.*lengths = "),
     "huge_counts": ("{m <- counts; m[1, 1] <- 1.7e308; bulkformerImpute(m, bundle)}", r"above 1e\+15"),
+    # not an error: the mapping message, turned into one here, says why genes went unmatched
+    "non_coding_said": ("{m <- rbind(counts, matrix(50, 3, ncol(counts), dimnames = list(c('ENSG00000251562', "
+                        "'ENSG00000245532', 'ENSG00000229807'), colnames(counts)))); "
+                        "withCallingHandlers(bulkformerImpute(m, bundle, progress = FALSE), "
+                        "bulkformer_mapping_message = function(c) stop(conditionMessage(c)))}",
+                        "; 3 input genes are not in the vocabulary \\(non-coding"),
 }
 
 SCRIPT = r"""

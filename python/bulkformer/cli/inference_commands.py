@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from bulkformer.atomic import atomic_file, check_file_output, check_not_input
+from bulkformer.preprocess.report import outside_vocabulary_note
 
 from .inputs import (GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, check_expression_file, check_model_dir, gene_list,
                      load_model, output_path, read_lengths)
@@ -75,6 +76,9 @@ def _report(frame_or_dict) -> None:
         typer.echo(f"mapped {report.get('n_matched')} of {report.get('n_input_genes')} input genes; "
                    f"{report.get('n_missing')} of {report.get('n_vocabulary')} vocabulary genes missing "
                    f"(mask_prob {report.get('mask_prob', 0):.3f})", err=True)
+        note = outside_vocabulary_note(report)
+        if note:
+            typer.echo(note, err=True)
 
 
 def impute(

@@ -297,6 +297,21 @@ def annotation_lengths(found: Lookup, index: VocabularyIndex) -> np.ndarray:
     return result
 
 
+def n_outside_vocabulary(mapping: GeneMapping, index: VocabularyIndex) -> int:
+    """Unmatched input genes that are real genes the vocabulary lacks (GENCODE's lncRNAs
+    and pseudogenes, say): human Ensembl gene IDs, or IDs the shipped annotation knows.
+    Superseded IDs (whose gene another input measures) and unknown names are not counted."""
+    found = mapping.lookup
+    if found is None:
+        return 0
+    outside = (mapping.column_index < 0) & (found.positions < 0)
+    if not outside.any():
+        return 0
+    ensembl = np.isin(found.kinds, ["ensembl", "ensembl_versioned", "ensembl_par_y"])
+    known = ensembl | ~np.isnan(annotation_lengths(found, index))
+    return int((outside & known).sum())
+
+
 def map_gene_ids(gene_ids: Sequence[object], index: VocabularyIndex, *, max_examples: int = 10) -> GeneMapping:
     """Map input gene IDs to vocabulary positions (see the module docstring for the rules).
 

@@ -15,7 +15,7 @@ from bulkformer.io import ExpressionMatrix, Orientation, as_matrix, is_anndata, 
 from bulkformer.errors import GENE_COLUMN, GeneMatchError
 from bulkformer.preprocess.advice import better_gene_column, gene_column_fix, symbol_names_advice, too_few_matched
 from bulkformer.preprocess.align import AlignmentPlan, plan_alignment
-from bulkformer.preprocess.ids import VocabularyIndex, id_warnings, vocabulary_index
+from bulkformer.preprocess.ids import VocabularyIndex, id_warnings, n_outside_vocabulary, vocabulary_index
 from bulkformer.preprocess.conventions import InputConventions, conventions_of
 from bulkformer.preprocess.normalize import INPUT_KINDS, MASK_VALUE, InputKind, transform_aligned
 from bulkformer.preprocess.report import MappingReport
@@ -305,6 +305,7 @@ def _report(plan: AlignmentPlan, index: VocabularyIndex, input: str, min_matched
         mask_prob=float((n_vocabulary - n_measured) / n_vocabulary) if n_vocabulary else 1.0,
         id_types=dict(mapping.id_types), collapsed_examples=list(mapping.collapsed),
         match_routes=dict(mapping.routes), length_sources=dict(plan.length_sources), input=input,
+        n_outside_vocabulary=n_outside_vocabulary(mapping, index),
     )
     if n_vocabulary and (n_measured == 0 or n_measured / n_vocabulary < min_matched_fraction):
         advice = too_few_matched(report, min_matched_fraction, first_block, index, orientation)

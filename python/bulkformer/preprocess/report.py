@@ -26,7 +26,8 @@ class MappingReport:
     their version suffix (``ensembl_versioned`` counts those that had one).
     ``conventions``: the model's input conventions applied (TPM denominator, NaN);
     ``n_missing_entries``: NaN entries taken as "not measured" (the mask value) where the
-    conventions say so.
+    conventions say so. ``n_outside_vocabulary``: unmatched input genes that are genes
+    the vocabulary does not hold (non-coding and other genes; GENCODE tables have ~40,000).
     """
 
     n_input_genes: int
@@ -47,6 +48,7 @@ class MappingReport:
     warnings: list[str] = field(default_factory=list)
     conventions: str = ""
     n_missing_entries: int = 0
+    n_outside_vocabulary: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (plain ints, floats, strings, lists and dicts)."""
@@ -60,6 +62,9 @@ class MappingReport:
             data[key] = value.item()  # NumPy scalars
         return data
 
+    def outside_vocabulary_note(self) -> str | None:
+        return outside_vocabulary_note(self.to_dict())
+
     def summary(self) -> str:
         """One human-readable line."""
         kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(self.id_types.items(), key=lambda kv: -kv[1]) if v)
@@ -68,6 +73,9 @@ class MappingReport:
                 f"mask_prob {self.mask_prob:.4g}); {self.n_unmatched:,} unmatched")
         if self.unmatched_examples:
             line += f" (e.g. {', '.join(self.unmatched_examples[:3])})"
+        note = self.outside_vocabulary_note()
+        if note:
+            line += f"; {note}"
         if self.n_collapsed:
             line += f"; {self.n_collapsed:,} merged into duplicates"
         if kinds:
@@ -77,3 +85,14 @@ class MappingReport:
         if self.n_missing_entries:
             line += f"; {self.n_missing_entries:,} NaN entries taken as not measured"
         return line
+
+
+def outside_vocabulary_note(report: dict[str, Any]) -> str | None:
+    """Why most unmatched genes are unmatched, when it is that they are genes the model
+    does not cover (a GENCODE table's non-coding two-thirds): said on success, or they
+    look lost. ``report``: a MappingReport's fields (stores and frames keep the dict)."""
+    n = int(report.get("n_outside_vocabulary") or 0)
+    if not n or 2 * n <= int(report.get("n_unmatched") or 0):
+        return None
+    return (f"{n:,} input genes are not in the vocabulary (non-coding and other genes the model does not "
+            f"cover; its vocabulary holds {int(report.get('n_vocabulary') or 0):,} genes)")
