@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 import bulkformer
-from bulkformer.errors import BulkformerError, InputError
+from bulkformer.errors import ArgumentError, BulkformerError, InputError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -293,7 +293,17 @@ def no_bars(env: Env, done: Done) -> None:
     assert "sample/s" not in done.err and "%|" not in done.err, done.err
 
 
+# MALAT1, NEAT1, XIST: GENCODE tables are two-thirds such genes, which no vocabulary holds
+NON_CODING = ["ENSG00000251562.8", "ENSG00000245532.9", "ENSG00000229807.13"]
+
+
+def with_non_coding(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(**{gene: 50.0 for gene in NON_CODING}, NOT_A_GENE=5.0)
+
+
 CLI_CASES = [
+    Case("non_coding_genes_said_on_success", with_counts(with_non_coding), code=0, outputs=("out.csv",),
+         says=("(?m)^3 input genes are not in the vocabulary \\(non-coding",)),
     # quiet where asked, and never silent about a demo model
     Case("random_weights_noted", lambda e: impute(e, e.csv()), code=0, outputs=("out.csv",),
          says=("(?m)^note: .*has random weights \\(a demo model\\)",), check=noted_once),
@@ -521,7 +531,32 @@ def _routes_add_up(env: Env) -> None:
     assert report.n_matched + report.n_unmatched == report.n_input_genes and report.n_unmatched == 1
 
 
+def _non_coding_summary(env: Env) -> None:
+    report = bulkformer.prepare(with_non_coding(env.counts.astype(float)), bulkformer.load(env.model)).report
+    assert report.n_unmatched == 4 and report.n_outside_vocabulary == 3
+    assert "3 input genes are not in the vocabulary" in report.summary(), report.summary()
+    assert report.to_dict()["n_outside_vocabulary"] == 3
+
+
+def _labelled_imputation(env: Env) -> None:
+    """A cohort with genes in its own order (and one unmeasured): frame() labels every
+    value by the vocabulary gene it belongs to, where .imputed is a bare array."""
+    frame = env.counts.iloc[:, ::-1].iloc[:, 1:]
+    result = bulkformer.inference.run_imputation(frame, bulkformer.load(env.model), progress=False)
+    for name in ("imputed", "observed", "predicted"):
+        labelled = result.frame(name)
+        assert list(labelled.index) == result.sample_ids and list(labelled.columns) == result.gene_ids
+        np.testing.assert_array_equal(labelled.to_numpy(), getattr(result, name))
+    observed = result.frame("observed")
+    assert observed[env.counts.columns[-1]].isna().all() and observed[frame.columns].notna().all().all()
+    assert isinstance(result.imputed, np.ndarray)  # the array properties stay as they were
+    with pytest.raises(ArgumentError, match="'imputed'"):
+        result.frame("denoised")
+
+
 API_CASES = [
+    ApiCase("imputation_result_labelled_frame", _labelled_imputation, raises=None),
+    ApiCase("non_coding_genes_in_report_summary", _non_coding_summary, raises=None),
     # real quantifications: GENCODE _PAR_Y rows, superseded IDs
     ApiCase("par_y_rows_summed_into_x", _par_y_split("{gene}_PAR_Y"), raises=None),
     ApiCase("old_ensgr_par_y_rows_summed_into_x", _par_y_split("ENSGR{digits}.7"), raises=None),

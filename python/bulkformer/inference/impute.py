@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..bundle import Bundle
+from ..errors import ArgumentError
 from ..io import SampleSlots
 from ..model import MASK_VALUE
 from ..preprocess import vocabulary_positions
@@ -19,6 +20,8 @@ from ..io import is_anndata
 from .inputs import prepare_for
 
 _WHICH = ("missing", "all")
+# the arrays frame() labels (samples x vocabulary genes each)
+_ARRAYS = ("imputed", "observed", "predicted", "values")
 
 
 @dataclass
@@ -65,6 +68,19 @@ class ImputationResult:
         frame = pd.DataFrame(values, index=pd.Index(self.sample_ids, name="sample"), columns=pd.Index(columns, name="gene"))
         # attrs hold small things only: pandas deep-copies them on every column operation,
         # so a per-gene list there made writing 20,000 columns take a minute (gene_annotation)
+        frame.attrs["mapping_report"] = _report_dict(self.report)
+        frame.attrs["model"] = self.model
+        return frame
+
+    def frame(self, name: str = "imputed") -> pd.DataFrame:
+        """One of the arrays (``imputed``, ``observed``, ``predicted``, ``values``) as a
+        samples x vocabulary genes DataFrame labelled by sample and gene ID: the arrays
+        themselves carry no labels, so a column could be read as the wrong gene."""
+        if name not in _ARRAYS:
+            raise ArgumentError(f"name must be one of {', '.join(map(repr, _ARRAYS))}, got {name!r}",
+                                argument="name", value=name)
+        frame = pd.DataFrame(getattr(self, name), index=pd.Index(self.sample_ids, name="sample"),
+                             columns=pd.Index(self.gene_ids, name="gene"))
         frame.attrs["mapping_report"] = _report_dict(self.report)
         frame.attrs["model"] = self.model
         return frame
