@@ -623,3 +623,32 @@ def test_hostile_concurrent_gene_stores(base, tmp_path):
     store = bulkformer.inference.read_gene_embeddings(tmp_path / "same.zarr")
     assert store.shape == (len(counts), 80, 19) and np.isfinite(store.values).all()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["same.zarr", "x.csv"]
+
+
+def test_hostile_resume_passes_over_truncated_checkpoint(tmp_path):
+    """A full disk or a killed copy truncates the newest trainer.pt: resume takes the
+    previous good checkpoint with a warning naming the damaged one (it said to download
+    the file again), and a dead writer's hidden staging folder does not outlive a
+    successful resume."""
+    from bulkformer.annotation import default_vocabulary
+
+    vocabulary = default_vocabulary().iloc[:40].reset_index(drop=True)
+    counts = bulkformer.simulate_cohort(n_samples=16, vocabulary=vocabulary, n_genes=None, seed=3,
+                                        missing_fraction=0.0).counts
+    settings = dict(vocabulary=vocabulary, dim=16, heads=2, p_repeat=1, batch_size=8, device="cpu", progress=False,
+                    epochs=3, checkpoint_every=2, val_fraction=0)
+    run = tmp_path / "run"
+    bulkformer.pretrain(counts, run, **settings)
+    root = run / "checkpoints"
+    newest = root / (root / "latest").read_text().strip()
+    assert newest.name == "step-00000004"
+    trainer = newest / "trainer.pt"
+    trainer.write_bytes(trainer.read_bytes()[: trainer.stat().st_size // 2])
+    orphan = root / ".step-00000006.4194302.abc"  # a SIGKILLed writer's staging (no process has that pid)
+    (orphan / "bundle").mkdir(parents=True)
+    with pytest.warns(UserWarning, match=r"passed over the damaged checkpoint step-00000004 .*resuming from "
+                                         r"step-00000002") as caught:
+        result = bulkformer.pretrain(counts, run, resume=True, **settings)
+    assert not any("download" in str(w.message) for w in caught)
+    assert result.bundle.metadata["pretraining"]["epochs_completed"] == 3
+    assert not [p.name for p in root.iterdir() if p.name.startswith(".")]

@@ -216,10 +216,9 @@ def _pretrain(ctx: DistContext, *, data, out, model, vocabulary, input, layer, o
         raise ValueError("checkpoint_every needs a run directory (out=...) to write checkpoints to")
     say = _printer(ctx, progress)
     check_run_dir(run_dir, resume)  # before any data is read
-    start_from = ckpt.resolve_checkpoint(resume, run_dir)
+    start_from, state = ckpt.resume_point(resume, run_dir)  # a damaged newest one passed over with a warning
     if resume is True and start_from is None:
         say(f"no checkpoint in {ckpt.checkpoint_root(run_dir)} yet: starting from step 0")
-    state = ckpt.load_trainer_state(start_from) if start_from is not None else None
     model_source = _model_source(model)
     saved_source = ((state or {}).get("settings") or {}).get("model")
     if saved_source is not None and saved_source != model_source:
