@@ -57,16 +57,25 @@ def model_config(bundle: Path, doc: Mapping[str, Any]) -> Any:
 
     file = bundle / "config.json"
     section = doc["model"]
+    def not_a_number(key: str, value: Any) -> InputError:
+        return InputError(f"{file}: model.{key} is {json.dumps(value)}, not a number", value=value, joiner="; ",
+                          fix=f"write it as a number without quotes (e.g. \"{key}\": 16), or restore the "
+                              "bundle's original config.json")
+
     for key, value in section.items():
-        if key != "version" and (isinstance(value, str) or isinstance(value, bool)):
-            raise InputError(f"{file}: model.{key} is {json.dumps(value)}, not a number", value=value, joiner="; ",
-                             fix=f"write it as a number without quotes (e.g. \"{key}\": 16), or restore the "
-                                 "bundle's original config.json")
+        if key != "version" and isinstance(value, str):
+            raise not_a_number(key, value)
     try:
-        return config_from_dict(dict(section))
+        config = config_from_dict(dict(section))
     except (TypeError, ValueError, KeyError) as err:
         raise InputError(f"{file}: its model values cannot be used ({_as_config_keys(str(err), section)})",
                          value=str(file), fix=_RESTORE, joiner="; ") from None
+    # true/false only where the layout has a switch (bulkformer-latest's mask_ratio_scaling_enabled):
+    # elsewhere Python would take true as the number 1
+    for key, value in section.items():
+        if isinstance(value, bool) and not isinstance(getattr(config, key, None), bool):
+            raise not_a_number(key, value)
+    return config
 
 
 def _as_config_keys(text: str, section: Mapping[str, Any]) -> str:

@@ -137,13 +137,13 @@ def check_expression_file(path: Path, layer: Optional[str] = None, gene_column: 
     check_gene_column(path, gene_column)
 
 
-def check_model_dir(path: Path) -> Path:
+def check_model_dir(path: Path, note: bool = True) -> Path:
     """A complete bundle directory (checked before any expensive work; a fine-tuning
     output or a run directory is named as such, with how to use it)."""
     from bulkformer.bundle import check_bundle_dir
 
     checked = check_bundle_dir(path)
-    if declared_untrained(checked):
+    if note and declared_untrained(checked):
         # a tiny/demo bundle runs like a real one: say so, or its output reads as biology
         typer.echo(f"note: {path} has random weights (a demo model): its outputs carry no biology", err=True)
     return checked
@@ -161,9 +161,10 @@ def declared_untrained(path: Path) -> bool:
     return isinstance(metadata, dict) and metadata.get("trained") is False
 
 
-def load_model(path: Path) -> Any:
+def load_model(path: Path, note: bool = True) -> Any:
     """The bundle at ``path`` (loaded once per command and shared by every step), after
-    :func:`check_model_dir`'s checks and advice."""
+    :func:`check_model_dir`'s checks and advice (``note``: its random-weights note; off
+    where the command reports the model itself, as ``info`` does, trained flag included)."""
     from bulkformer.bundle import load
 
-    return load(check_model_dir(path))
+    return load(check_model_dir(path, note=note))

@@ -47,7 +47,7 @@ def info(
     from .inputs import load_model
 
     checked = verify_files(model)  # before loading: a damaged file is named, not half-read
-    bundle = load_model(model)
+    bundle = load_model(model, note=False)  # the JSON says "trained" itself
     summary = {
         "path": str(model),
         "checksums": f"verified: {checked}",
