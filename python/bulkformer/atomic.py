@@ -86,6 +86,12 @@ def sweep_stale(path: Path) -> None:
             entry.unlink(missing_ok=True)
 
 
+def writer_alive(pid: int) -> bool:
+    """Whether the process whose pid a staging name carries still runs (sweepers of
+    other folders, such as a run's checkpoints/, ask it too)."""
+    return _alive(pid)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

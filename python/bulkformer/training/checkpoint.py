@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..atomic import _alive, atomic_directory, atomic_file
+from ..atomic import atomic_directory, atomic_file, writer_alive
 from ..bundle import Bundle
 from ..safe_load import safe_torch_load
 
@@ -70,7 +70,7 @@ def sweep_leftovers(run_dir: str | Path) -> list[str]:
     removed = []
     for entry in (root.iterdir() if root.is_dir() else ()):
         match = _STAGING.match(entry.name)
-        if match is None or _alive(int(match.group(1))):
+        if match is None or writer_alive(int(match.group(1))):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
