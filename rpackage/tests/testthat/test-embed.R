@@ -7,7 +7,7 @@ test_that("sample embeddings of a SummarizedExperiment match the Python API and 
     # the fixture's synthetic genes have no known length: said once per call
     no_length <- "have no known length and count as 1,000 bp"
     for (aggregate in c("max", "mean")) {
-        embedded <- expect_warning(bulkformerEmbed(se, model, aggregate = aggregate, progress = FALSE), no_length)
+        expect_warning(embedded <- bulkformerEmbed(se, model, aggregate = aggregate, progress = FALSE), no_length)
         expected <- python_sample_embedding(counts, model, aggregate = aggregate)
         embedding <- bulkformerEmbedding(embedded)
         expect_identical(dim(embedding), c(3L, 35L))  # feature_dim = dim + 3 for v2
@@ -17,8 +17,8 @@ test_that("sample embeddings of a SummarizedExperiment match the Python API and 
         expect_identical(SummarizedExperiment::assay(embedded), counts)
         expect_equal(S4Vectors::metadata(embedded)$bulkformer_embedding$bulkformer$mapping_report$n_matched, 250)
     }
-    by_max <- expect_warning(bulkformerEmbed(se, model, aggregate = "max", progress = FALSE), no_length)
-    by_mean <- expect_warning(bulkformerEmbed(se, model, aggregate = "mean", progress = FALSE), no_length)
+    expect_warning(by_max <- bulkformerEmbed(se, model, aggregate = "max", progress = FALSE), no_length)
+    expect_warning(by_mean <- bulkformerEmbed(se, model, aggregate = "mean", progress = FALSE), no_length)
     expect_gt(max_abs_diff(bulkformerEmbedding(by_max), bulkformerEmbedding(by_mean)), 1e-3)
 })
 

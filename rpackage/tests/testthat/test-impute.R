@@ -12,8 +12,8 @@ test_that("bulkformerImpute on a SummarizedExperiment matches the Python API on 
         list(counts = counts),
         colData = S4Vectors::DataFrame(condition = c("a", "b", "a"), row.names = colnames(counts)))
     # the fixture's synthetic genes have no known length: said once
-    out <- expect_warning(bulkformerImpute(se, model, predicted = TRUE, progress = FALSE),
-                          "have no known length and count as 1,000 bp")
+    expect_warning(out <- bulkformerImpute(se, model, predicted = TRUE, progress = FALSE),
+                   "have no known length and count as 1,000 bp")
     expected <- python_imputation(counts, model)
 
     vocabulary <- bulkformerVocabulary(model)
