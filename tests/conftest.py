@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -75,3 +77,29 @@ def installed_r_library(tmp_path_factory) -> Path:
     if not have_r():
         pytest.skip("R is not installed")
     return install_r_package(tmp_path_factory.mktemp("rlib"))
+
+
+@dataclass
+class Done:
+    """What a command-line run left: its exit code, stdout and stderr."""
+
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(args: list[str], capsys, monkeypatch, env: dict[str, str] | None = None) -> Done:
+    """Run `bulkformer ARGS` in-process through the real entry point, as a user meets it
+    (exit codes and one-line errors included)."""
+    from bulkformer.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["bulkformer", *map(str, args)])
+    for key, value in (env or {}).items():
+        monkeypatch.setenv(key, value)
+    code = 0
+    try:
+        main()
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    captured = capsys.readouterr()
+    return Done(code, captured.out, captured.err)

@@ -149,10 +149,4 @@ def _reason(err: BaseException) -> str:
     return str(getattr(err, "reason", None) or err)
 
 
-def remove_partials(out: str | Path) -> None:
-    """Delete the partial files a stopped download left (to start over)."""
-    for partial in Path(out).glob(f"*{_PARTIAL}"):
-        partial.unlink()
-
-
-__all__ = ["DownloadError", "download_release", "files_of", "remove_partials"]
+__all__ = ["DownloadError", "download_release", "files_of"]

@@ -25,6 +25,7 @@ import pytest
 
 import bulkformer
 from bulkformer.errors import ArgumentError, BulkformerError, InputError
+from tests.conftest import Done, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,26 +73,6 @@ def snapshot(directory: Path) -> dict[str, str]:
     return state
 
 
-@dataclass
-class Done:
-    code: int
-    out: str
-    err: str
-
-
-def run_cli(args: list[str], capsys, monkeypatch, env: dict[str, str] | None = None) -> Done:
-    from bulkformer.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["bulkformer", *map(str, args)])
-    for key, value in (env or {}).items():
-        monkeypatch.setenv(key, value)
-    code = 0
-    try:
-        main()
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-    captured = capsys.readouterr()
-    return Done(code, captured.out, captured.err)
 
 
 # ---------------------------------------------------------------- bundle edits

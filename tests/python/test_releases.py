@@ -21,7 +21,7 @@ from bulkformer.checksums import IntegrityError
 from bulkformer.cli import app
 from bulkformer.convert import import_checkpoint
 from bulkformer.download import DownloadError, download_release
-from tests.conftest import require_shared
+from tests.conftest import require_shared, run_cli
 
 runner = CliRunner()
 
@@ -34,20 +34,11 @@ class _Ran:
 @pytest.fixture
 def cli(monkeypatch, capsys):
     """The command line as a user meets it (exit codes and messages from its entry point)."""
-    import sys
-
-    from bulkformer.cli.main import main
 
     def run(args: list[str]) -> _Ran:
-        monkeypatch.setattr(sys, "argv", ["bulkformer", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as exited:
-            code = exited.code or 0
-        captured = capsys.readouterr()
-        assert "Traceback" not in captured.err, captured.err
-        return _Ran(code, captured.out + captured.err)
+        done = run_cli(args, capsys, monkeypatch)
+        assert "Traceback" not in done.err, done.err
+        return _Ran(done.code, done.out + done.err)
 
     return run
 

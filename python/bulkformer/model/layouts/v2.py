@@ -64,8 +64,6 @@ class BulkFormerV2(OriginalBulkFormer, layout="v2"):
         prob = torch.as_tensor(mask_prob, dtype=x.dtype, device=x.device).expand(batch)
         return torch.stack([prob, expr_mean, nonzero_ratio], dim=1)
 
-    summary_features = head_context
-
     def head_input(self, z: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         return torch.cat([z, context.to(z.dtype).unsqueeze(1).expand(-1, z.shape[1], -1)], dim=-1)
 
