@@ -2,6 +2,8 @@
 
 Public API (imported lazily so ``import bulkformer`` stays quick)::
 
+    bulkformer.DataSpec(source, ...)      how to read a table (input kind, gene IDs, layer, ...)
+    bulkformer.Runtime(device=, ...)      run settings (device, precision, batch size, progress)
     bulkformer.load(path)                 -> Bundle
     bulkformer.import_checkpoint(...)     -> Bundle   (official release -> bundle)
     bulkformer.prepare(data, vocabulary)  -> PreparedInput (aligned log1p TPM + mapping report)
@@ -27,6 +29,8 @@ __version__ = "0.99.0"
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "Bundle": "bulkformer.bundle",
+    "DataSpec": "bulkformer.dataspec",
+    "Runtime": "bulkformer.runtime",
     "load": "bulkformer.bundle",
     "import_checkpoint": "bulkformer.convert",
     "BulkFormer": "bulkformer.model",

@@ -9,62 +9,17 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from ..arguments import check_at_least
 from ..bundle import Bundle, load
+from ..runtime import Precision, Runtime, choose_device, choose_precision
 from .fast import FastBulkFormer, FastPath
 
-Precision = Literal["fp32", "bf16", "fp16"]
-_PRECISION_ALIASES = {
-    "fp32": "fp32", "float32": "fp32", "32": "fp32",
-    "bf16": "bf16", "bfloat16": "bf16",
-    "fp16": "fp16", "float16": "fp16", "half": "fp16", "16": "fp16",
-}
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def choose_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given, else cuda > mps > cpu."""
-    if device is not None:
-        try:
-            chosen = torch.device(device)
-        except (RuntimeError, TypeError):  # torch's message lists ~20 device types
-            raise ValueError(f"device={device!r} is not a device: use 'cuda' (or 'cuda:1'), 'mps' or 'cpu', or leave "
-                             "it unset to pick the best available") from None
-        if chosen.type not in ("cuda", "mps", "cpu"):
-            raise ValueError(f"device={device!r}: bulkformer runs on 'cuda', 'mps' or 'cpu'")
-        if chosen.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ValueError(f"device {device!r} was requested but MPS (Apple GPU) is not available; use device='cpu'")
-        if chosen.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} was requested but CUDA is not available; use device='cpu'")
-        return chosen
-    if torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def choose_precision(precision: str | None, device: torch.device) -> Precision:
-    """None (or "auto", pretrain's spelling): bf16 on CUDA when supported (else fp16), fp16
-    on MPS, fp32 on CPU (bf16 on CPU is opt-in: faster where the CPU has bf16 units, ~1e-2
-    less exact)."""
-    if precision is None or str(precision).lower() == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp16" if device.type == "mps" else "fp32"
-    key = str(precision).lower()
-    if key not in _PRECISION_ALIASES:
-        raise ValueError(f"precision must be one of fp32, bf16, fp16 (or auto / None for the device default), got {precision!r}")
-    chosen = _PRECISION_ALIASES[key]
-    if chosen == "fp16" and device.type == "cpu":
-        raise ValueError("fp16 autocast is not useful on CPU; use precision='bf16' or 'fp32'")
-    return chosen  # type: ignore[return-value]
 
 
 def autocast(device: torch.device, precision: Precision):
@@ -126,6 +81,7 @@ class Engine:
         progress: bool = True,
         gene_chunk: int | None = None,
     ) -> "Engine":
+        """The engine for ``model`` under these run settings (see :meth:`of` for a Runtime)."""
         batch_size = check_at_least(batch_size, 1, "batch_size")  # 2.5 or "4" are mistakes, not 2 or 4
         chosen = choose_device(device)
         chosen_precision = choose_precision(precision, chosen)
@@ -135,6 +91,14 @@ class Engine:
         with torch.inference_mode(), autocast(chosen, chosen_precision):
             forward = FastBulkFormer(bundle.model, gene_chunk=gene_chunk)
         return cls(bundle, chosen, chosen_precision, batch_size, bool(progress), forward)
+
+    @classmethod
+    def of(cls, model: Bundle | str | Path, runtime: Runtime, *, device: str | torch.device | None = None,
+           gene_chunk: int | None = None) -> "Engine":
+        """:meth:`create` from a :class:`~bulkformer.runtime.Runtime` (``device`` overrides its
+        device, e.g. a torchrun rank's own GPU)."""
+        return cls.create(model, device=runtime.device if device is None else device, precision=runtime.precision,
+                          batch_size=runtime.batch_size, progress=runtime.progress, gene_chunk=gene_chunk)
 
     def stream(
         self,

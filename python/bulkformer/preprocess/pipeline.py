@@ -11,6 +11,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from bulkformer.dataspec import DataSpec
 from bulkformer.io import ExpressionMatrix, Orientation, as_matrix, is_anndata, open_expression, read_annotations
 from bulkformer.errors import GENE_COLUMN, GeneMatchError
 from bulkformer.preprocess.advice import better_gene_column, gene_column_fix, symbol_names_advice, too_few_matched
@@ -52,13 +53,13 @@ def prepare(
     data: Any,
     vocabulary: Any,
     *,
-    input: InputKind = "counts",
-    genes: Sequence[Any] | None = None,
+    input: InputKind | None = None,
+    genes: Sequence[Any] | str | None = None,
     samples: Sequence[Any] | None = None,
-    orientation: Orientation = "samples_by_genes",
+    orientation: Orientation | None = None,
     lengths: pd.Series | Mapping | np.ndarray | pd.DataFrame | None = None,
     layer: str | None = None,
-    min_matched_fraction: float = 0.5,
+    min_matched_fraction: float | None = None,
     backend: Literal["auto", "native", "numpy"] = "auto",
     n_threads: int | None = None,
     chunk_samples: int | None = None,
@@ -66,8 +67,11 @@ def prepare(
     """Expression data -> :class:`PreparedInput` for a model vocabulary.
 
     Args:
-        data: DataFrame, NumPy array (with ``genes``), AnnData (X or ``layer``), or a path
-            to CSV/TSV(.gz), parquet or h5ad (read in chunks of ``chunk_samples``).
+        data: DataFrame, NumPy array (with ``genes``), AnnData (X or ``layer``), a path
+            to CSV/TSV(.gz), parquet or h5ad (read in chunks of ``chunk_samples``), or a
+            :class:`~bulkformer.dataspec.DataSpec` holding one of these and the arguments
+            ``input`` ... ``min_matched_fraction`` (given here, they override its own;
+            None keeps them, and the defaults are the DataSpec's).
         vocabulary: a Bundle, a DataFrame[ensembl_id, symbol, length], or None for
             :func:`bulkformer.annotation.default_vocabulary`.
         input: "counts" (-> TPM -> log1p), "tpm" (-> log1p) or "logtpm" (natural log1p TPM).
@@ -90,8 +94,9 @@ def prepare(
     Many-to-one matches are summed (counts, TPM) or averaged (log1p TPM) with a warning.
     TPM is computed over all input genes, matched or not.
     """
-    source = _Source.of(data, genes=genes, samples=samples, orientation=orientation, layer=layer,
-                        chunk_samples=chunk_samples)
+    spec = DataSpec.of(data, input=input, genes=genes, samples=samples, orientation=orientation, lengths=lengths,
+                       layer=layer, min_matched_fraction=min_matched_fraction)
+    source = _Source.of(spec, chunk_samples=chunk_samples)
     allocated: list[np.ndarray] = []
 
     def allocate(n_vocab: int) -> np.ndarray | None:
@@ -102,9 +107,7 @@ def prepare(
         allocated.append(np.empty((source.n_samples, n_vocab), dtype=np.float32))
         return allocated[0]
 
-    parts = list(_prepare_blocks(source, vocabulary, input=input, orientation=orientation, lengths=lengths,
-                                 min_matched_fraction=min_matched_fraction, backend=backend, n_threads=n_threads,
-                                 out=allocate))
+    parts = list(_prepare_blocks(source, vocabulary, spec, backend=backend, n_threads=n_threads, out=allocate))
     if allocated:
         values = allocated[0]
     else:
@@ -115,17 +118,17 @@ def prepare(
                          input_ids=last.input_ids)
 
 
-def prepare_chunks(data: Any, vocabulary: Any, *, input: InputKind = "counts", genes=None, samples=None,
-                   orientation: Orientation = "samples_by_genes", lengths=None, layer: str | None = None,
-                   min_matched_fraction: float = 0.5, backend: str = "auto", n_threads: int | None = None,
+def prepare_chunks(data: Any, vocabulary: Any, *, input: InputKind | None = None, genes=None, samples=None,
+                   orientation: Orientation | None = None, lengths=None, layer: str | None = None,
+                   min_matched_fraction: float | None = None, backend: str = "auto", n_threads: int | None = None,
                    chunk_samples: int | None = None) -> Iterator[PreparedInput]:
     """:func:`prepare` one block of samples at a time (same arguments): for cohorts whose
     raw matrix, or whose prepared matrix, does not fit in memory. Every block carries
     the same report and mask; sample names are checked for repeats across blocks."""
-    source = _Source.of(data, genes=genes, samples=samples, orientation=orientation, layer=layer,
-                        chunk_samples=chunk_samples)
-    yield from _prepare_blocks(source, vocabulary, input=input, orientation=orientation, lengths=lengths,
-                               min_matched_fraction=min_matched_fraction, backend=backend, n_threads=n_threads)
+    spec = DataSpec.of(data, input=input, genes=genes, samples=samples, orientation=orientation, lengths=lengths,
+                       layer=layer, min_matched_fraction=min_matched_fraction)
+    source = _Source.of(spec, chunk_samples=chunk_samples)
+    yield from _prepare_blocks(source, vocabulary, spec, backend=backend, n_threads=n_threads)
 
 
 @dataclass
@@ -138,7 +141,8 @@ class _Source:
     owner: str = "The AnnData's"  # whose columns, in that advice
 
     @classmethod
-    def of(cls, data: Any, *, genes, samples, orientation: str, layer: str | None, chunk_samples: int | None) -> _Source:
+    def of(cls, spec: DataSpec, *, chunk_samples: int | None) -> _Source:
+        data, genes, samples, orientation, layer = spec.source, spec.genes, spec.samples, spec.orientation, spec.layer
         if isinstance(data, (str, Path)):
             if samples is not None:
                 raise ValueError("samples= names the samples of an in-memory matrix; a file carries its own sample "
@@ -158,9 +162,10 @@ class _Source:
                    columns)
 
 
-def _prepare_blocks(source: _Source, vocabulary: Any, *, input: str, orientation: str, lengths: Any,
-                    min_matched_fraction: float, backend: str, n_threads: int | None,
+def _prepare_blocks(source: _Source, vocabulary: Any, spec: DataSpec, *, backend: str, n_threads: int | None,
                     out=None) -> Iterator[PreparedInput]:
+    input, orientation, lengths = spec.input, spec.orientation, spec.lengths
+    min_matched_fraction = spec.min_matched_fraction
     if input not in INPUT_KINDS:
         raise ValueError(f"input={input!r}: use 'counts', 'tpm' or 'logtpm' (natural log1p TPM)")
     if not 0 <= min_matched_fraction <= 1:
