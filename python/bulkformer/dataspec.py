@@ -88,9 +88,9 @@ class DataSpec:
     def prepare(self, vocabulary: Any, **prepare_options: Any) -> Any:
         """:func:`bulkformer.preprocess.prepare` of this table (``prepare_options``: backend,
         n_threads, chunk_samples) -> ``PreparedInput``."""
-        from .preprocess.pipeline import prepare  # preprocess imports heavy modules; not at import time
+        from .preprocess.prepared import prepare_spec  # heavy (pandas I/O, the kernel): not at import time
 
-        return prepare(self, vocabulary, **prepare_options)
+        return prepare_spec(self, vocabulary, **prepare_options)
 
     def prepare_kwargs(self) -> dict[str, Any]:
         """The settings as ``prepare``'s keyword arguments."""

@@ -50,7 +50,7 @@ def check_no_options(options: dict[str, Any], function: str) -> None:
     """Whatever is left in ``options`` is an argument ``function`` does not take."""
     if options:
         name = sorted(options)[0]
-        raise ArgumentError(f"{function}() got an unexpected keyword argument {name!r}", argument=name,
+        raise ArgumentError(f"unknown argument {name!r} of {function}()", argument=name,
                             value=options[name], joiner="; ",
                             fix=f"data-description arguments are {', '.join(DATA_FIELDS)} (or a DataSpec); "
                                 f"run settings are {', '.join(RUNTIME_FIELDS)} (or runtime=Runtime(...))")

@@ -445,7 +445,7 @@ def _open_fds() -> int:
 
 
 def _handle_closed_after_error(env: Env) -> None:
-    from bulkformer.preprocess.pipeline import prepare_chunks
+    from bulkformer.preprocess import prepare_chunks
 
     frame = env.counts.astype(float)
     frame.iloc[3, 0] = -1.0

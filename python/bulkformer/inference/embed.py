@@ -11,10 +11,12 @@ import pandas as pd
 from ..atomic import check_replaceable
 from ..bundle import Bundle
 from ..model import MASK_VALUE
-from ..preprocess import vocabulary_positions
-from . import distributed
+from ..options import split
+from ..preprocess.vocabulary import vocabulary_positions
+from ..runtime import Runtime
+from .distributed import barrier, ensure_process_group, gather_rows, local_device, shard_rows
 from .execution import Engine
-from .impute import _report_dict, _without_none
+from .records import report_dict, without_none
 from ..io import is_anndata
 from .inputs import prepare_for
 from .stores import (STORE_MARKERS, GeneEmbeddingWriter, cast_checked, check_dtype, check_store_path,
@@ -69,17 +71,8 @@ def embed(
     out: str | Path | None = None,
     dtype: str = "float32",
     fuse_gene_features: bool = False,
-    input: str = "counts",
-    gene_names=None,
-    samples=None,
-    orientation: str = "samples_by_genes",
-    lengths=None,
-    layer: str | None = None,
-    min_matched_fraction: float = 0.5,
-    batch_size: int = 16,
-    device=None,
-    precision: str | None = None,
-    progress: bool = True,
+    runtime: Runtime | None = None,
+    **options: Any,
 ):
     """BulkFormer embeddings.
 
@@ -96,13 +89,13 @@ def embed(
     batch into a zarr store at ``out`` (``dtype`` float32 or float16); returns its path.
     Read it with :func:`bulkformer.inference.read_gene_embeddings`.
 
-    ``gene_names``: gene IDs replacing the data's own labels (one per gene), or for
-    AnnData and h5ad files the name of the ``var`` column that holds them (e.g. ``"gene_ids"``);
-    ``genes`` is something else: the subset of vocabulary genes to embed or pool.
+    ``genes`` here is the subset of vocabulary genes to embed or pool; the data's own gene
+    IDs (or the AnnData / h5ad column holding them) are the DataSpec's ``genes``:
+    ``embed(DataSpec(adata, genes="gene_ids"), model)`` (``gene_names="gene_ids"`` still
+    works, with a DeprecationWarning).
 
-    The data arguments (``input`` ... ``min_matched_fraction``) and the running ones
-    (``batch_size``, ``device``, ``precision``, ``progress``) are those of
-    :func:`bulkformer.impute`.
+    ``data``, ``runtime`` and ``options`` (the DataSpec's other fields and the Runtime's
+    settings as keywords) are those of :func:`bulkformer.impute`.
 
     Example::
 
@@ -125,9 +118,10 @@ def embed(
     if level == "gene":
         # before the cohort is read and aligned, which can take minutes
         out = check_replaceable(check_store_path(out), STORE_MARKERS, "a gene-embedding store")
-    engine = Engine.create(model, device=distributed.local_device(device), precision=precision,
-                           batch_size=batch_size, progress=progress)
-    distributed.ensure_process_group(engine.device)
+    spec, run = split(data, runtime, options, "embed", genes_is_subset=True)
+    data, orientation = spec.source, spec.orientation
+    engine = Engine.of(model, run, device=local_device(run.device))
+    ensure_process_group(engine.device)
     bundle = engine.bundle
     aggregate = bundle.layout.sample_pooling if aggregate is None else aggregate
     table = None
@@ -137,12 +131,10 @@ def embed(
                              "import the release with --gene-features, or use fuse_gene_features=False")
         table = bundle.gene_features.float().cpu().numpy()
     positions = gene_positions(genes, bundle.gene_ids)
-    prepared = prepare_for(data, bundle, input=input, gene_names=gene_names, samples=samples,
-                           orientation=orientation, lengths=lengths, layer=layer,
-                           min_matched_fraction=min_matched_fraction)
+    prepared = prepare_for(spec, bundle)
     values = np.asarray(prepared.values, dtype=np.float32)
-    shard = distributed.shard_rows(values.shape[0], engine.batch_size)
-    report = _report_dict(prepared.report)
+    shard = shard_rows(values.shape[0], engine.batch_size)
+    report = report_dict(prepared.report)
     sample_ids = [str(s) for s in prepared.sample_ids]
 
     if level == "sample":
@@ -153,7 +145,7 @@ def embed(
             observed = values[batch.start:batch.stop][:, positions] != MASK_VALUE
             part[batch.start - shard.rows.start:batch.stop - shard.rows.start] = aggregate_genes(
                 batch.features, aggregate, observed)
-        matrix = distributed.gather_rows(shard, part)
+        matrix = gather_rows(shard, part)
         frame = pd.DataFrame(cast_checked(matrix, dtype), index=pd.Index(sample_ids, name="sample"),
                              columns=[f"bf_{i}" for i in range(width)])
         frame.attrs["mapping_report"] = report
@@ -170,7 +162,7 @@ def embed(
         # genes x samples AnnData (R-style): the samples are its variables
         slot = adata.varm if orientation == "genes_by_samples" else adata.obsm
         slot["X_bulkformer"] = frame.to_numpy()
-        adata.uns.setdefault("bulkformer", {}).update(mapping_report=report, model=_without_none(bundle.describe()),
+        adata.uns.setdefault("bulkformer", {}).update(mapping_report=report, model=without_none(bundle.describe()),
                                                       aggregate=aggregate)
         return adata
 
@@ -182,7 +174,7 @@ def embed(
         if shard.is_main:
             writer = GeneEmbeddingWriter(out, n_samples=values.shape[0], n_genes=len(positions), feature_dim=width,
                                          dtype=dtype)
-        distributed.barrier(shard)
+        barrier(shard)
         if not shard.is_main:
             writer = GeneEmbeddingWriter(out, create=False)
         for batch in engine.stream(values, prepared.mask_prob, want_expr=False, feature_index=positions,
@@ -192,14 +184,14 @@ def embed(
                 tiled = np.broadcast_to(fused, (features.shape[0], *fused.shape))
                 features = np.concatenate([features, tiled], axis=-1)
             writer.write(batch.start, features)
-        distributed.barrier(shard)
+        barrier(shard)
         if shard.is_main:
             writer.complete(
                 sample_ids=sample_ids, gene_ids=[bundle.gene_ids[i] for i in positions],
                 metadata={"mapping_report": report, "model": dict(bundle.metadata, **{"config": bundle.config.to_dict()}),
                           "fused_gene_features": fused is not None, "dtype": dtype},
             )
-        distributed.barrier(shard)
+        barrier(shard)
     except BaseException:
         if shard.is_main:
             discard_staging(out)

@@ -13,11 +13,14 @@ from ..bundle import Bundle
 from ..errors import ArgumentError
 from ..io import SampleSlots
 from ..model import MASK_VALUE
-from ..preprocess import vocabulary_positions
-from . import distributed
+from ..options import split
+from ..preprocess.vocabulary import vocabulary_positions
+from ..runtime import Runtime
+from .distributed import ensure_process_group, gather_rows, local_device, shard_rows
 from .execution import Engine
 from ..io import is_anndata
 from .inputs import prepare_for
+from .records import report_dict, without_none
 
 _WHICH = ("missing", "all")
 # the arrays frame() labels (samples x vocabulary genes each)
@@ -68,7 +71,7 @@ class ImputationResult:
         frame = pd.DataFrame(values, index=pd.Index(self.sample_ids, name="sample"), columns=pd.Index(columns, name="gene"))
         # attrs hold small things only: pandas deep-copies them on every column operation,
         # so a per-gene list there made writing 20,000 columns take a minute (gene_annotation)
-        frame.attrs["mapping_report"] = _report_dict(self.report)
+        frame.attrs["mapping_report"] = report_dict(self.report)
         frame.attrs["model"] = self.model
         return frame
 
@@ -81,7 +84,7 @@ class ImputationResult:
                                 argument="name", value=name)
         frame = pd.DataFrame(getattr(self, name), index=pd.Index(self.sample_ids, name="sample"),
                              columns=pd.Index(self.gene_ids, name="gene"))
-        frame.attrs["mapping_report"] = _report_dict(self.report)
+        frame.attrs["mapping_report"] = report_dict(self.report)
         frame.attrs["model"] = self.model
         return frame
 
@@ -101,45 +104,29 @@ def _check_which(which: str) -> None:
                          f"predictions for every vocabulary gene), got {which!r}")
 
 
-def _without_none(record: dict | None) -> dict:
-    # h5ad cannot store None
-    return {k: v for k, v in (record or {}).items() if v is not None}
-
-
-def _report_dict(report: Any) -> dict:
-    return report.to_dict() if hasattr(report, "to_dict") else dict(report or {})
-
-
 def run_imputation(
     data: Any,
     model: Bundle | str | Path,
     *,
     which: str = "missing",
-    input: str = "counts",
-    gene_names=None,
-    samples=None,
-    orientation: str = "samples_by_genes",
-    lengths=None,
-    layer: str | None = None,
-    min_matched_fraction: float = 0.5,
-    batch_size: int = 16,
-    device=None,
-    precision: str | None = None,
-    progress: bool = True,
     mask_genes: Sequence[str] | None = None,
+    runtime: Runtime | None = None,
+    **options: Any,
 ) -> ImputationResult:
     """Align ``data`` to the model's vocabulary, run the model, return every view of
     the result (see :class:`ImputationResult`). ``mask_genes`` (vocabulary genes by
     Ensembl ID or symbol): measured genes to impute anyway; they are set to -10 (not
     measured) before the model runs, and come out as imputed. Under torchrun, samples
-    are sharded across ranks and every rank returns the whole result."""
+    are sharded across ranks and every rank returns the whole result.
+
+    ``data``: a table, path, AnnData or :class:`~bulkformer.dataspec.DataSpec` (or a prepared
+    input); ``runtime``: a :class:`~bulkformer.runtime.Runtime`. ``options``: the DataSpec's
+    fields and the Runtime's settings as keywords (``input="tpm"``, ``batch_size=8``, ...)."""
     _check_which(which)
-    engine = Engine.create(model, device=distributed.local_device(device), precision=precision,
-                           batch_size=batch_size, progress=progress)
-    distributed.ensure_process_group(engine.device)
-    prepared = prepare_for(data, engine.bundle, input=input, gene_names=gene_names, samples=samples,
-                           orientation=orientation, lengths=lengths, layer=layer,
-                           min_matched_fraction=min_matched_fraction)
+    spec, run = split(data, runtime, options, "run_imputation")
+    engine = Engine.of(model, run, device=local_device(run.device))
+    ensure_process_group(engine.device)
+    prepared = prepare_for(spec, engine.bundle)
     values = np.asarray(prepared.values, dtype=np.float32)
     measured = np.asarray(prepared.measured, dtype=bool)
     if mask_genes is not None:
@@ -149,11 +136,11 @@ def run_imputation(
         values[:, hidden] = MASK_VALUE
         measured = measured.copy()
         measured[hidden] = False
-    shard = distributed.shard_rows(values.shape[0], engine.batch_size)
+    shard = shard_rows(values.shape[0], engine.batch_size)
     predicted = np.empty((len(shard.rows), values.shape[1]), dtype=np.float32)
     for batch in engine.stream(values, prepared.mask_prob, rows=shard.rows, description="imputing"):
         predicted[batch.start - shard.rows.start:batch.stop - shard.rows.start] = batch.expr
-    predicted = distributed.gather_rows(shard, predicted)
+    predicted = gather_rows(shard, predicted)
     return ImputationResult(
         values=values, predicted=predicted,
         measured=measured,
@@ -174,18 +161,9 @@ def impute(
     model: Bundle | str | Path,
     *,
     which: str = "missing",
-    input: str = "counts",
-    gene_names=None,
-    samples=None,
-    orientation: str = "samples_by_genes",
-    lengths=None,
-    layer: str | None = None,
-    min_matched_fraction: float = 0.5,
-    batch_size: int = 16,
-    device=None,
-    precision: str | None = None,
-    progress: bool = True,
     mask_genes: Sequence[str] | None = None,
+    runtime: Runtime | None = None,
+    **options: Any,
 ):
     """Impute expression with BulkFormer.
 
@@ -205,31 +183,26 @@ def impute(
     bulkformer-latest they are its head's raw output, unconstrained: a gene predicted
     near zero can come out slightly negative; bulkformer returns it as it is.
 
-    ``gene_names``: gene IDs replacing the data's own labels (one per gene), or for
-    AnnData and h5ad files the name of the ``var`` column that holds them (e.g. ``"gene_ids"`` when
-    ``var_names`` are not IDs).
-
-    Reading the data: ``input``, ``samples``, ``orientation``, ``lengths``, ``layer`` and
-    ``min_matched_fraction`` as in :func:`bulkformer.preprocess.prepare` (an already
-    prepared input is used as it is). Running: ``batch_size`` samples per forward pass;
-    ``device`` None picks cuda > mps > cpu; ``precision`` None is bf16 autocast on CUDA
-    (fp16 where bf16 is unsupported and on MPS) and fp32 on CPU, or "fp32" / "bf16" /
-    "fp16"; ``progress`` shows a progress bar.
+    ``data``: a table, path, AnnData, prepared input, or a :class:`~bulkformer.dataspec.DataSpec`
+    saying how to read it (input kind, gene IDs or the AnnData column holding them,
+    orientation, lengths, layer, min_matched_fraction; see
+    :func:`bulkformer.preprocess.prepare`). ``runtime``: a
+    :class:`~bulkformer.runtime.Runtime` (device None picks cuda > mps > cpu; precision
+    None is bf16 autocast on CUDA, fp16 on MPS, fp32 on CPU; batch_size; progress).
+    ``options``: those fields and settings as keywords, laid over ``data`` and
+    ``runtime`` (``gene_names=`` is the deprecated spelling of ``genes=``).
 
     Example::
 
         frame = bulkformer.impute(counts, "models/bulkformer-147M")          # missing genes
         denoised = bulkformer.impute(tpm, bundle, which="all", input="tpm")   # TPM table
     """
-    result = run_imputation(
-        data, model, which=which, input=input, gene_names=gene_names, samples=samples, orientation=orientation,
-        lengths=lengths, layer=layer, min_matched_fraction=min_matched_fraction,
-        batch_size=batch_size, device=device, precision=precision, progress=progress, mask_genes=mask_genes,
-    )
+    spec, run = split(data, runtime, options, "impute")
+    result = run_imputation(spec, model, which=which, mask_genes=mask_genes, runtime=run)
     frame = result.to_frame(which)
-    if not is_anndata(data):
+    if not is_anndata(spec.source):
         return frame
-    return _as_anndata(frame, result.gene_annotation(frame), data, which, orientation)
+    return _as_anndata(frame, result.gene_annotation(frame), spec.source, which, spec.orientation)
 
 
 def _as_anndata(frame: pd.DataFrame, var: pd.DataFrame, source, which: str, orientation: str = "samples_by_genes"):
@@ -249,5 +222,5 @@ def _as_anndata(frame: pd.DataFrame, var: pd.DataFrame, source, which: str, orie
     else:
         adata.uns.update(slots.uns)
     adata.uns["bulkformer"] = {"mapping_report": frame.attrs["mapping_report"], "which": which,
-                               "model": _without_none(frame.attrs["model"])}
+                               "model": without_none(frame.attrs["model"])}
     return adata

@@ -1,9 +1,10 @@
-"""From the user's data to the aligned matrix the model reads (via ``prepare``)."""
+"""From the user's data to the aligned matrix the model reads (via the DataSpec)."""
 from __future__ import annotations
 
 from typing import Any
 
 from ..bundle import Bundle
+from ..dataspec import DataSpec
 
 
 def is_prepared(data: Any) -> bool:
@@ -11,28 +12,14 @@ def is_prepared(data: Any) -> bool:
     return all(hasattr(data, name) for name in ("values", "measured", "sample_ids", "gene_ids", "mask_prob", "report"))
 
 
-def prepare_for(
-    data: Any,
-    bundle: Bundle,
-    *,
-    input: str = "counts",
-    gene_names=None,
-    samples=None,
-    orientation: str = "samples_by_genes",
-    lengths=None,
-    layer: str | None = None,
-    min_matched_fraction: float = 0.5,
-):
-    """``bulkformer.preprocess.prepare`` against the bundle's vocabulary; the
-    aligned input passes through unchanged when ``data`` is already prepared."""
-    if is_prepared(data):
-        if list(data.gene_ids) != bundle.gene_ids:
+def prepare_for(data: Any, bundle: Bundle, **fields: Any):
+    """``data`` (raw, or a :class:`DataSpec`; ``fields`` override its settings) prepared
+    against the bundle's vocabulary; an aligned input (a ``PreparedInput``, bare or as a
+    DataSpec's source) passes through unchanged."""
+    spec = DataSpec.of(data, **fields)
+    if is_prepared(spec.source):
+        if list(spec.source.gene_ids) != bundle.gene_ids:
             raise ValueError("the prepared input was aligned to another vocabulary than this model's; "
                              "prepare it again with prepare(data, bundle)")
-        return data
-    from ..preprocess import prepare
-
-    return prepare(data, bundle, input=input, genes=gene_names, samples=samples,
-                   orientation=orientation, lengths=lengths, layer=layer, min_matched_fraction=min_matched_fraction)
-
-
+        return spec.source
+    return spec.prepare(bundle)

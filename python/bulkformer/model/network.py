@@ -8,15 +8,12 @@ methods below, so they never ask which layout they hold.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from .graph_conv import SparseGraph, check_graph, supports_sparse_matmul, to_source_target
-
-if TYPE_CHECKING:  # the layout record is attached by each layout module
-    from .layouts.base import Layout
 
 
 @dataclass
@@ -39,7 +36,9 @@ class BulkFormer(nn.Module):
     per-edge activations; set it False for the published message passing."""
 
     sparse_graph: bool = True
-    layout: ClassVar["Layout"]
+    # the layout record (bulkformer.model.layouts.base.Layout), attached by each layout module;
+    # not imported here: the layouts import this module
+    layout: ClassVar[Any]
     # which row of the stored edge index holds the receiving gene (v1/v2: 0; latest: 1)
     receiver_row: ClassVar[int] = 0
     _networks: ClassVar[dict[str, type[BulkFormer]]] = {}

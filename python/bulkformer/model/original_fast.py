@@ -1,23 +1,20 @@
 """The fast inference path of the original layouts (v1, v2): see ``fast_performer``."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any  # an original.OriginalBulkFormer (which imports this module)
 
 import torch
 
 from .fast_performer import FastOutput, FastPath, LayerWeights, chunked_layernorm_, performer_layer_
 from .graph_conv import sparse_graph_conv
 
-if TYPE_CHECKING:
-    from .original import OriginalBulkFormer
-
 
 class FastOriginal(FastPath):
     """Cached gene tokens and graph, chunked FAVOR+ layers, the head chunk by chunk."""
 
-    model: OriginalBulkFormer
+    model: Any
 
-    def __init__(self, model: OriginalBulkFormer, *, gene_chunk: int | None = None, per_sample: bool = False) -> None:
+    def __init__(self, model: Any, *, gene_chunk: int | None = None, per_sample: bool = False) -> None:
         super().__init__(model, gene_chunk=gene_chunk, per_sample=per_sample)
         with torch.inference_mode():
             self.gene_tokens = model.gene_tokens().float()

@@ -13,7 +13,7 @@ def native_module() -> ModuleType | None:
     if os.environ.get("BULKFORMER_NO_NATIVE", "") not in ("", "0"):
         return None
     try:
-        from bulkformer.preprocess import _native
+        import bulkformer.preprocess._native as _native  # the compiled module itself (python/src/native.cpp)
     except ImportError:
         return None
     return _native

@@ -3,7 +3,8 @@ that would match as Ensembl IDs."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
@@ -12,8 +13,12 @@ from bulkformer.io import ExpressionMatrix, gene_column_argument
 from bulkformer.preprocess.ids import VocabularyIndex, lookup_many
 from bulkformer.preprocess.report import MappingReport
 
-if TYPE_CHECKING:
-    from bulkformer.preprocess.pipeline import _Source
+
+class AnnotatedSource(Protocol):
+    """What the advice reads of a source: its gene annotation columns and whose they are."""
+
+    gene_columns: Callable[[], pd.DataFrame | None] | None
+    owner: str
 
 
 class MatchAdvice(NamedTuple):
@@ -111,7 +116,7 @@ def _column_hits(columns: pd.DataFrame, index: VocabularyIndex, ensembl_only: bo
 _SYMBOL_ROUTES = ("symbol", "symbol_case", "alias")
 
 
-def symbol_names_advice(source: _Source, report: MappingReport, index: VocabularyIndex,
+def symbol_names_advice(source: AnnotatedSource, report: MappingReport, index: VocabularyIndex,
                          orientation: str) -> list[str]:
     """A warning when the gene names of an AnnData (or h5ad file) matched mostly as symbols
     while one of its annotation columns holds Ensembl IDs that match at least as many

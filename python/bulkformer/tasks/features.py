@@ -20,12 +20,12 @@ import pandas as pd
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
+from ..dataspec import DataSpec
 from ..io import is_anndata
+from ..options import split
+from ..runtime import Runtime
 
 FEATURE_SETS = ("embedding", "raw_logtpm")
-
-# prepare()'s data-description arguments, shared by embed()/impute() (genes -> gene_names there).
-_DATA_ARGS = ("input", "samples", "orientation", "lengths", "layer")
 
 
 def _bundle(model: Any):
@@ -38,26 +38,34 @@ def _bundle(model: Any):
     return load(os.fspath(model))
 
 
-def logtpm_matrix(data: Any, model: Any, *, gene_names: Sequence[str] | None = None, **data_args: Any) -> pd.DataFrame:
-    """Samples x vocabulary genes natural log1p TPM, NaN where the data set does not
-    measure the gene (columns measured by no sample are dropped). ``model``: a Bundle,
-    a bundle path, or a vocabulary DataFrame (ensembl_id, symbol, length)."""
-    from bulkformer.model import MASK_VALUE
-    from bulkformer.preprocess import prepare
+def _quiet_runtime(runtime: Runtime | None, options: dict[str, Any]) -> Runtime | None:
+    """Feature builders show no progress bar unless asked to (they run inside a task)."""
+    if runtime is None and "progress" not in options:
+        return Runtime(progress=False)
+    return runtime
 
-    _check_data_args(data_args)
+
+def logtpm_matrix(data: Any, model: Any, **options: Any) -> pd.DataFrame:
+    """Samples x vocabulary genes natural log1p TPM, NaN where the data set does not
+    measure the gene (columns measured by no sample are dropped). ``data``: a table,
+    path, AnnData or :class:`~bulkformer.dataspec.DataSpec`, ``options`` its fields as
+    keywords; ``model``: a Bundle, a bundle path, or a vocabulary DataFrame (ensembl_id,
+    symbol, length)."""
+    from bulkformer.model import MASK_VALUE
+
+    spec, _ = split(data, None, options, "logtpm_matrix")
     vocabulary = model if isinstance(model, pd.DataFrame) else _bundle(model)
-    prepared = prepare(data, vocabulary, genes=gene_names, **data_args)
+    prepared = spec.prepare(vocabulary)
     values = np.asarray(prepared.values, dtype=np.float32)
     frame = pd.DataFrame(np.where(values == MASK_VALUE, np.nan, values), index=pd.Index(prepared.sample_ids, name="sample"),
                          columns=pd.Index(prepared.gene_ids, name="gene"))
     return frame.loc[:, frame.notna().any(axis=0)]
 
 
-def raw_logtpm_features(data: Any, model: Any, *, gene_names: Sequence[str] | None = None, **data_args: Any) -> pd.DataFrame:
+def raw_logtpm_features(data: Any, model: Any, **options: Any) -> pd.DataFrame:
     """The baseline: samples x measured vocabulary genes log1p TPM (genes that any
     sample lacks are dropped so that the matrix is complete)."""
-    frame = logtpm_matrix(data, model, gene_names=gene_names, **data_args)
+    frame = logtpm_matrix(data, model, **options)
     complete = frame.loc[:, frame.notna().all(axis=0)]
     if complete.shape[1] == 0:
         raise ValueError("no vocabulary gene is measured in every sample; cannot build the raw log1p TPM baseline")
@@ -65,20 +73,19 @@ def raw_logtpm_features(data: Any, model: Any, *, gene_names: Sequence[str] | No
 
 
 def embedding_features(data: Any, model: Any, *, aggregate: str | None = None, genes: Sequence[str] | None = None,
-                       gene_names: Sequence[str] | None = None, batch_size: int = 16, device: str | None = None,
-                       progress: bool = False, **data_args: Any) -> pd.DataFrame:
-    """Samples x feature_dim BulkFormer sample embeddings (``bulkformer.embed``)."""
-    from bulkformer.inference import embed
+                       runtime: Runtime | None = None, **options: Any) -> pd.DataFrame:
+    """Samples x feature_dim BulkFormer sample embeddings (``bulkformer.embed``); ``genes``:
+    the vocabulary genes pooled over (the data's gene IDs are the DataSpec's)."""
+    from bulkformer.inference.embed import embed
     from bulkformer.inference.inputs import prepare_for
 
-    _check_data_args(data_args)
+    spec, run = split(data, _quiet_runtime(runtime, options), options, "embedding_features", genes_is_subset=True)
     bundle = _bundle(model)
-    if is_anndata(data):
+    if is_anndata(spec.source):
         # embed() returns AnnData for AnnData; from the aligned input it returns a
         # DataFrame, with the same sample IDs as raw_logtpm_features
-        data = prepare_for(data, bundle, gene_names=gene_names, **data_args)
-    frame = embed(data, bundle, level="sample", aggregate=aggregate, genes=genes, gene_names=gene_names,
-                  batch_size=batch_size, device=device, progress=progress, **data_args)
+        spec = DataSpec(prepare_for(spec, bundle))
+    frame = embed(spec, bundle, level="sample", aggregate=aggregate, genes=genes, runtime=run)
     frame = pd.DataFrame(frame).astype(np.float64)
     frame.columns = [f"emb_{i}" for i in range(frame.shape[1])]
     return frame
@@ -97,55 +104,57 @@ def check_include(include: Sequence[str]) -> list[str]:
     return include
 
 
-def sample_ids(data: Any, *, orientation: str = "samples_by_genes", layer: str | None = None,
-               gene_names: str | None = None) -> list[str]:
+def sample_ids(data: Any, **options: Any) -> list[str]:
     """The data's sample IDs without reading its values (a file's ID column, a frame's
     index), so that labels can be checked before the expensive embedding pass. ``data``:
-    a file path or a DataFrame; AnnData gives its ``obs_names``. For a file, ``layer``
-    and ``gene_names`` (an h5ad gene-ID column) are checked on the way."""
-    if isinstance(data, pd.DataFrame):
-        ids = data.index if orientation == "samples_by_genes" else data.columns
-    elif is_anndata(data):  # genes x samples (R-style) has the samples as its variables
-        ids = data.var_names if orientation == "genes_by_samples" else data.obs_names
-    elif isinstance(data, (str, os.PathLike)):
+    a file path, a DataFrame, an AnnData (its ``obs_names``) or a DataSpec of one; for a
+    file, the layer and the h5ad gene-ID column (``genes``) are checked on the way."""
+    spec, _ = split(data, None, options, "sample_ids")
+    source, orientation = spec.source, spec.orientation
+    if isinstance(source, pd.DataFrame):
+        ids = source.index if orientation == "samples_by_genes" else source.columns
+    elif is_anndata(source):  # genes x samples (R-style) has the samples as its variables
+        ids = source.var_names if orientation == "genes_by_samples" else source.obs_names
+    elif isinstance(source, (str, os.PathLike)):
         from bulkformer.io import read_sample_ids
 
-        ids = read_sample_ids(data, orientation=orientation, layer=layer, genes=gene_names)
+        ids = read_sample_ids(source, orientation=orientation, layer=spec.layer, genes=spec.genes)
     else:
-        raise ValueError(f"cannot read sample IDs from {type(data).__name__}; pass a file path or a DataFrame")
+        raise ValueError(f"cannot read sample IDs from {type(source).__name__}; pass a file path or a DataFrame")
     return [str(s) for s in ids]
 
 
 def feature_sets(data: Any, model: Any, *, include: Sequence[str] = FEATURE_SETS, aggregate: str | None = None,
-                 genes: Sequence[str] | None = None, gene_names: Sequence[str] | None = None, batch_size: int = 16,
-                 device: str | None = None, progress: bool = False, **data_args: Any) -> dict[str, pd.DataFrame]:
+                 genes: Sequence[str] | None = None, runtime: Runtime | None = None,
+                 **options: Any) -> dict[str, pd.DataFrame]:
     """``{"embedding": ..., "raw_logtpm": ...}`` for the same samples, ready for
-    ``bulkformer.tasks.<task>.evaluate``. ``data_args``: prepare()'s ``input``,
-    ``samples``, ``orientation``, ``lengths``, ``layer``."""
+    ``bulkformer.tasks.<task>.evaluate``. ``data``: raw or a DataSpec; ``options``: the
+    DataSpec's fields (but ``genes``, here the genes pooled over) and the Runtime's
+    settings as keywords."""
     check_include(include)
+    spec, run = split(data, _quiet_runtime(runtime, options), options, "feature_sets", genes_is_subset=True)
     bundle = _bundle(model)
     sets: dict[str, pd.DataFrame] = {}
     if "embedding" in include:
-        sets["embedding"] = embedding_features(data, bundle, aggregate=aggregate, genes=genes, gene_names=gene_names,
-                                               batch_size=batch_size, device=device, progress=progress, **data_args)
+        sets["embedding"] = embedding_features(spec, bundle, aggregate=aggregate, genes=genes, runtime=run)
     if "raw_logtpm" in include:
-        sets["raw_logtpm"] = raw_logtpm_features(data, bundle, gene_names=gene_names, **data_args)
+        sets["raw_logtpm"] = raw_logtpm_features(spec, bundle)
     return sets
 
 
-def gene_embedding_features(data: Any, model: Any, genes: Sequence[str], *, gene_names: Sequence[str] | None = None,
-                            batch_size: int = 16, device: str | None = None, out: str | os.PathLike | None = None,
-                            **data_args: Any) -> pd.DataFrame:
+def gene_embedding_features(data: Any, model: Any, genes: Sequence[str], *, out: str | os.PathLike | None = None,
+                            runtime: Runtime | None = None, **options: Any) -> pd.DataFrame:
     """Gene-level BulkFormer embeddings of ``genes`` in every sample, as a DataFrame
     indexed by (sample, gene) with one column per embedding dimension (through the
     on-disk store of ``bulkformer.embed(level="gene")``)."""
-    from bulkformer.inference import embed, read_gene_embeddings
+    from bulkformer.inference.embed import embed
+    from bulkformer.inference.stores import read_gene_embeddings
 
-    _check_data_args(data_args)
+    spec, run = split(data, _quiet_runtime(runtime, options), options, "gene_embedding_features",
+                      genes_is_subset=True)
     with tempfile.TemporaryDirectory(prefix="bulkformer-genes-") as tmp:
-        store = embed(data, _bundle(model), level="gene", genes=list(genes), gene_names=gene_names,
-                      out=out or os.path.join(tmp, "genes.zarr"), batch_size=batch_size, device=device,
-                      progress=False, **data_args)
+        store = embed(spec, _bundle(model), level="gene", genes=list(genes),
+                      out=out or os.path.join(tmp, "genes.zarr"), runtime=run)
         return gene_store_to_frame(read_gene_embeddings(store))
 
 
@@ -191,9 +200,3 @@ def gene_logtpm_features(logtpm: pd.DataFrame, genes: Sequence[str], *, n_compon
     long = block[genes].stack(future_stack=True).rename("expression").to_frame()
     long.index = long.index.set_names(["cell_line", "gene"])
     return long.join(component, on="gene")
-
-
-def _check_data_args(data_args: dict[str, Any]) -> None:
-    unknown = [name for name in data_args if name not in _DATA_ARGS]
-    if unknown:
-        raise ValueError(f"unknown argument(s) {unknown}; data-description arguments are {_DATA_ARGS} (+ gene_names)")
