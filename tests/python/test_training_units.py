@@ -14,7 +14,7 @@ from bulkformer.model import MASK_VALUE
 from bulkformer.training import checkpoint as ckpt
 from bulkformer.training.data import Corpus, Shard, build_corpus, file_shard
 from bulkformer.training.masking import mask_measured, step_generator
-from bulkformer.training.pretrain import disable_activation_checkpointing, enable_activation_checkpointing
+from bulkformer.training.model_init import disable_activation_checkpointing, enable_activation_checkpointing
 from bulkformer.training.schedule import warmup_cosine, warmup_cosine_factor
 
 
@@ -124,7 +124,11 @@ def test_resume_skips_reading_consumed_windows():
 def test_validation_holds_out_rows_of_one_file_and_whole_shards_of_several():
     import sys
 
-    split = sys.modules["bulkformer.training.pretrain"]._validation_split
+    from bulkformer.training.rows import TrainingRows, validation_split
+
+    def split(corpus, val_fraction, max_val, seed):
+        train, held, note = validation_split(TrainingRows.from_corpus(corpus), val_fraction, max_val, seed)
+        return train, held, note
 
     def shards(sizes):
         starts = np.cumsum([0, *sizes])
@@ -133,19 +137,19 @@ def test_validation_holds_out_rows_of_one_file_and_whole_shards_of_several():
                 for i, n in enumerate(sizes)]
 
     one = Corpus(shards([40]))  # a single file used to skip validation silently
-    train, held, note = split(one, None, 0.1, 512, None, "aligned", None, None, seed=0)
+    train, held, note = split(one, 0.1, 512, seed=0)
     assert len(held) == 4 and train.n_samples == 36 and note == "4 of 40 samples"
-    assert set(held[:, 0]).isdisjoint(np.concatenate([b[:, 0] for _, b in train.batches(4, epoch=0, seed=0)]))
+    assert set(held[:, 0]).isdisjoint(train.read(np.arange(train.n_samples))[:, 0])
     several = Corpus(shards([10, 10, 10, 10]))
     with pytest.warns(UserWarning, match=r"validation takes 25% of the samples \(val_fraction=0.1\) because whole "
                                          r"shard files are held out \(1 of 4\): give the validation samples with val_data="):
-        train, held, note = split(several, None, 0.1, 512, None, "aligned", None, None, seed=0)
+        train, held, note = split(several, 0.1, 512, seed=0)
     assert sorted(held[:, 0]) == list(range(30, 40)) and train.n_samples == 30
     assert "last 1 of 4 shard files (part3.parquet); whole shards, so 10 samples (25% of 40) leave training" in note
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # 10% asked, 10% held out: nothing to say
-        split(Corpus(shards([10] * 10)), None, 0.1, 512, None, "aligned", None, None, seed=0)
-    assert split(several, None, 0.0, 512, None, "aligned", None, None, seed=0)[1] is None
+        split(Corpus(shards([10] * 10)), 0.1, 512, seed=0)
+    assert split(several, 0.0, 512, seed=0)[1] is None
 
 
 def test_file_shards_are_prepared(tmp_path):
@@ -273,7 +277,7 @@ def test_bad_arguments(tmp_path):
 def test_observed_weight_adds_a_denoising_term():
     import sys
 
-    pretrain_module = sys.modules["bulkformer.training.pretrain"]
+    pretrain_module = sys.modules["bulkformer.training.steps"]
     bundle = bulkformer.tiny_bundle(n_genes=40)
     x = torch.rand(3, 40) * 5
     x[:, :4] = MASK_VALUE
@@ -292,14 +296,14 @@ def test_observed_weight_adds_a_denoising_term():
 def test_pca_gene_init_starts_from_the_principal_axes():
     import sys
 
-    pretrain_module = sys.modules["bulkformer.training.pretrain"]
+    pretrain_module = sys.modules["bulkformer.training.model_init"]
     rng = np.random.default_rng(0)
     factor = rng.normal(size=(300, 1))
     loading = rng.normal(size=(1, 30))
     values = 3.0 + factor @ loading + 0.1 * rng.normal(size=(300, 30))
     values[:5, 7] = np.nan  # unmeasured entries are filled with the gene mean, not propagated
     model = bulkformer.tiny_bundle(n_genes=30).model  # d = 16
-    pretrain_module._init_gene_embedding_pca(model, pretrain_module._filled(values), scale=1.6)
+    pretrain_module.init_gene_embedding_pca(model, pretrain_module.filled(values), scale=1.6)
     weight = model.gene_emb_onehot_layer.weight.detach().numpy()
     assert np.isfinite(weight).all()
     # the first axis is the planted loading (up to sign), entries rescaled to sd 1.6
@@ -331,8 +335,11 @@ def test_validation_reports_the_gene_mean_baseline_and_warns_below_it():
     held = np.asarray(log_tpm.iloc[100:], np.float32)
     masked, mask = evaluation_mask(held, 0.15, seed=3 + 7919)
     expected = masked_pearson(gene_mean_baseline(np.asarray(log_tpm.iloc[:100], np.float32), masked), held, mask)
-    assert untrained.validation["gene_mean_pcc"].tolist() == pytest.approx([expected] * len(untrained.validation))
-    assert untrained.bundle.metadata["pretraining"]["val_gene_mean_pcc"] == pytest.approx(expected)
+    # named for what it is (issue 31): the training samples' gene means, not evaluate's cohort-own gene_mean
+    assert "gene_mean_pcc" not in untrained.validation.columns
+    assert "val_gene_mean_pcc" not in untrained.bundle.metadata["pretraining"]
+    assert untrained.validation["train_gene_mean_pcc"].tolist() == pytest.approx([expected] * len(untrained.validation))
+    assert untrained.bundle.metadata["pretraining"]["val_train_gene_mean_pcc"] == pytest.approx(expected)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         trained = bulkformer.pretrain(log_tpm.iloc[:100], None, epochs=30, lr=3e-3, **settings)
@@ -342,7 +349,7 @@ def test_validation_reports_the_gene_mean_baseline_and_warns_below_it():
 def test_lengths_fingerprint_ignores_the_number_type():
     """Lengths read by pandas (integers) and by the CLI (floats) are the same lengths: a run
     started on the command line resumed from Python was refused as 'lengths changed'."""
-    from bulkformer.training.pretrain import _lengths_fingerprint
+    from bulkformer.corpus.store import lengths_fingerprint as _lengths_fingerprint
 
     as_int = pd.Series([1200, 3400], index=["ENSG00000000003", "ENSG00000000005"])
     assert _lengths_fingerprint(as_int) == _lengths_fingerprint(as_int.astype(float))
@@ -364,7 +371,7 @@ def test_each_torchrun_rank_draws_its_own_dropout_masks():
     rows got exactly rank 0's masks. Each rank now draws from a stream of its own, seeded by
     (seed, step, micro-batch, rank), and the global stream is left as it was."""
     from bulkformer.training.distributed import DistContext
-    from bulkformer.training.pretrain import _own_dropout_stream
+    from bulkformer.training.steps import own_dropout_stream as _own_dropout_stream
 
     net = bulkformer.tiny_bundle(n_genes=20).model
     for module in net.modules():

@@ -32,12 +32,21 @@ def mask_measured(x: torch.Tensor, fraction: float, generator: torch.Generator,
     Returns ``(x_masked, mask)`` where ``mask`` marks the entries that were hidden, the
     positions the loss is computed on. Already-unmeasured entries are never in ``mask``.
     """
+    return mask_rows(x, None, x.shape[0], fraction, generator, fraction_max)
+
+
+def mask_rows(x: torch.Tensor, rows: torch.Tensor | None, n_rows: int, fraction: float, generator: torch.Generator,
+              fraction_max: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`mask_measured` of rows ``rows`` (None: all) of an ``n_rows``-row batch of which
+    ``x`` holds only those rows: the draws are made for the whole batch, so each rank of a
+    global batch masks its rows exactly as one process masking the whole batch would."""
     check_mask_rates(fraction, fraction_max)
     rate: float | torch.Tensor = fraction
     if fraction_max is not None:
-        spread = torch.rand((x.shape[0], 1), generator=generator, device=generator.device)
-        rate = (fraction + (fraction_max - fraction) * spread).to(x.device)
-    draws = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device)
+        spread = torch.rand((n_rows, 1), generator=generator, device=generator.device)
+        rate = (fraction + (fraction_max - fraction) * (spread if rows is None else spread[rows])).to(x.device)
+    draws = torch.rand((n_rows, x.shape[1]), generator=generator, device=generator.device)
+    draws = (draws if rows is None else draws[rows]).to(x.device)
     mask = (draws < rate) & (x != MASK_VALUE)
     return x.masked_fill(mask, MASK_VALUE), mask
 
