@@ -1,18 +1,15 @@
 """Figures of the downstream tasks: confusion matrix, ROC, Kaplan-Meier, scatter.
 
-Each ``plot_*`` draws on a given matplotlib Axes; :func:`plot_task_result` lays out the
-figure of a whole :class:`bulkformer.tasks.TaskResult`. Uses the Agg backend when no
-display is configured.
+Each ``plot_*`` draws on a given matplotlib Axes; :func:`grid` and :func:`finish` frame a
+figure. Each task module lays out its own figure (``figure(result)``, found through
+:mod:`bulkformer.tasks.registry`). Uses the Agg backend when no display is configured.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
-
-if TYPE_CHECKING:
-    from bulkformer.tasks.result import TaskResult
 
 
 def _pyplot():
@@ -72,7 +69,8 @@ def plot_scatter(ax, y_true: Any, y_pred: Any, title: str = "", max_points: int 
     ax.set_title(title, fontsize=9)
 
 
-def _grid(n: int, size: float = 3.6):
+def grid(n: int, size: float = 3.6):
+    """A figure with ``n`` panels, three to a row (the unused ones hidden): (figure, axes)."""
     plt = _pyplot()
     cols = min(n, 3)
     rows = int(np.ceil(n / cols))
@@ -82,62 +80,19 @@ def _grid(n: int, size: float = 3.6):
     return fig, list(axes.flat)
 
 
-def plot_task_result(result: "TaskResult"):
-    """A matplotlib Figure summarising ``result``."""
-    task = result.task
-    pred = result.predictions
-    if task == "classification":
-        matrices = result.details["confusion_matrices"]
-        fig, axes = _grid(len(matrices), size=4.2)
-        for ax, (key, matrix) in zip(axes, matrices.items()):
-            feat, head = key.split("/")
-            f1 = result.metric("weighted_f1", features=feat, head=head)
-            plot_confusion_matrix(ax, matrix, result.details["classes"], f"{key}\nweighted F1 {f1:.3f}")
-    elif task == "prognosis":
-        cox = pred[pred["head"] == "cox"]
-        cox_sets = list(cox.groupby("features", sort=False))
-        fig, axes = _grid(1 + len(cox_sets))
-        roc = pred[pred["head"] == "random_forest"]
-        for feat, rows in roc.groupby("features", sort=False):
-            plot_roc(axes[0], rows["event"], rows["score"], str(feat))
-        axes[0].set_title("alive/dead random forest (pooled folds)", fontsize=9)
-        if roc.empty:
-            axes[0].set_visible(False)
-        for ax, (feat, rows) in zip(axes[1:], cox_sets):
-            # KM of the held-out Cox risk split at its median: does the model separate outcomes?
-            group = np.where(rows["score"] > rows["score"].median(), "high risk", "low risk")
-            c_index = result.metric("c_index", features=feat, head="cox")
-            plot_kaplan_meier(ax, rows["time"], rows["event"], group, f"Cox held-out risk, {feat} (C {c_index:.3f})")
-    elif task == "gene_survival":
-        genes = result.details["plotted_genes"]
-        fig, axes = _grid(len(genes))
-        for ax, gene in zip(axes, genes):
-            rows = pred[pred["gene"] == gene]
-            row = result.metrics.set_index("gene").loc[gene]
-            plot_kaplan_meier(ax, rows["time"], rows["event"], rows["group"],
-                              f"{gene}: HR {row['hazard_ratio']:.2f}, log-rank p {row['logrank_p']:.2g}")
-    elif task == "imputation":
-        methods = list(pd.unique(pred["features"]))
-        fig, axes = _grid(len(methods) + 1)
-        for ax, method in zip(axes, methods):
-            rows = pred[pred["features"] == method]
-            plot_scatter(ax, rows["true"], rows["pred"], f"{method}: r {result.metric('pearson', features=method):.3f}")
-        deciles = result.details["by_decile"]
-        ax = axes[len(methods)]
-        for method, rows in deciles.groupby("features", sort=False):
-            ax.plot(rows["decile"], rows["mae"], marker="o", label=str(method))
-        ax.set_xlabel("decile of true expression")
-        ax.set_ylabel("MAE")
-        ax.legend(fontsize=8)
-        ax.set_title("error by expression decile", fontsize=9)
-    elif task in ("drug_response", "essentiality"):
-        feats = list(pd.unique(pred["features"]))
-        fig, axes = _grid(len(feats))
-        for ax, feat in zip(axes, feats):
-            rows = pred[pred["features"] == feat]
-            plot_scatter(ax, rows["value"], rows["pred"], f"{feat}: mean PCC {result.metric('mean_pcc', features=feat):.3f}")
-    else:
-        raise ValueError(f"no plot for task {task!r}")
+def finish(fig, task: str):
+    """The task's title over the panels, laid out: the figure, ready to save."""
     fig.suptitle(task.replace("_", " "), fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def scatter_by_features(result: Any, true_col: str, metric: str, label: str):
+    """One predicted-vs-observed panel per feature set (drug response, essentiality)."""
+    pred = result.predictions
+    feats = list(pd.unique(pred["features"]))
+    fig, axes = grid(len(feats))
+    for ax, feat in zip(axes, feats):
+        rows = pred[pred["features"] == feat]
+        plot_scatter(ax, rows[true_col], rows["pred"], f"{feat}: {label} {result.metric(metric, features=feat):.3f}")
+    return finish(fig, result.task)

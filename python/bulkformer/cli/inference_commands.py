@@ -10,13 +10,13 @@ import typer
 from bulkformer.atomic import atomic_file, check_file_output, check_not_input
 from bulkformer.preprocess.report import outside_vocabulary_note
 
-from .inputs import (GENE_COLUMN_HELP, LAYER_HELP, ORIENTATION_HELP, check_expression_file, check_model_dir, gene_list,
-                     load_model, output_path, read_lengths)
+from .data_options import (BATCH, DEVICE, GENE_COLUMN, INPUT, INPUT_HELP, LAYER, LENGTHS, MIN_MATCHED, ORIENTATION,
+                           PRECISION, data_spec, runtime)
+from .inputs import check_expression_file, check_model_dir, gene_list, load_model, output_path
 
 # a .gz text table is compressed by pandas, which infers it from the (staging) name's .gz
 _TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".csv.gz": "csv", ".tsv.gz": "tsv", ".txt.gz": "tsv",
                    ".parquet": "parquet", ".h5ad": "h5ad"}
-_INPUT_HELP = "What the values are: counts, tpm or logtpm (natural log1p TPM)."
 
 
 def register(app: typer.Typer) -> None:
@@ -86,15 +86,10 @@ def impute(
     model: Path = typer.Option(..., "--model", "-m", help="Model bundle directory."),
     out: Path = typer.Option(..., "--out", "-o", help="Output table: .csv or .tsv (optionally .gz), .parquet or .h5ad.", callback=output_path),
     which: str = typer.Option("missing", help="missing: genes the data lacks; all: denoised values for every gene."),
-    input: str = typer.Option("counts", "--input", help=_INPUT_HELP),
-    orientation: str = typer.Option("samples_by_genes", help=ORIENTATION_HELP),
-    layer: Optional[str] = typer.Option(None, help=LAYER_HELP),
-    gene_column: Optional[str] = typer.Option(None, help=GENE_COLUMN_HELP),
-    lengths: Optional[Path] = typer.Option(None, help="Gene lengths (bp) for counts: CSV/TSV with gene ID and length columns."),
-    min_matched_fraction: float = typer.Option(0.5, help="Fail when fewer than this share of vocabulary genes is measured."),
-    batch_size: int = typer.Option(16, help="Samples per batch."),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: cuda > mps > cpu)."),
-    precision: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16 (default: bf16 on CUDA, fp16 on MPS or where bf16 is unsupported, fp32 on CPU)."),
+    input: str = INPUT, orientation: str = ORIENTATION, layer: Optional[str] = LAYER,
+    gene_column: Optional[str] = GENE_COLUMN, lengths: Optional[Path] = LENGTHS,
+    min_matched_fraction: float = MIN_MATCHED,
+    batch_size: int = BATCH, device: Optional[str] = DEVICE, precision: Optional[str] = PRECISION,
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Impute log1p TPM for the vocabulary genes a cohort lacks (or denoise all genes).
@@ -114,10 +109,10 @@ def impute(
     _output_format(out, _TABLE_SUFFIXES)
     check_not_input(out, {"DATA": data, "--lengths": lengths, "--model": model})
     check_model_dir(model)
-    result = run_imputation(str(data), str(model), which=which, input=input, orientation=orientation, layer=layer,
-                            gene_names=gene_column, lengths=read_lengths(lengths),
-                            min_matched_fraction=min_matched_fraction, batch_size=batch_size, device=device,
-                            precision=precision, progress=progress)
+    spec = data_spec(data, input=input, orientation=orientation, layer=layer, gene_column=gene_column,
+                     lengths=lengths, min_matched_fraction=min_matched_fraction)
+    result = run_imputation(spec, str(model), which=which,
+                            runtime=runtime(batch_size=batch_size, device=device, precision=precision, progress=progress))
     frame = result.to_frame(which)
     _report(frame)
     if _is_main_process():
@@ -137,15 +132,10 @@ def embed(
     genes: Optional[str] = typer.Option(None, help="Gene subset: comma-separated Ensembl IDs or symbols, or a file with one per line (path or @path)."),
     dtype: str = typer.Option("float32", help="Gene level: float32 or float16."),
     fuse_gene_features: bool = typer.Option(False, help="Gene level: append the bundle's per-gene table (ESM2)."),
-    input: str = typer.Option("counts", "--input", help=_INPUT_HELP),
-    orientation: str = typer.Option("samples_by_genes", help=ORIENTATION_HELP),
-    layer: Optional[str] = typer.Option(None, help=LAYER_HELP),
-    gene_column: Optional[str] = typer.Option(None, help=GENE_COLUMN_HELP),
-    lengths: Optional[Path] = typer.Option(None, help="Gene lengths (bp) for counts: CSV/TSV with gene ID and length columns."),
-    min_matched_fraction: float = typer.Option(0.5, help="Fail when fewer than this share of vocabulary genes is measured."),
-    batch_size: int = typer.Option(16, help="Samples per batch."),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: cuda > mps > cpu)."),
-    precision: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16 (default: bf16 on CUDA, fp16 on MPS or where bf16 is unsupported, fp32 on CPU)."),
+    input: str = INPUT, orientation: str = ORIENTATION, layer: Optional[str] = LAYER,
+    gene_column: Optional[str] = GENE_COLUMN, lengths: Optional[Path] = LENGTHS,
+    min_matched_fraction: float = MIN_MATCHED,
+    batch_size: int = BATCH, device: Optional[str] = DEVICE, precision: Optional[str] = PRECISION,
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Sample embeddings (samples x d+3) or gene-level embeddings streamed to a zarr store.
@@ -170,12 +160,11 @@ def embed(
         _output_format(out, _TABLE_SUFFIXES)
     check_not_input(out, {"DATA": data, "--lengths": lengths, "--model": model})
     check_model_dir(model)
-    result = run(str(data), str(model), level=level, aggregate=aggregate, genes=gene_list(genes),
+    spec = data_spec(data, input=input, orientation=orientation, layer=layer, gene_column=gene_column,
+                     lengths=lengths, min_matched_fraction=min_matched_fraction)
+    result = run(spec, str(model), level=level, aggregate=aggregate, genes=gene_list(genes),
                  out=out if level == "gene" else None, dtype=dtype, fuse_gene_features=fuse_gene_features,
-                 input=input, orientation=orientation, layer=layer, gene_names=gene_column,
-                 lengths=read_lengths(lengths),
-                 min_matched_fraction=min_matched_fraction, batch_size=batch_size, device=device,
-                 precision=precision, progress=progress)
+                 runtime=runtime(batch_size=batch_size, device=device, precision=precision, progress=progress))
     if level == "gene":
         if _is_main_process():
             from bulkformer.inference.stores import open_store
@@ -193,10 +182,8 @@ def build_graph(
     data: Path = typer.Argument(..., metavar="DATA", help="Cohort expression table: CSV/TSV(.gz), parquet or h5ad (samples x genes)."),
     out: Path = typer.Option(..., "--out", "-o", help="graph.safetensors to write (bundle format).", callback=output_path),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Align to this bundle's vocabulary first."),
-    input: str = typer.Option("logtpm", "--input", help=_INPUT_HELP + " Other than logtpm, only with --model."),
-    orientation: str = typer.Option("samples_by_genes", help=ORIENTATION_HELP),
-    layer: Optional[str] = typer.Option(None, help=LAYER_HELP),
-    gene_column: Optional[str] = typer.Option(None, help=GENE_COLUMN_HELP),
+    input: str = typer.Option("logtpm", "--input", help=INPUT_HELP + " Other than logtpm, only with --model."),
+    orientation: str = ORIENTATION, layer: Optional[str] = LAYER, gene_column: Optional[str] = GENE_COLUMN,
     top_k: int = typer.Option(20, help="Partners kept per gene."),
     min_abs_r: float = typer.Option(0.4, help="Drop edges with |Pearson r| below this."),
 ) -> None:

@@ -7,6 +7,7 @@ second head. PCA and scaling are fitted inside each training fold.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,12 @@ from .common import (as_feature_sets, check_folds, check_pca_head_settings, on_s
                      summarise_folds)
 from ..labels import as_label_series, class_labels, match_samples
 from .result import TaskResult
+from ..dataspec import DataSpec
+from ..runtime import Runtime
+from .common import evaluate_settings
+from .features import FEATURE_SETS, check_include
+from .provenance import with_provenance
+from .samples import cut_series, feature_sets_for, samples_of
 
 HEADS = ("random_forest", "logistic_regression")
 
@@ -143,3 +150,37 @@ def evaluate(
         params={"n_splits": n_splits, "n_components": n_components, "n_estimators": n_estimators,
                 "seed": seed, "heads": list(heads), "feature_sets": list(sets)},
     )
+
+
+def run(data: Any, model: Any, labels: pd.Series, *, id_length: int | None = None,
+        include: Sequence[str] = FEATURE_SETS, aggregate: str | None = None, runtime: Runtime | None = None,
+        **settings: Any) -> TaskResult:
+    """End to end: ``labels`` (a Series indexed by sample ID) matched to the data's samples
+    (raw or a :class:`~bulkformer.dataspec.DataSpec`; on the first ``id_length``
+    characters of the IDs when given), the feature sets ``include`` built for the matched
+    samples, then :func:`evaluate` with ``settings`` (its keywords), provenance recorded.
+    Everything that can fail on the inputs is checked before the embedding pass."""
+    spec = DataSpec.of(data)
+    options = evaluate_settings(evaluate, settings)
+    check_settings(n_splits=options["n_splits"], n_components=options["n_components"],
+                   n_estimators=options["n_estimators"], heads=options["heads"])
+    include = check_include(include)
+    target = cut_series(as_label_series(labels), id_length)
+    target = match_samples(target, samples_of(spec, id_length), what="labels")
+    check_labels(target, options["n_splits"])
+    sets = feature_sets_for(spec, model, target.index, include=include, aggregate=aggregate, runtime=runtime,
+                            id_length=id_length)
+    return with_provenance(evaluate(sets, target, **options), spec, model)
+
+
+def figure(result: TaskResult):
+    """One confusion matrix per (features, head), with its weighted F1."""
+    from ..plotting import finish, grid, plot_confusion_matrix
+
+    matrices = result.details["confusion_matrices"]
+    fig, axes = grid(len(matrices), size=4.2)
+    for ax, (key, matrix) in zip(axes, matrices.items()):
+        feat, head = key.split("/")
+        f1 = result.metric("weighted_f1", features=feat, head=head)
+        plot_confusion_matrix(ax, matrix, result.details["classes"], f"{key}\nweighted F1 {f1:.3f}")
+    return finish(fig, result.task)

@@ -1,6 +1,7 @@
 """Input checks and the cross-validation loop shared by the tasks."""
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -10,6 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from ..arguments import check_at_least
+from ..errors import ArgumentError
 
 
 def as_feature_sets(features: pd.DataFrame | Mapping[str, pd.DataFrame], default_name: str = "features") -> dict[str, pd.DataFrame]:
@@ -137,3 +139,19 @@ def run_heads(
                 out = fit_predict(make(), X, train, test)
                 outputs.append({"features": feature_name, "head": head_name, "fold": fold, **out})
     return outputs
+
+
+def evaluate_settings(evaluate: Callable[..., Any], settings: Mapping[str, Any],
+                      exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """``settings`` for a task's ``evaluate`` completed with its defaults (for the checks a
+    task's ``run`` makes before the embedding pass); a name ``evaluate`` does not take, or
+    one of ``exclude`` (taken by ``run`` itself), is an :class:`ArgumentError`."""
+    parameters = inspect.signature(evaluate).parameters
+    known = {name: p.default for name, p in parameters.items()
+             if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty
+             and name not in exclude}
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise ArgumentError(f"unknown argument {unknown[0]!r}", argument=unknown[0], value=settings[unknown[0]],
+                            joiner="; ", fix=f"the settings of this task are {', '.join(known)}")
+    return {**known, **settings}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,12 @@ from .common import as_feature_sets, pearson, shared_samples
 from ..labels import check_unique_ids, numeric_column
 from .grouped_regression import check_settings, cross_validate
 from .result import TaskResult
+from ..dataspec import DataSpec
+from ..runtime import Runtime
+from .common import evaluate_settings
+from .features import FEATURE_SETS, check_include
+from .provenance import with_provenance
+from .samples import feature_sets_for, samples_of
 
 
 def check_responses(responses: pd.DataFrame, cell_col: str, drug_col: str, value_col: str) -> pd.DataFrame:
@@ -125,3 +132,32 @@ def evaluate(
                 "feature_sets": list(sets)},
     )
 
+
+def run(data: Any, model: Any, responses: pd.DataFrame, drugs: pd.DataFrame, *, cell_col: str = "cell_line",
+        drug_col: str = "drug", value_col: str = "response", include: Sequence[str] = FEATURE_SETS,
+        aggregate: str | None = None, runtime: Runtime | None = None, **settings: Any) -> TaskResult:
+    """End to end: the long ``responses`` table and the ``drugs`` descriptors checked and
+    matched to the data's cell lines (raw or a DataSpec), the feature sets built for them,
+    then :func:`evaluate` with ``settings`` (n_splits, hidden, max_iter, alpha, seed),
+    provenance recorded. The inputs are checked before the embedding pass."""
+    from .common import check_folds
+
+    spec = DataSpec.of(data)
+    options = evaluate_settings(evaluate, settings, exclude=("cell_col", "drug_col", "value_col"))
+    check_settings(n_splits=options["n_splits"], hidden=options["hidden"], max_iter=options["max_iter"])
+    include = check_include(include)
+    table = check_responses(responses, cell_col, drug_col, value_col)
+    drug_table = check_drugs(drugs)
+    table = match_responses(table, samples_of(spec), drug_table.index)
+    check_folds(options["n_splits"], table["cell_line"].nunique(), "cell lines with responses")
+    sets = feature_sets_for(spec, model, table["cell_line"].unique(), include=include, aggregate=aggregate,
+                            runtime=runtime)
+    result = evaluate(sets, drug_table, table, cell_col="cell_line", drug_col="drug", value_col="value", **options)
+    return with_provenance(result, spec, model)
+
+
+def figure(result: TaskResult):
+    """Predicted vs observed response per feature set."""
+    from ..plotting import scatter_by_features
+
+    return scatter_by_features(result, "value", "mean_pcc", "mean PCC")

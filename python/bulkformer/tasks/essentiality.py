@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,6 +15,12 @@ from .common import as_feature_sets
 from .grouped_regression import check_settings, cross_validate
 from ..labels import check_unique_ids, numeric_column
 from .result import TaskResult
+from ..dataspec import DataSpec
+from ..runtime import Runtime
+from .common import evaluate_settings
+from .features import FEATURE_SETS, check_include
+from .provenance import with_provenance
+from .samples import samples_of
 
 
 # DepMap names gene columns "SYMBOL (ENTREZ)", e.g. "A1BG (1)"
@@ -138,3 +144,55 @@ def evaluate(
         params={"n_splits": n_splits, "hidden": list(hidden), "max_iter": max_iter, "alpha": alpha, "seed": seed,
                 "feature_sets": list(sets)},
     )
+
+
+def run(data: Any, model: Any, effects: pd.DataFrame, *, include: Sequence[str] = FEATURE_SETS,
+        runtime: Runtime | None = None, **settings: Any) -> TaskResult:
+    """End to end: the gene effect table (cell lines x genes by any ID) matched to the
+    data's cell lines (raw or a DataSpec) and to the model's vocabulary, restricted to the
+    genes every sample measures (the others are left out with a warning), both gene-level
+    feature sets built, then :func:`evaluate` with ``settings`` (n_splits, hidden,
+    max_iter, alpha, seed), provenance recorded."""
+    from ..labels import match_samples
+    from .common import check_folds
+    from .features import gene_embedding_features, gene_logtpm_features, model_bundle, raw_logtpm_features
+
+    spec = DataSpec.of(data)
+    options = evaluate_settings(evaluate, settings)
+    check_settings(n_splits=options["n_splits"], hidden=options["hidden"], max_iter=options["max_iter"])
+    include = check_include(include)
+    bundle = model_bundle(model)
+    table = effects_by_vocabulary(effects, bundle)
+    table = match_samples(table, samples_of(spec), what="gene effects", complete=False, id_length_option=False)
+    effect = long_effects(table)  # values checked before the embedding pass
+    logtpm = raw_logtpm_features(spec, bundle)
+    genes = measured_genes(table, logtpm)
+    effect = effect[effect.index.get_level_values("gene").isin(genes)]
+    check_folds(options["n_splits"], effect.index.get_level_values("cell_line").nunique(), "cell lines with effects")
+    sets = {}
+    if "embedding" in include:
+        sets["embedding"] = gene_embedding_features(spec, bundle, genes, runtime=runtime)
+    if "raw_logtpm" in include:
+        sets["raw_logtpm"] = gene_logtpm_features(logtpm, genes)
+    return with_provenance(evaluate(sets, effect, **options), spec, bundle)
+
+
+def measured_genes(effects: pd.DataFrame, logtpm: pd.DataFrame) -> list[str]:
+    """The effect genes that every sample of the data measures (the columns of the complete
+    log1p TPM baseline); the others are left out with a warning, none is an error."""
+    measured = set(logtpm.columns)
+    genes = [g for g in effects.columns if g in measured]
+    if not genes:
+        raise ValueError("no gene of the effects table is measured in every sample of the data")
+    if len(genes) < effects.shape[1]:
+        warnings.warn(f"{effects.shape[1] - len(genes)} of {effects.shape[1]} effect genes are not measured in every "
+                      f"sample of the data and are left out (e.g. {[g for g in effects.columns if g not in measured][:3]})",
+                      stacklevel=3)
+    return genes
+
+
+def figure(result: TaskResult):
+    """Predicted vs observed gene effect per feature set."""
+    from ..plotting import scatter_by_features
+
+    return scatter_by_features(result, "value", "mean_pcc", "mean PCC")

@@ -28,7 +28,8 @@ from ..runtime import Runtime
 FEATURE_SETS = ("embedding", "raw_logtpm")
 
 
-def _bundle(model: Any):
+def model_bundle(model: Any):
+    """A Bundle as it is, or loaded from a bundle path."""
     from bulkformer.bundle import Bundle, load
 
     if isinstance(model, Bundle):
@@ -54,7 +55,7 @@ def logtpm_matrix(data: Any, model: Any, **options: Any) -> pd.DataFrame:
     from bulkformer.model import MASK_VALUE
 
     spec, _ = split(data, None, options, "logtpm_matrix")
-    vocabulary = model if isinstance(model, pd.DataFrame) else _bundle(model)
+    vocabulary = model if isinstance(model, pd.DataFrame) else model_bundle(model)
     prepared = spec.prepare(vocabulary)
     values = np.asarray(prepared.values, dtype=np.float32)
     frame = pd.DataFrame(np.where(values == MASK_VALUE, np.nan, values), index=pd.Index(prepared.sample_ids, name="sample"),
@@ -80,7 +81,7 @@ def embedding_features(data: Any, model: Any, *, aggregate: str | None = None, g
     from bulkformer.inference.inputs import prepare_for
 
     spec, run = split(data, _quiet_runtime(runtime, options), options, "embedding_features", genes_is_subset=True)
-    bundle = _bundle(model)
+    bundle = model_bundle(model)
     if is_anndata(spec.source):
         # embed() returns AnnData for AnnData; from the aligned input it returns a
         # DataFrame, with the same sample IDs as raw_logtpm_features
@@ -133,7 +134,7 @@ def feature_sets(data: Any, model: Any, *, include: Sequence[str] = FEATURE_SETS
     settings as keywords."""
     check_include(include)
     spec, run = split(data, _quiet_runtime(runtime, options), options, "feature_sets", genes_is_subset=True)
-    bundle = _bundle(model)
+    bundle = model_bundle(model)
     sets: dict[str, pd.DataFrame] = {}
     if "embedding" in include:
         sets["embedding"] = embedding_features(spec, bundle, aggregate=aggregate, genes=genes, runtime=run)
@@ -153,7 +154,7 @@ def gene_embedding_features(data: Any, model: Any, genes: Sequence[str], *, out:
     spec, run = split(data, _quiet_runtime(runtime, options), options, "gene_embedding_features",
                       genes_is_subset=True)
     with tempfile.TemporaryDirectory(prefix="bulkformer-genes-") as tmp:
-        store = embed(spec, _bundle(model), level="gene", genes=list(genes),
+        store = embed(spec, model_bundle(model), level="gene", genes=list(genes),
                       out=out or os.path.join(tmp, "genes.zarr"), runtime=run)
         return gene_store_to_frame(read_gene_embeddings(store))
 

@@ -13,8 +13,11 @@ import pandas as pd
 from sklearn.impute import KNNImputer, SimpleImputer
 from sklearn.metrics import mean_absolute_error
 
+from ..dataspec import DataSpec
+from ..runtime import Runtime
 from ..training.masking import check_mask_rates
-from .common import check_at_least, pearson, spearman
+from .common import check_at_least, evaluate_settings, pearson, spearman
+from .provenance import with_provenance
 from .result import TaskResult
 
 Imputer = Callable[[pd.DataFrame], pd.DataFrame]
@@ -38,18 +41,20 @@ def knn_imputer(n_neighbors: int = 10) -> Imputer:
     return impute
 
 
-def model_imputer(model: Any, *, batch_size: int = 16, device: str | None = None,
-                  precision: str | None = None) -> Imputer:
+def model_imputer(model: Any, runtime: Runtime | None = None, **run_settings: Any) -> Imputer:
     """BulkFormer as an imputer: NaN entries (hidden or unmeasured) enter the model as the
     mask token (-10) and come back as its mask-corrected predictions (run by the
-    inference engine: device, precision and batching as in ``bulkformer.impute``).
+    inference engine under ``runtime`` / ``run_settings``, as in ``bulkformer.impute``; no
+    progress bar unless asked for).
 
     ``model``: a Bundle or bundle path. The masked matrix's columns must be vocabulary
     gene IDs (log1p TPM values)."""
     from bulkformer.inference.execution import Engine
     from bulkformer.model import MASK_VALUE
 
-    engine = Engine.create(model, device=device, precision=precision, batch_size=batch_size, progress=False)
+    if runtime is None and "progress" not in run_settings:
+        run_settings["progress"] = False
+    engine = Engine.of(model, Runtime.of(runtime, **run_settings))
     vocabulary = pd.Index(engine.bundle.gene_ids)
 
     def impute(masked: pd.DataFrame) -> pd.DataFrame:
@@ -117,11 +122,10 @@ def evaluate(
     n_repeats: int = 1,
     n_deciles: int = 10,
     knn_neighbors: int = 10,
-    batch_size: int = 16,
-    device: str | None = None,
-    precision: str | None = None,
     max_predictions: int = 50_000,
     seed: int = 0,
+    runtime: Runtime | None = None,
+    **run_settings: Any,
 ) -> TaskResult:
     """Score imputers on entries hidden from ``observed``.
 
@@ -131,8 +135,9 @@ def evaluate(
         callables (masked DataFrame with NaN -> filled DataFrame); ``baselines`` picks
         from ``gene_mean`` and ``knn``. Every method sees the same hidden entries.
     ``mask_fraction`` of each sample's observed entries are hidden per mask (drawn from
-    ``seed``); ``knn_neighbors`` for the KNN baseline; ``batch_size``, ``device`` and
-    ``precision`` for the model's forward passes.
+    ``seed``); ``knn_neighbors`` for the KNN baseline; ``runtime`` (a
+    :class:`~bulkformer.runtime.Runtime`) or its settings as keywords (``batch_size``,
+    ``device``, ``precision``) for the model's forward passes.
     Metrics per method (means over ``n_repeats`` random masks): pearson, spearman, mae;
     ``details["by_decile"]`` the same per decile (``n_deciles`` quantile bins) of the true
     value of the hidden entries.
@@ -151,7 +156,7 @@ def evaluate(
         raise ValueError("imputation evaluation needs at least 2 samples")
     methods: dict[str, Imputer] = {}
     if model is not None:
-        methods["bulkformer"] = model_imputer(model, batch_size=batch_size, device=device, precision=precision)
+        methods["bulkformer"] = model_imputer(model, runtime, **run_settings)
     methods.update(imputers or {})
     for name in baselines:
         if name == "gene_mean":
@@ -205,3 +210,43 @@ def evaluate(
         params={"mask_fraction": mask_fraction, "n_repeats": n_repeats, "n_deciles": n_deciles,
                 "knn_neighbors": knn_neighbors, "seed": seed, "methods": list(methods)},
     )
+
+
+def run(data: Any, model: Any, *, baselines: Sequence[str] = BASELINES, mask_fraction: float = 0.15,
+        n_repeats: int = 1, runtime: Runtime | None = None, **settings: Any) -> TaskResult:
+    """End to end: the data (raw or a :class:`~bulkformer.dataspec.DataSpec`) prepared against
+    ``model`` (NaN where not measured), then :func:`evaluate` with ``settings`` (its other
+    keywords), provenance recorded. The settings are checked before the data are read."""
+    from .features import logtpm_matrix, model_bundle
+
+    spec = DataSpec.of(data)
+    chosen = list(baselines)
+    options = evaluate_settings(evaluate, settings, exclude=("model", "imputers", "baselines", "mask_fraction",
+                                                             "n_repeats", "runtime"))
+    check_settings(mask_fraction=mask_fraction, n_repeats=n_repeats, baselines=chosen,
+                   n_deciles=options["n_deciles"], knn_neighbors=options["knn_neighbors"])
+    bundle = model_bundle(model)
+    observed = logtpm_matrix(spec, bundle)
+    result = evaluate(observed, model=bundle, baselines=chosen, mask_fraction=mask_fraction, n_repeats=n_repeats,
+                      runtime=runtime, **options)
+    return with_provenance(result, spec, bundle)
+
+
+def figure(result: TaskResult):
+    """Predicted vs hidden values per method, and the error by expression decile."""
+    from ..plotting import finish, grid, plot_scatter
+
+    pred = result.predictions
+    methods = list(pd.unique(pred["features"]))
+    fig, axes = grid(len(methods) + 1)
+    for ax, method in zip(axes, methods):
+        rows = pred[pred["features"] == method]
+        plot_scatter(ax, rows["true"], rows["pred"], f"{method}: r {result.metric('pearson', features=method):.3f}")
+    ax = axes[len(methods)]
+    for method, rows in result.details["by_decile"].groupby("features", sort=False):
+        ax.plot(rows["decile"], rows["mae"], marker="o", label=str(method))
+    ax.set_xlabel("decile of true expression")
+    ax.set_ylabel("MAE")
+    ax.legend(fontsize=8)
+    ax.set_title("error by expression decile", fontsize=9)
+    return finish(fig, result.task)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,12 @@ from .common import (as_feature_sets, check_at_least, check_folds, check_pca_hea
                      summarise_folds, warn_unscored_folds)
 from ..labels import check_unique_ids, match_samples, numeric_column
 from .result import TaskResult
+from ..dataspec import DataSpec
+from ..runtime import Runtime
+from .common import evaluate_settings
+from .features import FEATURE_SETS, check_include
+from .provenance import with_provenance
+from .samples import cut_rows, feature_sets_for, samples_of
 
 HEADS = ("random_forest", "cox")
 SCORE_MEANING = {
@@ -319,3 +326,49 @@ def gene_hazard_ratios(
         details={"skipped": skipped, "plotted_genes": top},
         params={"time_col": time_col, "event_col": event_col, "n_samples": len(index)},
     )
+
+
+def run(data: Any, model: Any, survival: pd.DataFrame, *, time_col: str = "OS.time", event_col: str = "OS",
+        id_length: int | None = None, include: Sequence[str] = FEATURE_SETS, aggregate: str | None = None,
+        runtime: Runtime | None = None, **settings: Any) -> TaskResult:
+    """End to end: the ``survival`` table (indexed by sample ID) matched to the data's
+    samples (raw or a DataSpec; on the first ``id_length`` characters when given), the
+    feature sets built for them, then :func:`evaluate` with ``settings`` (its keywords:
+    n_splits, n_components, n_estimators, horizon, ...), provenance recorded. The inputs
+    are checked before the embedding pass."""
+    spec = DataSpec.of(data)
+    options = evaluate_settings(evaluate, settings, exclude=("time_col", "event_col"))
+    check_settings(n_splits=options["n_splits"], n_components=options["n_components"],
+                   n_estimators=options["n_estimators"], heads=options["heads"])
+    include = check_include(include)
+    table = cut_rows(survival, id_length, first=False)
+    checked = survival_for(table, samples_of(spec, id_length), time_col=time_col, event_col=event_col)
+    check_events(checked["event"].to_numpy(), options["n_splits"])
+    if options["horizon"] is not None:
+        status_at(options["horizon"], checked["time"].to_numpy(dtype=float), checked["event"].to_numpy())
+    sets = feature_sets_for(spec, model, checked.index, include=include, aggregate=aggregate, runtime=runtime,
+                            id_length=id_length)
+    result = evaluate(sets, table.loc[checked.index], time_col=time_col, event_col=event_col, **options)
+    return with_provenance(result, spec, model)
+
+
+def figure(result: TaskResult):
+    """ROC of the alive/dead forest, and Kaplan-Meier curves of the Cox held-out risk split."""
+    from ..plotting import finish, grid, plot_kaplan_meier, plot_roc
+
+    pred = result.predictions
+    cox = pred[pred["head"] == "cox"]
+    cox_sets = list(cox.groupby("features", sort=False))
+    fig, axes = grid(1 + len(cox_sets))
+    roc = pred[pred["head"] == "random_forest"]
+    for feat, rows in roc.groupby("features", sort=False):
+        plot_roc(axes[0], rows["event"], rows["score"], str(feat))
+    axes[0].set_title("alive/dead random forest (pooled folds)", fontsize=9)
+    if roc.empty:
+        axes[0].set_visible(False)
+    for ax, (feat, rows) in zip(axes[1:], cox_sets):
+        # KM of the held-out Cox risk split at its median: does the model separate outcomes?
+        group = np.where(rows["score"] > rows["score"].median(), "high risk", "low risk")
+        c_index = result.metric("c_index", features=feat, head="cox")
+        plot_kaplan_meier(ax, rows["time"], rows["event"], group, f"Cox held-out risk, {feat} (C {c_index:.3f})")
+    return finish(fig, result.task)

@@ -91,10 +91,10 @@ class TaskResult:
     def plot(self, path: str | os.PathLike) -> Path:
         """Write the task's figure (confusion matrices, ROC + Kaplan-Meier, scatter, ...)
         to ``path`` (format from the suffix: .png, .pdf, .svg)."""
-        from bulkformer import plotting
+        from .registry import figure
 
         fmt = check_plot_path(path)
-        fig = plotting.plot_task_result(self)
+        fig = figure(self)
         try:
             with atomic_file(path) as staging:
                 fig.savefig(staging, dpi=110, bbox_inches="tight", format=fmt)
