@@ -18,6 +18,7 @@ _GENE_COLUMN = typer.Option(None, "--gene-column", help=GENE_COLUMN_HELP)
 
 
 def register(app: typer.Typer) -> None:
+    app.command("prepare-corpus")(prepare_corpus)
     app.command("pretrain")(pretrain)
     app.command("finetune")(finetune)
     app.command("predict")(predict)
@@ -69,12 +70,15 @@ def pretrain(
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on GPU), fp32 or bf16."),
     activation_checkpointing: bool = typer.Option(False, "--activation-checkpointing", help="Recompute activations (large presets)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the training forward (needs a C++ compiler on CPU; first steps compile)."),
+    max_time: Optional[str] = typer.Option(None, "--max-time", help="Wall-clock budget (3600, 90m, 11.5h): then a checkpoint, the model so far, and exit 0; --resume continues."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Write a checkpoint every N steps (0 = none)."),
+    checkpoint_minutes: Optional[float] = typer.Option(None, "--checkpoint-minutes", help="Write a checkpoint at least every M minutes (SIGTERM / Ctrl-C also write one before exiting)."),
     keep_checkpoints: int = typer.Option(2, "--keep-checkpoints", help="Newest checkpoints kept (0 = all)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's latest checkpoint (or start, if it has none yet), with the settings the run was started with."),
     seed: int = typer.Option(0, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda (default: cuda when available)."),
-    shards_in_memory: int = typer.Option(2, "--shards-in-memory", help="Shards pooled and shuffled together."),
+    shards_in_memory: int = typer.Option(2, "--shards-in-memory", help="Shards (blocks of at most 4,096 samples) pooled and shuffled together."),
+    workers: int = typer.Option(2, "--workers", help="Data-loading worker processes per rank reading the prepared corpus (0: in the training process)."),
     progress: bool = typer.Option(True, help="Progress bar and log lines (--no-progress: none)."),
     quiet: bool = typer.Option(False, "--quiet", hidden=True, help="The same as --no-progress."),
 ) -> None:
@@ -92,27 +96,30 @@ def pretrain(
       torchrun --nproc-per-node 4 $(which bulkformer) pretrain shards/ -o runs/big --model 147M \\
           --batch-size 64 --grad-accum 4 --activation-checkpointing --checkpoint-every 1000
     """
+    from bulkformer import DataSpec
+    from bulkformer.training import PretrainConfig
     from bulkformer.training import pretrain as run
+    from bulkformer.training.callbacks import Interrupted
 
     source = [str(p) for p in data]
     model_arg = model if not Path(model).is_dir() else Path(model)
     if isinstance(model_arg, Path) and (vocabulary is not None or n_genes is not None):
         raise ValueError(f"--vocabulary and --n-genes choose a new model's genes; the bundle {model} keeps its own")
+    spec = DataSpec(source if len(source) > 1 else source[0], input=input, layer=layer, genes=gene_column,
+                    orientation=orientation, min_matched_fraction=min_matched_fraction, lengths=read_lengths(lengths))
+    config = PretrainConfig(
+        model=model_arg, vocabulary=None if vocabulary is None and n_genes is None else _vocabulary(vocabulary, n_genes),
+        val_data=[str(p) for p in val_data] if val_data else None, val_fraction=val_fraction, epochs=epochs,
+        max_steps=max_steps, max_time=parse_duration(max_time), batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+        weight_decay=weight_decay, warmup_fraction=warmup_fraction, mask_fraction=mask_fraction,
+        mask_fraction_max=mask_fraction_max, observed_weight=observed_weight, clip_norm=clip_norm or None,
+        precision=precision, activation_checkpointing=activation_checkpointing, compile=compile,
+        checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes, keep_checkpoints=keep_checkpoints,
+        resume=resume, seed=seed, device=device, shards_in_memory=shards_in_memory, workers=workers, dim=dim,
+        p_repeat=p_repeat, heads=heads, dropout=dropout, gene_init=gene_init, progress=progress and not quiet)
     try:
-        run(source if len(source) > 1 else source[0], out, model=model_arg,
-            vocabulary=None if vocabulary is None and n_genes is None else _vocabulary(vocabulary, n_genes),
-            input=input, layer=layer, gene_names=gene_column, orientation=orientation,
-            min_matched_fraction=min_matched_fraction,
-            lengths=read_lengths(lengths), val_data=[str(p) for p in val_data] if val_data else None,
-            val_fraction=val_fraction, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
-            lr=lr, weight_decay=weight_decay, warmup_fraction=warmup_fraction, mask_fraction=mask_fraction,
-            mask_fraction_max=mask_fraction_max, observed_weight=observed_weight, clip_norm=clip_norm or None,
-            precision=precision, activation_checkpointing=activation_checkpointing, compile=compile,
-            checkpoint_every=checkpoint_every,
-            keep_checkpoints=keep_checkpoints, resume=resume, seed=seed, device=device,
-            shards_in_memory=shards_in_memory, dim=dim, p_repeat=p_repeat, heads=heads, dropout=dropout,
-            gene_init=gene_init, progress=progress and not quiet)
-    except KeyboardInterrupt:
+        run(spec, out, config=config)
+    except KeyboardInterrupt as stop:
         # the run directory keeps its complete checkpoints: say how to go on from them
         from bulkformer.training.checkpoint import latest_checkpoint
 
@@ -121,7 +128,65 @@ def pretrain(
                                       f"{last.name}" if last is not None else
                                       "no checkpoint was written yet (--checkpoint-every N writes one every N steps)"),
                    err=True)
+        if isinstance(stop, Interrupted):  # SIGTERM / SIGINT, checkpoint written: the shell's exit status
+            raise typer.Exit(128 + stop.signum) from None
         raise
+
+
+def parse_duration(text: Optional[str]) -> Optional[float]:
+    """--max-time: seconds, or a number with s, m or h."""
+    if text is None:
+        return None
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    value = text.strip().lower()
+    scale = units.get(value[-1:], None)
+    try:
+        seconds = float(value[:-1] if scale else value) * (scale or 1.0)
+    except ValueError:
+        raise ValueError(f"--max-time {text!r} is not a duration: give seconds (3600) or 90m, 11.5h") from None
+    if not seconds > 0:
+        raise ValueError(f"--max-time {text!r} must be positive")
+    return seconds
+
+
+def prepare_corpus(
+    shards: List[Path] = typer.Argument(..., help="Shard files or directories of shards (h5ad, parquet, zarr, csv, tsv, gzipped text)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Corpus directory: new, empty, or an existing corpus to append the shards it lacks to.", callback=output_path),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="A bundle directory or preset (37M, ..., latest) whose vocabulary and input conventions the values are prepared for (default: the shipped vocabulary)."),
+    vocabulary: Optional[Path] = typer.Option(None, "--vocabulary", help="Gene table (ensembl_id, symbol, length) instead of a model's."),
+    n_genes: Optional[int] = typer.Option(None, "--n-genes", help="Only the first N vocabulary genes (small models)."),
+    input: str = typer.Option("counts", "--input", help="counts, tpm, logtpm (natural log1p TPM), or aligned."),
+    layer: Optional[str] = _LAYER, gene_column: Optional[str] = _GENE_COLUMN, orientation: str = _ORIENTATION,
+    lengths: Optional[Path] = _LENGTHS,
+    min_matched_fraction: float = typer.Option(0.5, "--min-matched-fraction", help="Refuse a shard that measures fewer than this share of the vocabulary."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 (exact) or float16 (half the size, ~3 significant digits)."),
+    chunk_rows: int = typer.Option(256, "--chunk-rows", help="Samples per stored chunk."),
+    progress: bool = typer.Option(True, help="One line per shard (--no-progress: none)."),
+) -> None:
+    """Read shard files once into a prepared corpus that pretrain streams (-o DIR; again to append new shards).
+
+    The values are prepared as pretrain (and inference) prepare them for the model: log1p TPM over its
+    vocabulary, -10 where a gene was not measured. A corpus refuses a model of another vocabulary.
+
+    Examples:
+      bulkformer prepare-corpus shards/ -o corpus/ --model 37M --n-genes 2000
+      bulkformer prepare-corpus new_shards/*.tsv.gz -o corpus/ --model 37M --n-genes 2000   # appends
+      bulkformer pretrain corpus/ -o runs/big --model 37M --n-genes 2000 --max-time 11.5h --checkpoint-minutes 30
+    """
+    from bulkformer.corpus import CorpusSettings
+    from bulkformer.corpus import prepare_corpus as run
+    from bulkformer.corpus.store import model_target
+
+    if model is not None and (vocabulary is not None or n_genes is not None) and Path(model).is_dir():
+        raise ValueError(f"--vocabulary and --n-genes choose genes; the bundle {model} has its own")
+    target = model_target(model)
+    if vocabulary is not None or n_genes is not None:
+        target = type(target)(_vocabulary(vocabulary, n_genes), target.input_conventions)
+    settings = CorpusSettings(input=input, layer=layer, orientation=orientation, genes=gene_column,
+                              min_matched_fraction=min_matched_fraction, dtype=dtype, chunk_rows=chunk_rows)
+    corpus = run([str(p) for p in shards], out, target, settings=settings, lengths=read_lengths(lengths),
+                 progress=progress)
+    typer.echo(f"corpus {out}: {corpus.describe()}")
 
 
 def finetune(

@@ -152,7 +152,8 @@ def shard_paths(data: str | Path | Sequence[str | Path]) -> list[Path]:
             return found
         paths = [path]
     else:
-        paths = [Path(p) for p in data]
+        # a shard folder in a list stands for its shard files
+        paths = [q for p in data for q in (shard_paths(p) if _is_folder(Path(p)) else [Path(p)])]
         if not paths:
             raise ValueError("no training data: the list of shard files is empty")
     for path in paths:
@@ -166,6 +167,10 @@ def shard_paths(data: str | Path | Sequence[str | Path]) -> list[Path]:
     if repeated:
         raise ValueError(f"the same shard file is listed more than once: {', '.join(repeated[:3])}; list each once")
     return paths
+
+
+def _is_folder(path: Path) -> bool:
+    return path.is_dir() and not _is_shard_name(path.name, (".zarr",))
 
 
 def _is_readable_table(path: Path) -> bool:

@@ -241,6 +241,7 @@ def prepare_corpus(shards: str | Path | Sequence[str | Path], out: str | Path, m
     paths = shard_paths(shards)
     out = Path(out)
     say = (lambda message: print(f"[bulkformer prepare-corpus] {message}", flush=True)) if progress else (lambda m: None)
+    out.parent.mkdir(parents=True, exist_ok=True)
     if is_corpus(out):
         lock = OutputLock(out).acquire()
         try:
