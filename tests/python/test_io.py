@@ -153,14 +153,14 @@ def test_read_expression_of_a_file_holds_one_copy(tmp_path, kind, monkeypatch):
     one matrix as it is read; the chunks were concatenated, holding the values twice."""
     import tracemalloc
 
-    import bulkformer.io
+    import bulkformer.io.files
 
     rng = np.random.default_rng(2)
     frame = pd.DataFrame(rng.normal(size=(4000, 200)).astype(np.float32), index=[f"S{i}" for i in range(4000)],
                          columns=list(default_vocabulary()["ensembl_id"].iloc[:200]))
     path = tmp_path / f"cohort.{kind}"
     _write(frame, path, kind)
-    monkeypatch.setattr(bulkformer.io, "CHUNK_BYTES", 200 * 8 * 250)  # chunks of 250 samples
+    monkeypatch.setattr(bulkformer.io.files, "CHUNK_BYTES", 200 * 8 * 250)  # chunks of 250 samples
     tracemalloc.start()
     try:
         matrix = read_expression(path)

@@ -1,5 +1,5 @@
 """Data sets: the cohort simulator and tiny bundles for tests and examples."""
-from .simulate import SimulatedCohort, simulate_cohort
+from .simulate import CohortDesign, SimulatedCohort, simulate_cohort
 from .tiny import tiny_bundle
 
-__all__ = ["SimulatedCohort", "simulate_cohort", "tiny_bundle"]
+__all__ = ["CohortDesign", "SimulatedCohort", "simulate_cohort", "tiny_bundle"]

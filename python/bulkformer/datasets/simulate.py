@@ -22,7 +22,7 @@ essentiality (dependency on a gene grows with the activity of its module).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -169,31 +169,39 @@ class SimulatedCohort:
         return pd.DataFrame(np.log1p(tpm), index=self.counts.index, columns=self.counts.columns).where(self.measured)
 
 
+@dataclass(frozen=True)
+class CohortDesign:
+    """The generative model's knobs (see the module docstring and :func:`simulate_cohort`)."""
+
+    n_tissues: int = 4
+    n_diseases: int = 2
+    n_batches: int = 3
+    n_modules: int = 20
+    background_fraction: float = 0.3
+    tissue_marker_fraction: float = 0.02
+    mean_log_expression: float = 1.0
+    sd_log_expression: float = 1.5
+    module_strength: float = 0.8
+    noise_sd: float = 0.25
+    batch_effect_sd: float = 0.1
+    missing_fraction: float = 0.1
+    library_size: float = 2e7
+    library_size_sd: float = 0.4
+    dispersion: float = 0.05
+    n_drugs: int = 5
+    n_essential_genes: int = 50
+    median_survival_days: float = 1500.0
+    censoring_fraction: float = 0.3
+
+
 def simulate_cohort(
     n_samples: int = 300,
     vocabulary: Any = None,
     seed: int = 0,
     *,
     n_genes: int | None = 2000,
-    n_tissues: int = 4,
-    n_diseases: int = 2,
-    n_batches: int = 3,
-    n_modules: int = 20,
-    background_fraction: float = 0.3,
-    tissue_marker_fraction: float = 0.02,
-    mean_log_expression: float = 1.0,
-    sd_log_expression: float = 1.5,
-    module_strength: float = 0.8,
-    noise_sd: float = 0.25,
-    batch_effect_sd: float = 0.1,
-    missing_fraction: float = 0.1,
-    library_size: float = 2e7,
-    library_size_sd: float = 0.4,
-    dispersion: float = 0.05,
-    n_drugs: int = 5,
-    n_essential_genes: int = 50,
-    median_survival_days: float = 1500.0,
-    censoring_fraction: float = 0.3,
+    design: CohortDesign | None = None,
+    **knobs: Any,
 ) -> SimulatedCohort:
     """Simulate a bulk RNA-seq cohort with known ground truth (see :class:`SimulatedCohort`).
 
@@ -202,7 +210,8 @@ def simulate_cohort(
     covers the first ``n_genes`` vocabulary genes (None: all of them). Deterministic
     given ``seed``.
 
-    The other arguments are the generative model's knobs (see the module docstring):
+    ``design`` (a :class:`CohortDesign`) holds the generative model's knobs; ``knobs`` are
+    its fields as keywords, laid over it (see the module docstring):
     ``n_tissues``, ``n_diseases`` (including "healthy"), ``n_batches``; ``n_modules``
     co-expression modules, ``background_fraction`` of the genes in none, loadings scaled by
     ``module_strength``, ``tissue_marker_fraction`` of the genes markers of each tissue;
@@ -218,6 +227,13 @@ def simulate_cohort(
         cohort = bulkformer.simulate_cohort(n_samples=200, n_genes=1000, seed=1)
         cohort.counts.shape, cohort.obs["tissue"].value_counts()
     """
+    unknown = sorted(set(knobs) - set(CohortDesign.__dataclass_fields__))
+    if unknown:
+        raise TypeError(f"simulate_cohort() got an unexpected keyword argument {unknown[0]!r}")
+    chosen = replace(design or CohortDesign(), **knobs)
+    (n_tissues, n_diseases, n_batches, n_modules, background_fraction, tissue_marker_fraction, mean_log_expression,
+     sd_log_expression, module_strength, noise_sd, batch_effect_sd, missing_fraction, library_size, library_size_sd,
+     dispersion, n_drugs, n_essential_genes, median_survival_days, censoring_fraction) = astuple(chosen)
     _check_arguments(n_samples, n_tissues, n_diseases, n_batches, n_modules, background_fraction,
                      missing_fraction, dispersion, censoring_fraction)
     genes = vocabulary_table(vocabulary, n_genes)

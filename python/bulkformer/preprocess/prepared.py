@@ -17,7 +17,8 @@ from bulkformer.io import ExpressionMatrix, as_matrix, is_anndata, open_expressi
 from bulkformer.errors import GENE_COLUMN, GeneMatchError
 from bulkformer.preprocess.advice import better_gene_column, gene_column_fix, symbol_names_advice, too_few_matched
 from bulkformer.preprocess.align import AlignmentPlan, plan_alignment
-from bulkformer.preprocess.ids import VocabularyIndex, id_warnings, n_outside_vocabulary, vocabulary_index
+from bulkformer.preprocess.id_warnings import id_warnings
+from bulkformer.preprocess.ids import VocabularyIndex, n_outside_vocabulary, vocabulary_index
 from bulkformer.preprocess.conventions import InputConventions, conventions_of
 from bulkformer.preprocess.normalize import INPUT_KINDS, MASK_VALUE, transform_aligned
 from bulkformer.preprocess.report import MappingReport

@@ -5,7 +5,10 @@ its own 19,973-gene vocabulary, graph and gene lengths, released as a six-file f
 with a SHA256 manifest (REFERENCE.md, "bulkformer-latest").
 
 Everything the layout is lives here: config, presets, network, fast inference path,
-release reader and input conventions.
+release reader and input conventions. Over 400 lines, on purpose: a layout is one module
+(model/layouts/, README "Architecture"), so that a fourth layout is one new file and
+nothing about this one lives elsewhere; v1 and v2 are shorter only because they share
+``original.py``.
 """
 from __future__ import annotations
 
