@@ -206,7 +206,7 @@ def import_checkpoint(
     if length_table is None:
         warnings.warn("no gene_lengths given: counts will become TPM with bulkformer's shipped gene lengths, which "
                       "differ from the table this release was trained with (median ratio ~0.5): pass the authors' "
-                      "data/gene_length_df.csv as gene_lengths (--gene-lengths) to prepare counts as the release does",
+                      "data/gene_length_df.csv as gene_lengths to prepare counts as the release does",
                       UserWarning, stacklevel=2)
     else:
         meta["gene_lengths"] = Path(gene_lengths).name

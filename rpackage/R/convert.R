@@ -96,21 +96,26 @@
         "avgTxLength", call. = FALSE)
 }
 
-# The data-description arguments shared by run_imputation() and embed(). With
+# The data description shared by run_imputation() and embed(): a Python
+# bulkformer.DataSpec built from R's arguments (the one object every Python
+# function reads data through), as a one-element argument list. With
 # `annotations` (a SummarizedExperiment's list(row.data =, column =)) the
-# data go as an AnnData whose obs are the genes, so that the engine reads the
+# source is an AnnData whose obs are the genes, so that the engine reads the
 # IDs from the rowData column `column` or, when the rownames match badly,
 # names the column that matches well.
 .data_arguments <- function(mat, input, lengths, annotations = NULL) {
-    data <- if (is.null(annotations)) {
-        list(unname(mat), gene_names = .py_list(rownames(mat)),
+    described <- if (is.null(annotations)) {
+        list(unname(mat), genes = .py_list(rownames(mat)),
             samples = .py_list(colnames(mat)))
     } else {
         list(.py_annotated(mat, annotations$row.data, annotations$column),
-            gene_names = annotations$column)
+            genes = annotations$column)
     }
-    c(data, list(input = input, orientation = "genes_by_samples",
-        lengths = .py_lengths(lengths, mat)))
+    dataspec <- .py_module("bulkformer.dataspec")
+    spec <- do.call(.py_invoke, c(list(dataspec$DataSpec), described,
+        list(input = input, orientation = "genes_by_samples",
+            lengths = .py_lengths(lengths, mat))))
+    list(spec)
 }
 
 # Arguments that are lists in Python even when R gives one value.

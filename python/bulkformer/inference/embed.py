@@ -110,7 +110,7 @@ def embed(
         raise ValueError("level='gene' writes an on-disk store: pass out='embeddings.zarr'")
     if level == "sample" and out is not None:  # was ignored: nothing written, no warning
         raise ValueError("out= applies to level='gene' (an on-disk store); sample embeddings are returned: save the "
-                         "DataFrame yourself (e.g. emb.to_parquet(...)), or use `bulkformer embed -o FILE`")
+                         "DataFrame yourself (e.g. emb.to_parquet(...))")
     if level == "sample" and fuse_gene_features:
         raise ValueError("fuse_gene_features applies to level='gene' (the per-gene table is the same for every "
                          "sample, so it adds nothing to a sample embedding)")
