@@ -108,7 +108,7 @@ def main() -> int:
     from bulkformer.annotation import default_vocabulary
     from bulkformer.model import PRESETS
     from bulkformer.preprocess import prepare
-    from bulkformer.training import pretrain
+    from bulkformer.training import PretrainConfig, pretrain
     from bulkformer.training.evaluation import (evaluation_mask, gene_mean_baseline, knn_baseline, masked_pearson,
                                                 model_predictions)
 
@@ -132,12 +132,13 @@ def main() -> int:
         if args.n_genes and args.n_genes < values.shape[1]:
             genes = np.sort(np.argsort(-values[train_idx].var(axis=0), kind="stable")[:args.n_genes])
         fold_values, fold_vocabulary = values[:, genes], vocabulary.iloc[genes].reset_index(drop=True)
-        result = pretrain(fold_values[train_idx], args.out if fold == 0 else None, vocabulary=fold_vocabulary, input="aligned",
-                          model=replace(PRESETS["37M"], gb_repeat=args.blocks),
-                          dim=args.dim, heads=args.heads, p_repeat=args.layers, epochs=args.epochs, batch_size=args.batch_size,
-                          lr=args.lr, dropout=args.dropout, observed_weight=args.observed_weight,
-                          gene_init=args.gene_init, gene_init_scale=args.gene_init_scale, val_fraction=args.val_fraction,
-                          precision=args.precision, compile=args.compile, seed=args.seed + fold, device="cpu", log_every=25)
+        config = PretrainConfig(
+            vocabulary=fold_vocabulary, model=replace(PRESETS["37M"], gb_repeat=args.blocks), dim=args.dim,
+            heads=args.heads, p_repeat=args.layers, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+            dropout=args.dropout, observed_weight=args.observed_weight, gene_init=args.gene_init,
+            gene_init_scale=args.gene_init_scale, val_fraction=args.val_fraction, precision=args.precision,
+            compile=args.compile, seed=args.seed + fold, device="cpu", log_every=25)
+        result = pretrain(fold_values[train_idx], args.out if fold == 0 else None, config, input="aligned")
         test = fold_values[test_idx]
         masked, mask = evaluation_mask(test, 0.15, seed=1000 + fold)
         train = fold_values[train_idx]

@@ -57,7 +57,7 @@ def run_demo(out: str | Path = "bulkformer-demo", settings: DemoSettings | None 
     from .annotation import default_vocabulary
     from .inference import run_imputation
     from .preprocess import prepare
-    from .training import pretrain
+    from .training import PretrainConfig, pretrain
     from .training.data import apply_measured
     from .training.evaluation import evaluation_mask, gene_mean_baseline, knn_baseline, masked_pearson
 
@@ -90,10 +90,11 @@ def run_demo(out: str | Path = "bulkformer-demo", settings: DemoSettings | None 
     # 2. pretrain
     with atomic_directory(out, marker=DEMO_MARKER, what="a demo report") as staging:
         train_cohort = _subset(cohort, train_ids)
-        result = pretrain(train_cohort, None, vocabulary=vocabulary, dim=settings.dim, heads=settings.heads,
-                          p_repeat=1, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
-                          mask_fraction=settings.mask_fraction, observed_weight=settings.observed_weight,
-                          seed=settings.seed, device="cpu", dropout=0.0, log_every=200, progress=progress)
+        result = pretrain(train_cohort, None, PretrainConfig(
+            vocabulary=vocabulary, dim=settings.dim, heads=settings.heads, p_repeat=1, epochs=settings.epochs,
+            batch_size=settings.batch_size, lr=settings.lr, mask_fraction=settings.mask_fraction,
+            observed_weight=settings.observed_weight, seed=settings.seed, device="cpu", dropout=0.0, log_every=200,
+            progress=progress))
         bundle = result.bundle
         lap("pretrain")
 

@@ -82,9 +82,31 @@ def test_two_gloo_processes_match_one(workspace, reference_run):
     pd.testing.assert_series_equal(losses_ddp, losses_single, rtol=1e-5, atol=0)
 
 
+# the kill switch is a callback the test installs (none lives in the library): the command
+# line's pretrain, with a callback that SIGKILLs the process after step N
+KILL_RUNNER = """
+import os, signal, sys
+import bulkformer.training as training
+from bulkformer.training.loop import Callback
+
+STEP = int(sys.argv[1])
+
+class KillAfter(Callback):
+    def on_step(self, state):
+        if state.step == STEP:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+run = training.pretrain
+training.pretrain = lambda *args, **kwargs: run(*args, callbacks=[KillAfter()], **kwargs)
+from bulkformer.cli.main import main
+sys.argv = ["bulkformer", *sys.argv[2:]]
+main()
+"""
+
+
 def test_kill_and_resume_reproduces_the_loss_curve(workspace, reference_run):
     out = workspace / "killed"
-    killed = _run([str(BIN / "bulkformer"), *_args(workspace, out)], {"BULKFORMER_KILL_AFTER_STEP": "5"})
+    killed = _run([sys.executable, "-c", KILL_RUNNER, "5", *_args(workspace, out)])
     assert killed.returncode == -signal.SIGKILL
     assert not (out / "model").exists()
     assert (out / "checkpoints" / "latest").read_text().strip() == "step-00000004"

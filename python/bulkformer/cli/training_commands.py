@@ -247,10 +247,15 @@ def finetune(
         from .task_commands import _data_args, labels_by_data_ids
 
         target = labels_by_data_ids(target, data, _data_args(input, orientation, None, layer, gene_column), id_length)
-    result = run(str(data), target, model, task=task, mode=mode, trainable_layers=trainable_layers, input=input,
-                 lengths=read_lengths(lengths), orientation=orientation, layer=layer, gene_names=gene_column,
-                 val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr,
-                 head_lr=head_lr, seed=seed, device=device, out=out, progress=progress)
+    from bulkformer import DataSpec
+    from bulkformer.training import FinetuneConfig
+
+    spec = DataSpec(str(data), input=input, lengths=read_lengths(lengths), orientation=orientation, layer=layer,
+                    genes=gene_column)
+    config = FinetuneConfig(task=task, mode=mode, trainable_layers=trainable_layers, val_fraction=val_fraction,
+                            epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, seed=seed, device=device,
+                            progress=progress)
+    result = run(spec, target, model, out, config)
     typer.echo(json.dumps({"out": str(out), "validation": json_safe(result.metrics)}, indent=2))
 
 

@@ -30,7 +30,7 @@ import pandas as pd
 from ..atomic import atomic_directory, atomic_file, check_replaceable
 from ..errors import ArgumentError, InputError
 from ..locks import OutputLock
-from ..preprocess.conventions import ORIGINAL_CONVENTIONS, InputConventions
+from ..preprocess.conventions import ORIGINAL_CONVENTIONS
 from .sources import ModelTarget, Shard, check_distinct_samples, file_shard, gene_table, shard_paths
 
 FORMAT = "bulkformer-corpus"

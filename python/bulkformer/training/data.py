@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-import pandas as pd
 
 from ..corpus.order import BLOCK_ROWS, epoch_windows, window_permutation
 from ..corpus.store import CorpusSettings, open_shards

@@ -29,8 +29,11 @@ from ..atomic import atomic_directory, check_replaceable
 from ..bundle import FINETUNED_MARKER, Bundle, is_finetuned, load
 from ..json_safe import json_safe
 from ..labels import as_label_series, class_labels, match_samples, numeric_column
+from ..options import data_spec
+from .config import FinetuneConfig, with_keywords
 from .data import prepared_with_ids
 from .distributed import choose_device
+from .loop import Callback, LoopState, run_loop
 from .masking import missing_share
 
 Task = Literal["classification", "regression"]
@@ -169,33 +172,14 @@ class FinetuneResult:
     metrics: dict[str, float]
 
 
-def finetune(
-    data: Any,
-    labels: Any,
-    model: Bundle | str | Path,
-    *,
-    task: Task = "classification",
-    mode: Mode = "frozen",
-    trainable_layers: int | None = None,
-    aggregate: str = "mean",
-    input: str = "counts",
-    lengths: Any = None,
-    gene_names: Any = None,
-    orientation: str = "samples_by_genes",
-    layer: str | None = None,
-    val_fraction: float = 0.2,
-    epochs: int = 20,
-    batch_size: int = 16,
-    lr: float = 1e-4,
-    head_lr: float = 1e-3,
-    weight_decay: float = 0.01,
-    hidden: int = 64,
-    seed: int = 0,
-    device: str | None = None,
-    out: str | Path | None = None,
-    progress: bool = True,
-) -> FinetuneResult:
+def finetune(data: Any, labels: Any, model: Bundle | str | Path, out: str | Path | None = None,
+             config: FinetuneConfig | None = None, **options: Any) -> FinetuneResult:
     """Train a classification or regression head on a (pre)trained encoder.
+
+    ``config`` (:class:`FinetuneConfig`) holds the settings named below (as loose keywords they
+    still work, with a DeprecationWarning); ``data`` may be a :class:`bulkformer.DataSpec` or
+    take its fields (``input``, ``lengths``, ``genes``, ``orientation``, ``layer``) as keywords.
+    Epochs run through the loop pretraining uses (:mod:`bulkformer.training.loop`).
 
     ``labels``: a Series indexed by sample ID (matched to the data's samples by ID, never
     by row order) or a list in sample order. Samples without a label (no entry, or NaN)
@@ -207,7 +191,7 @@ def finetune(
 
     ``data``: anything ``bulkformer.preprocess.prepare`` reads (samples x genes), with
     ``input`` counts / tpm / logtpm and ``lengths`` as there, or ``input="aligned"`` for an
-    array already in the model's vocabulary order. ``gene_names`` (IDs replacing the data's
+    array already in the model's vocabulary order. ``genes`` (IDs replacing the data's
     labels, or for AnnData and h5ad files the ``var`` column holding them), ``orientation``
     and ``layer`` are prepare's ``genes``, ``orientation`` and ``layer``. ``task``: "classification" or
     "regression". ``mode``: "frozen" (head only), "partial" (also the last
@@ -224,6 +208,13 @@ def finetune(
                                               lengths=cohort.lengths, mode="partial")
         result.metrics["accuracy"]
     """
+    options = dict(options)
+    spec = data_spec(data, options)
+    config = with_keywords(config, FinetuneConfig, options, "finetune")
+    task, mode, trainable_layers, aggregate = config.task, config.mode, config.trainable_layers, config.aggregate
+    val_fraction, epochs, batch_size, lr = config.val_fraction, config.epochs, config.batch_size, config.lr
+    head_lr, weight_decay, hidden, seed = config.head_lr, config.weight_decay, config.hidden, config.seed
+    device, progress, input = config.device, config.progress, spec.input
     check_settings(task=task, mode=mode, trainable_layers=trainable_layers, aggregate=aggregate,
                    val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, hidden=hidden)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -240,8 +231,8 @@ def finetune(
         if trainable_layers > n_layers:
             raise ValueError(f"trainable_layers={trainable_layers} but the model has {n_layers} Performer layer(s); "
                              f"use trainable_layers={n_layers} or mode='full'")
-    values, sample_ids = _prepare(data, bundle, input, lengths, gene_names=gene_names, orientation=orientation,
-                                  layer=layer)
+    values, sample_ids = _prepare(spec.source, bundle, input, spec.lengths, gene_names=spec.genes,
+                                  orientation=spec.orientation, layer=spec.layer)
     labelled, y, classes = _align_labels(labels, sample_ids, task)
     values = values[labelled]
     rng = np.random.default_rng(seed)
@@ -290,23 +281,32 @@ def finetune(
         t = target[rows].to(device_)
         return t if task == "classification" else ((t - target_mean) / target_scale).unsqueeze(1)
 
-    history = []
-    for epoch in range(epochs):
+    def epoch_batches(epoch: int, start: int):
         perm = train_idx[rng.permutation(len(train_idx))]
-        total = 0.0
-        for start in range(0, len(perm), batch_size):
-            rows = perm[start:start + batch_size]
-            loss = loss_fn(outputs(rows, True), fit_target(rows))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(rows)
-        record = {"epoch": epoch, "train_loss": total / len(train_idx)}
-        if n_val:
-            record.update(_evaluate(net, outputs, val_idx, target, task, fit_target, loss_fn))
-        history.append(record)
-        if progress:
-            print(f"[bulkformer finetune] epoch {epoch + 1}/{epochs} " + " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"), flush=True)
+        for begin in range(0, len(perm), batch_size):
+            yield begin + batch_size, perm[begin:begin + batch_size]
+
+    def step(rows: np.ndarray, state: LoopState) -> dict[str, Any]:
+        loss = loss_fn(outputs(rows, True), fit_target(rows))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"epoch": state.epoch, "loss": float(loss.detach()), "n": len(rows)}
+
+    class EpochEnd(Callback):
+        """The epoch's training loss (sample-weighted), validation metrics and progress line."""
+
+        def on_epoch(self, state: LoopState) -> None:
+            steps = [r for r in state.history if r["epoch"] == state.epoch]
+            record = {"epoch": state.epoch, "train_loss": sum(r["loss"] * r["n"] for r in steps) / len(train_idx)}
+            if n_val:
+                record.update(_evaluate(net, outputs, val_idx, target, task, fit_target, loss_fn))
+            state.validation.append(record)
+            if progress:
+                print(f"[bulkformer finetune] epoch {state.epoch + 1}/{epochs} "
+                      + " ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"), flush=True)
+
+    history = run_loop(LoopState(epochs=epochs), epoch_batches, step, [EpochEnd()]).validation
     net.eval()
     metrics = {k: v for k, v in history[-1].items() if k.startswith("val_")} if n_val else {}
     metrics = {k.removeprefix("val_"): v for k, v in metrics.items()}
