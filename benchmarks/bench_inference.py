@@ -80,11 +80,12 @@ PUBLISHED_GRAD_MODE = {"latest": torch.inference_mode}
 def published(model: BulkFormer, values: np.ndarray, mask_prob: float, batch_size: int) -> tuple[np.ndarray, list]:
     expr, features = [], []
     model.sparse_graph = False  # torch-geometric message passing, as released
+    device = next(model.parameters()).device
     with PUBLISHED_GRAD_MODE.get(model.config.version, torch.no_grad)():
         for start in range(0, values.shape[0], batch_size):
-            out = model(torch.from_numpy(values[start:start + batch_size]), mask_prob)
-            expr.append(out.expr.numpy())
-            features.append(out.features.numpy())
+            out = model(torch.from_numpy(values[start:start + batch_size]).to(device), mask_prob)
+            expr.append(out.expr.cpu().numpy())
+            features.append(out.features.cpu().numpy())
     return np.concatenate(expr), features
 
 
