@@ -11,7 +11,11 @@ plain log1p TPM.
     bulkformer.labels.match_samples(labels, sample_ids)          # by sample ID, drops counted
 
 Every ``evaluate`` returns a :class:`TaskResult` (``metrics``, ``per_fold``,
-``predictions``; ``to_json``, ``plot``).
+``predictions``; ``to_json``, ``plot``). Each task module also has ``run(data, model,
+...)``, the task end to end from a data set (raw or a DataSpec): per-sample tables
+matched by sample ID (``id_length``), both feature sets built, provenance recorded; and
+``figure(result)``, its plot. ``registry.TASK_MODULES`` names the tasks
+(``gene_survival``: :mod:`bulkformer.tasks.gene_survival`).
 """
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ from typing import Any
 from .result import TaskResult
 
 TASKS = ("imputation", "classification", "prognosis", "drug_response", "essentiality")
-_SUBMODULES = (*TASKS, "features", "common", "result", "grouped_regression")
+_SUBMODULES = (*TASKS, "gene_survival", "features", "common", "result", "grouped_regression", "samples",
+               "provenance", "registry")
 
 
 def __getattr__(name: str) -> Any:
