@@ -5,6 +5,7 @@ this module, and :mod:`bulkformer.preprocess.pipeline` is the loose-argument fro
 from __future__ import annotations
 
 import warnings
+from contextlib import closing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,8 @@ def prepare_spec(spec: Any, vocabulary: Any, *, backend: Literal["auto", "native
         allocated.append(np.empty((source.n_samples, n_vocab), dtype=np.float32))
         return allocated[0]
 
-    parts = list(_prepare_blocks(source, vocabulary, spec, backend=backend, n_threads=n_threads, out=allocate))
+    with closing(source.blocks):  # a failing block closes the file now, not when the traceback is collected
+        parts = list(_prepare_blocks(source, vocabulary, spec, backend=backend, n_threads=n_threads, out=allocate))
     if allocated:
         values = allocated[0]
     else:
@@ -82,7 +84,8 @@ def prepare_spec_chunks(spec: Any, vocabulary: Any, *, backend: str = "auto", n_
                         chunk_samples: int | None = None) -> Iterator[PreparedInput]:
     """:func:`bulkformer.preprocess.prepare_chunks` of a DataSpec (``spec``)."""
     source = _Source.of(spec, chunk_samples=chunk_samples)
-    yield from _prepare_blocks(source, vocabulary, spec, backend=backend, n_threads=n_threads)
+    with closing(source.blocks):  # as in prepare_spec; and a caller that stops early closes the file
+        yield from _prepare_blocks(source, vocabulary, spec, backend=backend, n_threads=n_threads)
 
 
 @dataclass
