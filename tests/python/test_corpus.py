@@ -86,13 +86,18 @@ def test_float16_corpus_and_the_command_line(shards, tmp_path, capsys, monkeypat
 
 
 class SigtermAt(Callback):
-    """The scheduler's SIGTERM, delivered to this process after step ``step``."""
+    """The scheduler's SIGTERM after step ``step``, to this process and its data-loading
+    workers, as a scheduler signals every process of the job."""
 
     def __init__(self, step: int) -> None:
-        self.step = step
+        self.step, self.workers = step, []
 
     def on_step(self, state) -> None:
         if state.step == self.step:
+            children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+            self.workers = [int(c) for c in children.read_text().split()] if children.exists() else []
+            for pid in self.workers:
+                os.kill(pid, signal.SIGTERM)
             os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -103,8 +108,10 @@ def test_sigterm_checkpoints_and_the_resumed_run_matches_the_uninterrupted_one(s
     n_steps = len(reference.history)
     assert n_steps == 2 * (corpus.n_samples // 8)  # every epoch's full batches
 
+    sigterm = SigtermAt(4)
     with pytest.raises(Interrupted) as stopped:
-        bulkformer.pretrain(corpus.path, tmp_path / "run", config, callbacks=[SigtermAt(4)])
+        bulkformer.pretrain(corpus.path, tmp_path / "run", config, callbacks=[sigterm])
+    assert sigterm.workers or not Path("/proc").is_dir()  # the loader's worker got the signal too, and survived it
     assert stopped.value.signum == signal.SIGTERM
     assert stopped.value.checkpoint.name == "step-00000005"  # the step after the signal, written before exiting
     assert not (tmp_path / "run" / "model").exists()

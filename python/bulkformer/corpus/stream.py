@@ -94,10 +94,21 @@ class RowDataset(Dataset):
         return out
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Workers leave SIGTERM / SIGINT to the training process: a scheduler (or Ctrl-C) signals
+    the whole process group, and a worker dying of it would fail the step that is to write
+    the checkpoint. The training process ends them when it stops."""
+    import signal
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def step_loader(dataset: RowDataset, sampler: StepSampler, *, workers: int = 0,
                 pin_memory: bool = False) -> DataLoader:
     """One epoch's steps in order (workers keep it: the loader returns their results in
     sampler order), each a float32 tensor of this rank's rows."""
     workers = workers if isinstance(dataset.source, PreparedCorpus) else 0  # memory needs no workers
     return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                      prefetch_factor=4 if workers else None, collate_fn=torch.from_numpy)
+                      prefetch_factor=4 if workers else None, collate_fn=torch.from_numpy,
+                      worker_init_fn=_ignore_stop_signals if workers else None)
