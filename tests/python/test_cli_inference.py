@@ -340,12 +340,16 @@ def test_cli_sigterm_removes_the_unfinished_output(cohort, tmp_path):
     assert not staging.exists() and not out.exists()
 
 
-@pytest.mark.parametrize("failure,message", [
-    (OSError(28, "No space left on device", "store/c/0/0/0"), "error: no space left on the device writing store/c/0/0/0: free space"),
-    (MemoryError(), "error: out of memory: lower --batch-size"),
+@pytest.mark.parametrize("failure,message,not_said", [
+    (OSError(28, "No space left on device", "store/c/0/0/0"), "error: no space left on the device writing store/c/0/0/0: free space", "--dtype"),
+    # a gene store's own levers for a store; none of them for a table (they would not help)
+    (OSError(28, "No space left on device", "g.zarr/c/0/0/0"), "--dtype float16 halves it, --genes keeps fewer genes", None),
+    (OSError(28, "No space left on device", "out.csv"), "error: no space left on the device writing out.csv: free space, or write the output to another disk", "--dtype"),
+    (MemoryError(), "error: out of memory: lower --batch-size", None),
 ])
-def test_cli_full_disk_and_memory_are_one_line_errors(cli, cohort, tmp_path, monkeypatch, failure, message):
-    """A full disk or exhausted memory ended in a raw traceback with no advice."""
+def test_cli_full_disk_and_memory_are_one_line_errors(cli, cohort, tmp_path, monkeypatch, failure, message, not_said):
+    """A full disk or exhausted memory ended in a raw traceback with no advice; a full disk
+    under a CSV output was advised to store fewer genes of a gene store."""
     root, _, _ = cohort
     import bulkformer.inference as inference
 
@@ -355,6 +359,7 @@ def test_cli_full_disk_and_memory_are_one_line_errors(cli, cohort, tmp_path, mon
     monkeypatch.setattr(inference.execution.Engine, "create", fail)
     done = cli("embed", root / "counts.csv", "-m", root / "model", "--level", "gene", "-o", tmp_path / "g.zarr")
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not_said is None or not_said not in done.stderr, done.stderr
 
 
 def test_gene_lists_take_a_file_by_path_or_at_path(tmp_path):
