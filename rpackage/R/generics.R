@@ -28,6 +28,17 @@ NULL
 #' `"tpm"` or `"logtpm"` they are an error. `rowData(.)$length` of
 #' the result is the vocabulary's length, whatever the conversion used.
 #'
+#' A tximport result (the list `tximport::tximport()` returns) can be `x`
+#' as it is: with `countsFromAbundance = "no"` its counts are used with
+#' `lengths = x$length`; with `"scaledTPM"`, `"lengthScaledTPM"` or
+#' `"dtuScaledTPM"` its counts were made from the abundances (dividing them by
+#' gene length would scale them a second time), so its abundances are used as
+#' TPM (`input = "tpm"`), with a message. A SummarizedExperiment whose
+#' `metadata(x)$countsFromAbundance` (tximeta) names such a setting is refused
+#' as counts. A DESeqDataSet built by `DESeqDataSetFromTximport()` from such
+#' counts keeps no record of it: pass the tximport list itself, or its
+#' abundances with `input = "tpm"`.
+#'
 #' Errors raised in Python arrive as R conditions of the package's classes, e.g.
 #' `bulkformer_argument_error`, `bulkformer_gene_column_error`,
 #' `bulkformer_input_error` (all of class `bulkformer_python_error` and

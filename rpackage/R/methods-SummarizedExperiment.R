@@ -92,6 +92,7 @@ setMethod("bulkformerImpute", "SummarizedExperiment", function(x, model,
     predicted = FALSE, batch.size = 16L, device = NULL,
     progress = interactive(), ...) {
     input <- match.arg(input)
+    .check_counts_from_abundance(x, assay.type, input, lengths)
     mat <- .se_matrix(x, assay.type, gene.column)
     .impute_matrix(mat, model, input,
         .se_lengths(x, lengths, length.assay, input), predicted, batch.size,
@@ -114,6 +115,7 @@ setMethod("bulkformerEmbed", "SummarizedExperiment", function(x, model,
     level <- match.arg(level)
     aggregate <- match.arg(aggregate)
     input <- match.arg(input)
+    .check_counts_from_abundance(x, assay.type, input, lengths)
     if (level == "sample") .check_embedding_name(x, name)
     mat <- .se_matrix(x, assay.type, gene.column)
     embedded <- .embed_matrix(mat, model, level, .pooling(aggregate), genes,

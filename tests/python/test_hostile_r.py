@@ -12,8 +12,12 @@ R_CASES = {
     # case -> (R expression run with `bundle` and `counts` defined, regex the message must match)
     "nan_weights": ("load_bulkformer_model(nan_bundle)", "NaN or infinite"),
     "config_width": ("load_bulkformer_model(wide_bundle)", "config.json.*model.dim 32"),
+    # a tximport list is read as one (test-tximport.R); what it decides itself is refused
     "tximport_list": ("bulkformerImpute(list(abundance = counts, counts = counts, length = counts, "
-                      "countsFromAbundance = 'no'), bundle)", r"tximport list.*\$counts.*lengths = "),
+                      "countsFromAbundance = 'no'), bundle, lengths = counts)",
+                      r"tximport result, which sets lengths itself: leave lengths out"),
+    "other_list": ("bulkformerImpute(list(counts = counts), bundle)",
+                   r"x is a list: pass a genes x samples matrix, a SummarizedExperiment, or a tximport result"),
     "huge_counts": ("{m <- counts; m[1, 1] <- 1.7e308; bulkformerImpute(m, bundle)}", r"above 1e\+15"),
     # not an error: the mapping message, turned into one here, says why genes went unmatched
     "non_coding_said": ("{m <- rbind(counts, matrix(50, 3, ncol(counts), dimnames = list(c('ENSG00000251562', "
