@@ -47,13 +47,13 @@ def runtime_of(runtime: Runtime | None, options: dict[str, Any]) -> Runtime:
 
 
 def check_no_options(options: dict[str, Any], function: str) -> None:
-    """Whatever is left in ``options`` is an argument ``function`` does not take."""
+    """Whatever is left in ``options`` is an argument ``function`` does not take: the same
+    :class:`ArgumentError` as :func:`bulkformer.errors.call` raises for a function without
+    ``**options`` (front ends word it from its fields)."""
     if options:
         name = sorted(options)[0]
-        raise ArgumentError(f"unknown argument {name!r} of {function}()", argument=name,
-                            value=options[name], joiner="; ",
-                            fix=f"data-description arguments are {', '.join(DATA_FIELDS)} (or a DataSpec); "
-                                f"run settings are {', '.join(RUNTIME_FIELDS)} (or runtime=Runtime(...))")
+        raise ArgumentError(f"unknown argument {name!r}", argument=name, value=options[name], joiner="; ",
+                            fix="see the function's help page for its arguments")
 
 
 def split(data: Any, runtime: Runtime | None, options: dict[str, Any], function: str, *,

@@ -70,7 +70,7 @@ def test_embed_takes_a_spec_and_runtime_and_gene_names_is_deprecated(setup):
                                    device="cpu", progress=False)
     np.testing.assert_array_equal(by_spec.to_numpy(), expected.to_numpy())
     np.testing.assert_array_equal(old.to_numpy(), expected.to_numpy())
-    with pytest.raises(ArgumentError, match="unknown argument 'lenghts' of embed"):
+    with pytest.raises(ArgumentError, match="unknown argument 'lenghts'; see the function's help page"):
         bulkformer.embed(counts, bundle, lenghts=cohort.lengths)
 
 
