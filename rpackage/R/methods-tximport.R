@@ -14,7 +14,8 @@ NULL
     if (!all(c("abundance", "counts", "length") %in% names(txi))) {
         stop("x is a list: pass a genes x samples matrix, a ",
             "SummarizedExperiment, or a tximport result (a list with ",
-            "abundance, counts and length)", call. = FALSE)
+            "abundance, counts and length); the values must be numeric ",
+            "(genes x samples)", call. = FALSE)
     }
     set <- intersect(c("input", "lengths"), names(dots))
     if (length(set)) {
