@@ -10,7 +10,9 @@ times the same pretraining steps (mask, forward, backward, AdamW) of a small mod
   ``torch.utils.data`` loader pretraining now uses (``--workers`` processes),
 
 for ``--epochs`` epochs each, in one run. The model is small on purpose (d = ``--dim``,
-one Performer layer): the point is the data path. Last line::
+one Performer layer, over the first ``--model-genes`` vocabulary genes as in the TCGA run
+of issue 28; the shards hold every vocabulary gene, as raw tables do): the point is the
+data path. Last line::
 
     steps_per_s_text=<a> steps_per_s_corpus=<b> corpus_speedup=<b/a> prepare_s=<c>
 
@@ -36,14 +38,24 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--dim", type=int, default=8)
+    parser.add_argument("--model-genes", type=int, default=1000,
+                        help="the model's vocabulary: the first N genes (the issue's TCGA run: 1,000; 0: all)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", default="float16", choices=["float32", "float16"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    import bulkformer
     from bulkformer.annotation import default_vocabulary
+
+    vocabulary = default_vocabulary()
+    vocabulary = vocabulary if args.genes is None else vocabulary.iloc[:args.genes].reset_index(drop=True)
+    with tempfile.TemporaryDirectory(prefix="bench-corpus-") as folder:
+        run(args, vocabulary, Path(folder))
+
+
+def run(args: argparse.Namespace, vocabulary, work: Path) -> None:
+    import bulkformer
     from bulkformer.corpus import CorpusSettings, prepare_corpus
     from bulkformer.corpus.stream import StepLayout
     from bulkformer.model import PRESETS, BulkFormer, layout_of
@@ -54,9 +66,6 @@ def main() -> None:
     from bulkformer.training.schedule import warmup_cosine
     from bulkformer.training.steps import Trainee, train_step
 
-    vocabulary = default_vocabulary()
-    vocabulary = vocabulary if args.genes is None else vocabulary.iloc[:args.genes].reset_index(drop=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-corpus-"))
     clock = time.perf_counter()
     cohort = bulkformer.simulate_cohort(n_samples=args.samples, vocabulary=vocabulary, n_genes=None, seed=0,
                                         missing_fraction=0.0)
@@ -68,7 +77,8 @@ def main() -> None:
 
     config = PretrainConfig(batch_size=args.batch_size, lr=1e-3, seed=0)
     ctx = init_distributed("cpu")
-    model_config = layout_of(PRESETS["37M"]).resize(PRESETS["37M"], n_genes=len(vocabulary), dim=args.dim, layers=1,
+    model_genes = vocabulary if not args.model_genes else vocabulary.iloc[:args.model_genes].reset_index(drop=True)
+    model_config = layout_of(PRESETS["37M"]).resize(PRESETS["37M"], n_genes=len(model_genes), dim=args.dim, layers=1,
                                                     heads=2, dropout=0.0)
     layout = StepLayout(args.batch_size)
     n_steps = args.epochs * (args.samples // args.batch_size)
@@ -86,7 +96,7 @@ def main() -> None:
         assert done == n_steps, (done, n_steps)
         return done / (time.perf_counter() - start)
 
-    text = build_corpus(sorted(work.glob("*.tsv.gz")), vocabulary, input="counts")
+    text = build_corpus(sorted(work.glob("*.tsv.gz")), model_genes, input="counts", min_matched_fraction=0.0)
 
     def text_batches():
         for epoch in range(args.epochs):
@@ -97,8 +107,8 @@ def main() -> None:
     print(f"text shards: {steps_text:.2f} steps/s", flush=True)
 
     clock = time.perf_counter()
-    corpus = prepare_corpus(sorted(work.glob("*.tsv.gz")), work / "corpus", vocabulary, progress=False,
-                            settings=CorpusSettings(dtype=args.dtype))
+    corpus = prepare_corpus(sorted(work.glob("*.tsv.gz")), work / "corpus", model_genes, progress=False,
+                            settings=CorpusSettings(dtype=args.dtype, min_matched_fraction=0.0))
     prepare_s = time.perf_counter() - clock
     rows = TrainingRows.from_prepared(corpus, window=2)
 
