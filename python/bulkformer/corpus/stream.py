@@ -109,6 +109,11 @@ def step_loader(dataset: RowDataset, sampler: StepSampler, *, workers: int = 0,
     """One epoch's steps in order (workers keep it: the loader returns their results in
     sampler order), each a float32 tensor of this rank's rows."""
     workers = workers if isinstance(dataset.source, PreparedCorpus) else 0  # memory needs no workers
+    # a generator of its own: a DataLoader otherwise draws its workers' base seed from torch's
+    # global RNG whenever an epoch starts, which a resumed run (restoring that RNG mid-epoch)
+    # would draw once more than the uninterrupted one
+    generator = torch.Generator().manual_seed(0)
     return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=workers, pin_memory=pin_memory,
+                      generator=generator,
                       prefetch_factor=4 if workers else None, collate_fn=torch.from_numpy,
                       worker_init_fn=_ignore_stop_signals if workers else None)
