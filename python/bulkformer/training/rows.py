@@ -35,7 +35,8 @@ class TrainingRows:
     @classmethod
     def from_corpus(cls, corpus: Corpus) -> "TrainingRows":
         """In-memory shards (read once) as rows; each shard is a part."""
-        values = np.concatenate([s.read() for s in corpus.shards], axis=0)
+        parts_read = [s.read() for s in corpus.shards]
+        values = parts_read[0] if len(parts_read) == 1 else np.concatenate(parts_read, axis=0)
         parts, start = [], 0
         for shard in corpus.shards:
             parts.append((shard.name, start, start + shard.n_samples))
