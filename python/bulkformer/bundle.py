@@ -148,7 +148,7 @@ def check_bundle_dir(path: str | Path) -> Path:
     if release_layout(path) is not None:  # read directly by load()
         return path
     if not path.is_dir():
-        hint = " (an official .pt checkpoint? convert it with `bulkformer import-checkpoint`)" if path.suffix in (".pt", ".pth") else ""
+        hint = " (an official .pt checkpoint? convert it into a bundle first: bulkformer.convert.import_checkpoint, the import-checkpoint command)" if path.suffix in (".pt", ".pth") else ""
         raise FileNotFoundError(f"no model bundle at {path}: expected a directory{hint}")
     if is_finetuned(path) and not (path / "config.json").is_file():
         raise ValueError(f"{path} is a fine-tuned model (it has {FINETUNED_MARKER}), not a model bundle: load it with "
@@ -160,9 +160,8 @@ def check_bundle_dir(path: str | Path) -> Path:
                                 f"the model in it is {path / 'model'}")
     if not (path / "config.json").exists() and (any(path.glob("*.pt")) or any(path.glob("*.pth"))):
         raise FileNotFoundError(f"{path} is not a model bundle but holds .pt files (an official release?): convert it "
-                                "once with `bulkformer import-checkpoint CHECKPOINT.pt --gene-info ... --graph G_*.pt "
-                                "--graph-weight G_*_weight.pt -o BUNDLE_DIR` (Python: bulkformer.convert.import_checkpoint) "
-                                "and load BUNDLE_DIR")
+                                "once with bulkformer.convert.import_checkpoint (the import-checkpoint command): the checkpoint, "
+                                "the gene table, G_*.pt and G_*_weight.pt -> a bundle directory, and load that")
     for required in ("config.json", "model.safetensors", "genes.tsv", "graph.safetensors"):
         if not (path / required).is_file():
             raise FileNotFoundError(f"incomplete model bundle {path}: {required} is missing")

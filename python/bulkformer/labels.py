@@ -58,8 +58,8 @@ def match_samples(table: pd.Series | pd.DataFrame | Sequence[Any], sample_ids: S
     missing value (any column; with ``complete=False`` only a row missing every value)
     are left out with a warning; so are rows naming samples the data lacks. No sample
     left is an error; when one side's IDs are the other's cut short, it says to what length
-    (naming the command line's --id-length unless ``id_length_option`` is False: the
-    caller has no such option)."""
+    (naming ``id_length``, which each front end words as its own option, unless
+    ``id_length_option`` is False: the caller has no such option)."""
     ids = pd.Index([str(s) for s in sample_ids])
     if isinstance(table, pd.DataFrame) or isinstance(table, pd.Series):
         positional = False
@@ -161,7 +161,7 @@ def _prefix_advice(data_ids: pd.Index, table_ids: pd.Index, what: str, id_length
         cut = pd.Index([str(i)[:length] for i in longer])
         n_matching = int(cut.isin(shorter.astype(str)).sum())
         if n_matching:
-            option = f" (the command line's --id-length {length})" if id_length_option else ""
+            option = f" (id_length={length})" if id_length_option else ""
             return (f". {whose[0].upper() + whose[1:]} IDs begin with the other's: {n_matching} of {len(longer)} "
                     f"match when cut to their first {length} characters; cut them to that length before matching{option}")
     return ""

@@ -60,8 +60,10 @@ def test_cli_advice_keeps_file_names_and_names_off_switches():
     from bulkformer.cli.main import as_cli_advice
 
     message = ("this bundle has no per-gene feature table (gene_features.safetensors) to fuse; "
-               "import the release with --gene-features, or use fuse_gene_features=False")
+               "import the release with its gene feature table (import_checkpoint's gene_features), or use "
+               "fuse_gene_features=False")
     assert as_cli_advice(message, ["embed"]) == (
         "this bundle has no per-gene feature table (gene_features.safetensors) to fuse; "
-        "import the release with --gene-features, or use --no-fuse-gene-features")
+        "import the release with its gene feature table (import_checkpoint's --gene-features), or use "
+        "--no-fuse-gene-features")
     assert as_cli_advice("pass progress=False", ["impute"]) == "pass --no-progress"

@@ -100,7 +100,7 @@ def test_ids_that_are_the_others_cut_short_are_named_with_the_length():
     data = ["TCGA-OR-A5J1-01A-11R-A29S-07", "TCGA-OR-A5J2-01A-11R-A29S-07", "TCGA-OR-A5J3-01A-11R-A29S-07"]
     survival = pd.DataFrame({"OS": [1, 0], "OS.time": [300, 1200]}, index=["TCGA-OR-A5J1-01", "TCGA-OR-A5J3-01"])
     with pytest.raises(ValueError, match=r"The data's IDs begin with the other's: 2 of 3 match when cut to their first "
-                                         r"15 characters; .* \(the command line's --id-length 15\)"):
+                                         r"15 characters; .* \(id_length=15\)"):
         match_samples(survival, data, what="survival table")
     with pytest.raises(ValueError, match=r"The survival table's IDs begin with the other's: 2 of 2 match .* first 15 "):
         match_samples(survival.set_axis([i + "A-11R" for i in survival.index]), [d[:15] for d in data],

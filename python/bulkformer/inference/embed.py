@@ -128,7 +128,8 @@ def embed(
     if fuse_gene_features:
         if bundle.gene_features is None:
             raise ValueError("this bundle has no per-gene feature table (gene_features.safetensors) to fuse; "
-                             "import the release with --gene-features, or use fuse_gene_features=False")
+                             "import the release with its gene feature table (import_checkpoint's gene_features), or use "
+                             "fuse_gene_features=False")
         table = bundle.gene_features.float().cpu().numpy()
     positions = gene_positions(genes, bundle.gene_ids)
     prepared = prepare_for(spec, bundle)
