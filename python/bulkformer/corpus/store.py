@@ -30,6 +30,7 @@ import pandas as pd
 from ..atomic import atomic_directory, atomic_file, check_replaceable
 from ..errors import ArgumentError, InputError
 from ..locks import OutputLock
+from ..model import MASK_VALUE
 from ..preprocess.conventions import ORIGINAL_CONVENTIONS
 from .sources import ModelTarget, Shard, check_distinct_samples, file_shard, gene_table, shard_paths
 
@@ -316,7 +317,7 @@ def _append(corpus: PreparedCorpus, paths: list[Path], target: ModelTarget, sett
     for (path, key, size, sha), shard in zip(todo, shards):
         if shard is None:
             continue
-        rows = shard.read().astype(settings.dtype if settings.dtype != "float32" else np.float32, copy=False)
+        rows = shard.read().astype(settings.dtype, copy=False)
         sample_ids = [str(s) for s in (shard.sample_ids or [f"{path.name}:{i}" for i in range(len(rows))])]
         repeated = [s for s in sample_ids if s in known]
         if repeated:
@@ -327,7 +328,7 @@ def _append(corpus: PreparedCorpus, paths: list[Path], target: ModelTarget, sett
         values.resize((stop, values.shape[1]))
         measured.resize((stop, measured.shape[1]))
         values[n:stop] = rows
-        measured[n:stop] = rows != -10
+        measured[n:stop] = rows != MASK_VALUE
         records.append({"name": path.name, "path": key, "bytes": size, "sha256": sha, "n_samples": len(rows),
                         "start": n, "stop": stop,
                         "values_sha256": hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest()})
