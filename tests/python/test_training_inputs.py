@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -15,10 +16,15 @@ import bulkformer
 from bulkformer.annotation import default_vocabulary
 from bulkformer.preprocess import prepare
 from bulkformer.training import checkpoint as ckpt
+from bulkformer.training import PretrainConfig
 from bulkformer.training.data import build_corpus
 
 VOCABULARY = default_vocabulary().iloc[:60].reset_index(drop=True)
-SMALL = dict(vocabulary=VOCABULARY, dim=16, heads=2, p_repeat=1, batch_size=8, device="cpu", progress=False)
+SMALL = PretrainConfig(vocabulary=VOCABULARY, dim=16, heads=2, p_repeat=1, batch_size=8, device="cpu", progress=False)
+
+
+def small(**settings) -> PretrainConfig:
+    return replace(SMALL, **settings)
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +72,8 @@ def test_genes_by_samples_shards_and_h5ad_layers(tmp_path, counts):
                                rtol=1e-6)
     with pytest.raises(ValueError, match=r"cannot read shard .*cohort.h5ad: layer 'raw' is not in"):
         build_corpus(tmp_path / "cohort.h5ad", VOCABULARY, layer="raw")
-    result = bulkformer.pretrain(tmp_path / "genes_by_samples.csv", None, orientation="genes_by_samples", epochs=1,
-                                 val_fraction=0, **SMALL)
+    result = bulkformer.pretrain(tmp_path / "genes_by_samples.csv", None, small(epochs=1, val_fraction=0),
+                                 orientation="genes_by_samples")
     assert len(result.history) == 6
 
 
@@ -162,7 +168,7 @@ def test_repeated_samples_across_shards_or_in_validation_are_refused(tmp_path, c
     with pytest.raises(ValueError, match=r"10 samples of shard b.parquet are also in a.parquet"):
         build_corpus(tmp_path, VOCABULARY)
     with pytest.raises(ValueError, match="8 validation samples are also training samples"):
-        bulkformer.pretrain(counts.iloc[:40], None, val_data=counts.iloc[32:], **SMALL)
+        bulkformer.pretrain(counts.iloc[:40], None, small(val_data=counts.iloc[32:]))
     unnamed = counts.reset_index(drop=True)  # positions 0, 1, ... name no sample: not compared
     unnamed.iloc[:24].to_parquet(tmp_path / "c.parquet", index=False)
     unnamed.iloc[24:].reset_index(drop=True).to_parquet(tmp_path / "d.parquet", index=False)
@@ -181,9 +187,9 @@ def test_aligned_input_must_be_in_vocabulary_order(counts):
     with pytest.raises(ValueError, match="NaN or infinite"):
         build_corpus(broken, VOCABULARY, input="aligned")
     with pytest.raises(ValueError, match="carries no gene IDs: pass a DataFrame"):  # pretrain has no genes=
-        bulkformer.pretrain(counts.to_numpy(), None, **SMALL)
+        bulkformer.pretrain(counts.to_numpy(), None, small())
     with pytest.raises(ValueError, match="the list of shard files is empty"):
-        bulkformer.pretrain([], None, **SMALL)
+        bulkformer.pretrain([], None, small())
 
 
 def test_arguments_that_would_train_wrongly_are_refused(counts):
@@ -192,14 +198,14 @@ def test_arguments_that_would_train_wrongly_are_refused(counts):
                                ({"checkpoint_every": -2}, "checkpoint_every must be >= 1"),
                                ({"keep_checkpoints": -1}, "keep_checkpoints must be >= 1")):
         with pytest.raises(ValueError, match=message):
-            bulkformer.pretrain(counts, None, **arguments, **SMALL)
+            bulkformer.pretrain(counts, None, small(**arguments))
 
 
 # ---------------------------------------------------------------------------- models and run directories
 def test_continuing_a_bundle(tmp_path, counts):
     bundle = bulkformer.tiny_bundle(n_genes=60)
     before = {k: v.clone() for k, v in bundle.model.state_dict().items()}
-    small = {k: v for k, v in SMALL.items() if k not in ("vocabulary", "dim", "heads", "p_repeat")}
+    small = dict(batch_size=8, device="cpu", progress=False)  # the deprecated keyword spelling, still accepted
     result = bulkformer.pretrain(counts, None, model=bundle, epochs=1, lr=1e-2, **small)
     assert all(torch.equal(v, bundle.model.state_dict()[k]) for k, v in before.items())  # the caller's: unchanged
     assert not all(torch.equal(v, result.bundle.model.state_dict()[k]) for k, v in before.items())
@@ -218,48 +224,47 @@ def test_continuing_a_bundle(tmp_path, counts):
 def test_output_directory_is_checked_before_training(tmp_path, counts):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="is a file"):
-        bulkformer.pretrain(counts, tmp_path / "file", **SMALL)
+        bulkformer.pretrain(counts, tmp_path / "file", small())
     data = tmp_path / "shards"  # e.g. -o pointing at the data: history.csv would be read as a shard next time
     data.mkdir()
     counts.to_parquet(data / "a.parquet")
     with pytest.raises(ValueError, match=r"already holds files of its own \(a.parquet\)"):
-        bulkformer.pretrain(data, data, **SMALL)
+        bulkformer.pretrain(data, data, small())
     assert sorted(p.name for p in data.iterdir()) == ["a.parquet"]
 
     run = tmp_path / "run"
-    bulkformer.pretrain(counts, run, epochs=1, **SMALL)  # finished, no checkpoints
-    bulkformer.pretrain(counts, run, epochs=1, **SMALL)  # running it again replaces it
+    bulkformer.pretrain(counts, run, small(epochs=1))  # finished, no checkpoints
+    bulkformer.pretrain(counts, run, small(epochs=1))  # running it again replaces it
     with pytest.raises(ValueError, match="holds a finished run .* nothing to resume"):
-        bulkformer.pretrain(counts, run, epochs=1, resume=True, **SMALL)
-    bulkformer.pretrain(counts, run, epochs=2, checkpoint_every=2, **SMALL)
+        bulkformer.pretrain(counts, run, small(epochs=1, resume=True))
+    bulkformer.pretrain(counts, run, small(epochs=2, checkpoint_every=2))
     with pytest.raises(ValueError, match=r"holds checkpoints of an earlier run \(latest: step-00000008\)"):
-        bulkformer.pretrain(counts, run, epochs=1, checkpoint_every=2, **SMALL)
+        bulkformer.pretrain(counts, run, small(epochs=1, checkpoint_every=2))
 
 
 def test_resume_refuses_other_settings_and_keeps_the_checkpoints_graph(tmp_path, counts):
     run = tmp_path / "run"
-    finished = bulkformer.pretrain(counts, run, epochs=2, checkpoint_every=3, val_fraction=0, **SMALL)
+    finished = bulkformer.pretrain(counts, run, small(epochs=2, checkpoint_every=3, val_fraction=0))
     assert finished.bundle.metadata["pretraining"]["epochs_completed"] == 2  # was 1: the last epoch's index
     latest = ckpt.latest_checkpoint(run)
     assert latest.name == "step-00000009"
     with pytest.raises(ValueError, match=r"other settings: lr=0.0001 \(now 0.01\)"):  # was silently ignored
-        bulkformer.pretrain(counts, run, epochs=2, checkpoint_every=3, val_fraction=0, lr=1e-2, resume=True, **SMALL)
+        bulkformer.pretrain(counts, run, small(epochs=2, checkpoint_every=3, val_fraction=0, lr=1e-2, resume=True))
     with pytest.raises(ValueError, match=r"other settings: epochs=2 \(now 3\), seed=0 \(now 1\)|"
                                          r"other settings: seed=0 \(now 1\), epochs=2 \(now 3\)"):
-        bulkformer.pretrain(counts, run, epochs=3, seed=1, checkpoint_every=3, val_fraction=0, resume=True, **SMALL)
+        bulkformer.pretrain(counts, run, small(epochs=3, seed=1, checkpoint_every=3, val_fraction=0, resume=True))
     # other gene lengths change every TPM value of a counts corpus: resuming with them was not noticed
     lengths = pd.Series(2000.0, index=VOCABULARY["ensembl_id"])
     with pytest.raises(ValueError, match=r"other settings: lengths=None \(now '60 gene lengths \(sha256 [0-9a-f]{12}\)'\)"):
-        bulkformer.pretrain(counts, run, epochs=2, checkpoint_every=3, val_fraction=0, lengths=lengths, resume=True,
-                            **SMALL)
+        bulkformer.pretrain(counts, run, small(epochs=2, checkpoint_every=3, val_fraction=0, resume=True),
+                            lengths=lengths)
     with pytest.raises(ValueError, match=r"holds another model .*dim=16 \(now 32\)"):  # was a state-dict traceback
-        bulkformer.pretrain(counts, run, epochs=2, checkpoint_every=3, val_fraction=0, resume=True,
-                            **{**SMALL, "dim": 32})
+        bulkformer.pretrain(counts, run, small(epochs=2, checkpoint_every=3, val_fraction=0, resume=True, dim=32))
     # other data of the same shape: a new model's graph would be rebuilt from it; the checkpoint's is kept
     other = bulkformer.simulate_cohort(n_samples=48, vocabulary=VOCABULARY, n_genes=None, seed=11,
                                        missing_fraction=0.0).counts
-    resumed = bulkformer.pretrain(other, tmp_path / "resumed", epochs=2, checkpoint_every=3, val_fraction=0,
-                                  resume=latest, **SMALL)
+    resumed = bulkformer.pretrain(other, tmp_path / "resumed", small(epochs=2, checkpoint_every=3, val_fraction=0,
+                                                                     resume=latest))
     saved = bulkformer.load(latest / "bundle")
     assert torch.equal(resumed.bundle.edge_index, saved.edge_index)
     assert len(resumed.history) == 12

@@ -11,6 +11,7 @@ import torch
 
 import bulkformer
 from bulkformer.model import MASK_VALUE
+from bulkformer.training import PretrainConfig
 from bulkformer.training import checkpoint as ckpt
 from bulkformer.training.data import Corpus, Shard, build_corpus, file_shard
 from bulkformer.training.masking import mask_measured, step_generator
@@ -76,9 +77,11 @@ def test_mask_rate_range_keeps_the_model_working_when_more_genes_are_missing():
     train, test = log_tpm.iloc[:200], np.asarray(log_tpm.iloc[200:], np.float32)
     scores = {}
     for rate_max in (None, 0.6):
-        result = bulkformer.pretrain(train, None, vocabulary=vocabulary, input="logtpm", dim=16, heads=2, p_repeat=1,
-                                     epochs=6, batch_size=8, lr=3e-3, dropout=0.0, val_fraction=0, mask_fraction=0.15,
-                                     mask_fraction_max=rate_max, progress=False)
+        result = bulkformer.pretrain(train, None, PretrainConfig(vocabulary=vocabulary, dim=16, heads=2, p_repeat=1,
+                                                                 epochs=6, batch_size=8, lr=3e-3, dropout=0.0,
+                                                                 val_fraction=0, mask_fraction=0.15,
+                                                                 mask_fraction_max=rate_max, progress=False),
+                                     input="logtpm")
         assert result.bundle.metadata["pretraining"]["mask_fraction_max"] == rate_max
         for missing in (0.15, 0.6):
             masked, mask = evaluation_mask(test, missing, seed=1)
@@ -122,8 +125,6 @@ def test_resume_skips_reading_consumed_windows():
 
 
 def test_validation_holds_out_rows_of_one_file_and_whole_shards_of_several():
-    import sys
-
     from bulkformer.training.rows import TrainingRows, validation_split
 
     def split(corpus, val_fraction, max_val, seed):
@@ -219,8 +220,9 @@ def test_pretraining_learns(tmp_path):
 
     vocabulary = default_vocabulary().iloc[:120]
     cohort = bulkformer.simulate_cohort(n_samples=200, vocabulary=vocabulary, n_genes=None, seed=4)
-    result = bulkformer.pretrain(cohort, tmp_path / "run", vocabulary=vocabulary, dim=16, heads=2, p_repeat=1,
-                                 epochs=6, batch_size=8, lr=3e-3, dropout=0.0, progress=False)
+    result = bulkformer.pretrain(cohort, tmp_path / "run", PretrainConfig(vocabulary=vocabulary, dim=16, heads=2,
+                                                                          p_repeat=1, epochs=6, batch_size=8,
+                                                                          lr=3e-3, dropout=0.0, progress=False))
     validation = result.validation
     assert len(validation) == 6
     # first epoch ~0.2 (per-sample level only), last ~0.7 (gene levels and co-expression)
@@ -247,8 +249,9 @@ def test_run_files_are_strict_json_without_validation_or_clipping(tmp_path):
     step's grad_norm: they were written as the bare token NaN, which strict parsers reject."""
     vocabulary = bulkformer.annotation.default_vocabulary().iloc[:40]
     cohort = bulkformer.simulate_cohort(n_samples=24, vocabulary=vocabulary, n_genes=None, seed=1)
-    bulkformer.pretrain(cohort, tmp_path / "run", vocabulary=vocabulary, dim=8, heads=2, p_repeat=1, epochs=1,
-                        batch_size=8, val_fraction=0.0, clip_norm=None, progress=False)
+    bulkformer.pretrain(cohort, tmp_path / "run", PretrainConfig(vocabulary=vocabulary, dim=8, heads=2, p_repeat=1,
+                                                                 epochs=1, batch_size=8, val_fraction=0.0,
+                                                                 clip_norm=None, progress=False))
     config = _strict_json((tmp_path / "run" / "model" / "config.json").read_text())
     assert config["metadata"]["pretraining"]["val_masked_pcc"] is None
     records = [_strict_json(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -264,14 +267,16 @@ def test_bad_arguments(tmp_path):
     values = np.zeros((10, 20), np.float32)
     vocabulary = pd.DataFrame({"ensembl_id": [f"ENSG{i:011d}" for i in range(20)]})
     with pytest.raises(ValueError, match="fewer than one step"):
-        bulkformer.pretrain(values, None, vocabulary=vocabulary, input="aligned", batch_size=64, dim=16, heads=2,
-                            val_fraction=0, progress=False)
+        bulkformer.pretrain(values, None, PretrainConfig(vocabulary=vocabulary, batch_size=64, dim=16, heads=2,
+                                                         val_fraction=0, progress=False), input="aligned")
     with pytest.raises(ValueError, match="mask_fraction"):
-        bulkformer.pretrain(values, None, vocabulary=vocabulary, input="aligned", mask_fraction=1.5)
+        bulkformer.pretrain(values, None, PretrainConfig(vocabulary=vocabulary, mask_fraction=1.5), input="aligned")
     with pytest.raises(ValueError, match="mask_fraction_max"):
-        bulkformer.pretrain(values, None, vocabulary=vocabulary, input="aligned", mask_fraction=0.2, mask_fraction_max=0.1)
+        bulkformer.pretrain(values, None, PretrainConfig(vocabulary=vocabulary, mask_fraction=0.2,
+                                                         mask_fraction_max=0.1), input="aligned")
     with pytest.raises(ValueError, match="aligned input"):
-        bulkformer.pretrain(np.zeros((10, 7)), None, vocabulary=vocabulary, input="aligned", progress=False)
+        bulkformer.pretrain(np.zeros((10, 7)), None, PretrainConfig(vocabulary=vocabulary, progress=False),
+                            input="aligned")
 
 
 def test_observed_weight_adds_a_denoising_term():
@@ -316,7 +321,8 @@ def test_gene_init_is_checked():
     values = np.zeros((10, 20), np.float32)
     vocabulary = pd.DataFrame({"ensembl_id": [f"ENSG{i:011d}" for i in range(20)]})
     with pytest.raises(ValueError, match="gene_init must be 'pca' or 'random'"):
-        bulkformer.pretrain(values, None, vocabulary=vocabulary, input="aligned", gene_init="esm2", progress=False)
+        bulkformer.pretrain(values, None, PretrainConfig(vocabulary=vocabulary, gene_init="esm2", progress=False),
+                            input="aligned")
 
 
 def test_validation_reports_the_gene_mean_baseline_and_warns_below_it():
@@ -361,8 +367,9 @@ def test_max_steps_beyond_the_epochs_warns():
     vocabulary = bulkformer.annotation.default_vocabulary().iloc[:40]
     cohort = bulkformer.simulate_cohort(n_samples=24, vocabulary=vocabulary, n_genes=None, seed=1)
     with pytest.warns(UserWarning, match=r"max_steps=100 is more than epochs=1 x 3 steps per epoch: the run stops after 3"):
-        result = bulkformer.pretrain(cohort, None, vocabulary=vocabulary, dim=8, heads=2, p_repeat=1, batch_size=8,
-                                     max_steps=100, val_fraction=0.0, progress=False)
+        result = bulkformer.pretrain(cohort, None, PretrainConfig(vocabulary=vocabulary, dim=8, heads=2, p_repeat=1,
+                                                                  batch_size=8, max_steps=100, val_fraction=0.0,
+                                                                  progress=False))
     assert len(result.history) == 3
 
 
