@@ -16,6 +16,12 @@ Sections, each bounded in time and reported even when another fails:
    ``--compile`` and bf16, timed per optimizer step (torch's global optimizer-step
    hook): samples per second after warm-up, for latest-small and the latest preset.
 
+On a bare GPU machine (torch only), carry as wheels what it imports besides torch:
+performer-pytorch 1.1.4 (with local-attention, axial-positional-embedding,
+hyper-connections, torch-einops-utils), torch-geometric, and for the pretraining section
+zarr 3 (with numcodecs, donfig, google-crc32c); a section whose packages are missing
+says so and is skipped.
+
 Without a CUDA GPU it prints that it skipped and exits 0 (``--allow-cpu`` runs every
 section on the CPU at toy sizes, which is how the script itself is tested).
 
@@ -60,7 +66,26 @@ class Clock:
         return self.deadline - time.monotonic()
 
 
+# what each section imports besides torch and the project's core dependencies
+SECTION_PACKAGES = {
+    "fidelity": ("performer_pytorch", "torch_geometric"),
+    "inference": ("performer_pytorch", "torch_geometric"),
+    "pretraining": ("performer_pytorch", "torch_geometric", "zarr"),
+}
+
+
+def missing_packages(name: str) -> list[str]:
+    import importlib.util
+
+    return [module for module in SECTION_PACKAGES.get(name, ()) if importlib.util.find_spec(module) is None]
+
+
 def section(name: str, clock: Clock, needs_s: float, body: Callable[[], None]) -> None:
+    missing = missing_packages(name)
+    if missing:
+        say(f"[{name}] skipped: Python packages missing here: {', '.join(missing)} (carry them as wheels)")
+        SUMMARY[f"{name}_status"] = "skipped"
+        return
     if clock.left() < needs_s:
         say(f"[{name}] skipped: {clock.left():.0f} s of the budget left, it needs about {needs_s:.0f} s")
         SUMMARY[f"{name}_status"] = "skipped"
