@@ -52,22 +52,22 @@ NULL
         "would be divided by gene length a second time; ", fix, call. = FALSE)
 }
 
+# The generic called on the matrix and input kind a tximport result stands for.
+.call_on_tximport <- function(generic, x, model, dots) {
+    parts <- .tximport_parts(x, dots)
+    mat <- .expression_matrix(parts$x)
+    do.call(generic, c(list(mat, model, input = parts$input,
+        lengths = parts$lengths), dots))
+}
+
 #' @rdname bulkformerImpute
 #' @export
 setMethod("bulkformerImpute", "list", function(x, model, ...) {
-    dots <- list(...)
-    parts <- .tximport_parts(x, dots)
-    mat <- .expression_matrix(parts$x)
-    do.call(bulkformerImpute, c(list(mat, model, input = parts$input,
-        lengths = parts$lengths), dots))
+    .call_on_tximport(bulkformerImpute, x, model, list(...))
 })
 
 #' @rdname bulkformerEmbed
 #' @export
 setMethod("bulkformerEmbed", "list", function(x, model, ...) {
-    dots <- list(...)
-    parts <- .tximport_parts(x, dots)
-    mat <- .expression_matrix(parts$x)
-    do.call(bulkformerEmbed, c(list(mat, model, input = parts$input,
-        lengths = parts$lengths), dots))
+    .call_on_tximport(bulkformerEmbed, x, model, list(...))
 })
