@@ -77,10 +77,16 @@ class DataSpec:
         """The fields other than the source (for provenance and fingerprints)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "source"}
 
+    def settings_identity(self) -> dict[str, Any]:
+        """Each setting as a JSON-able, comparable value (tables and lengths by digest): what a
+        resumed training run must repeat, field by field."""
+        return {name: lengths_identity(value) if name == "lengths" else _identity(value)
+                for name, value in self.settings().items()}
+
     def fingerprint(self) -> str:
         """A stable hash of the settings and the source's identity: a path (resolved, with its
         size), or the content of an in-memory table. Same spec, same data: same fingerprint."""
-        record = {name: _identity(value) for name, value in self.settings().items()}
+        record = self.settings_identity()
         record["source"] = _identity(self.source)
         text = json.dumps(record, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -101,6 +107,26 @@ class DataSpec:
         record = {name: _describe(value) for name, value in self.settings().items()}
         record["source"] = _describe(self.source)
         return record
+
+
+def lengths_identity(lengths: Any) -> Any:
+    """User gene lengths (they change every TPM value of counts), short and comparable:
+    None for the model's own lengths, "N gene lengths (sha256 X)" for a table, the path
+    and size of a file."""
+    if lengths is None or isinstance(lengths, (str, Path)):
+        return _identity(lengths)
+    if isinstance(lengths, (pd.Series, Mapping)):
+        series = pd.Series(lengths) if not isinstance(lengths, pd.Series) else lengths
+        # as float64: the same lengths read as integers (pandas) or floats (the CLI) are the same lengths
+        table = pd.DataFrame({"gene": series.index.astype(str),
+                              "bp": pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)})
+        table = table.sort_values("gene", kind="stable")
+        what = f"{len(table)} gene lengths"
+    else:  # a samples x genes matrix of effective lengths
+        table = pd.DataFrame(np.asarray(lengths, dtype=np.float64))
+        what = f"{table.shape[0]} x {table.shape[1]} length matrix"
+    digest = hashlib.sha256(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes()).hexdigest()[:12]
+    return f"{what} (sha256 {digest})"
 
 
 def _identity(value: Any) -> Any:

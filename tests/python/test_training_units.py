@@ -355,7 +355,7 @@ def test_validation_reports_the_gene_mean_baseline_and_warns_below_it():
 def test_lengths_fingerprint_ignores_the_number_type():
     """Lengths read by pandas (integers) and by the CLI (floats) are the same lengths: a run
     started on the command line resumed from Python was refused as 'lengths changed'."""
-    from bulkformer.corpus.store import lengths_fingerprint as _lengths_fingerprint
+    from bulkformer.dataspec import lengths_identity as _lengths_fingerprint
 
     as_int = pd.Series([1200, 3400], index=["ENSG00000000003", "ENSG00000000005"])
     assert _lengths_fingerprint(as_int) == _lengths_fingerprint(as_int.astype(float))

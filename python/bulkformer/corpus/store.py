@@ -22,12 +22,13 @@ import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_directory, atomic_file, check_replaceable
+from ..dataspec import lengths_identity
 from ..errors import ArgumentError, InputError
 from ..locks import OutputLock
 from ..model import MASK_VALUE
@@ -69,26 +70,7 @@ class CorpusSettings:
     def preparation(self, lengths: Any) -> dict[str, Any]:
         """What decides the stored values: an append must repeat it."""
         record = {k: v for k, v in asdict(self).items() if k not in ("chunk_rows",)}
-        return {**record, "lengths": lengths_fingerprint(lengths)}
-
-
-def lengths_fingerprint(lengths: Any) -> str | None:
-    """A short, comparable description of user gene lengths (they change every TPM value
-    of a counts corpus): None for the shipped lengths."""
-    if lengths is None:
-        return None
-    if isinstance(lengths, (pd.Series, Mapping)):
-        series = pd.Series(lengths) if not isinstance(lengths, pd.Series) else lengths
-        # as float64: the same lengths read as integers (pandas) or floats (the CLI) are the same lengths
-        table = pd.DataFrame({"gene": series.index.astype(str),
-                              "bp": pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)})
-        table = table.sort_values("gene", kind="stable")
-        what = f"{len(table)} gene lengths"
-    else:  # a samples x genes matrix of effective lengths
-        table = pd.DataFrame(np.asarray(lengths, dtype=np.float64))
-        what = f"{table.shape[0]} x {table.shape[1]} length matrix"
-    digest = hashlib.sha256(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes()).hexdigest()[:12]
-    return f"{what} (sha256 {digest})"
+        return {**record, "lengths": lengths_identity(lengths)}
 
 
 def model_target(model: Any = None) -> ModelTarget:

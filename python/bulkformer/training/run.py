@@ -15,7 +15,6 @@ import pandas as pd
 import torch
 
 from ..bundle import Bundle
-from ..corpus.store import lengths_fingerprint
 from ..corpus.stream import StepLayout
 from ..json_safe import json_safe
 from ..model import BulkFormer
@@ -81,9 +80,8 @@ def train(ctx: DistContext, plan: Plan, say, callbacks: list[Callback]) -> Pretr
         "grad_accum": config.grad_accum, "lr": config.lr, "weight_decay": config.weight_decay,
         "warmup_fraction": config.warmup_fraction, "mask_fraction": mask_fraction,
         "mask_fraction_max": mask_fraction_max, "observed_weight": observed_weight, "clip_norm": config.clip_norm,
-        "dropout": config.dropout, "shards_in_memory": config.shards_in_memory, "input": spec.input,
-        "layer": spec.layer, "genes": spec.genes, "orientation": spec.orientation,
-        "lengths": lengths_fingerprint(spec.lengths), "min_matched_fraction": spec.min_matched_fraction,
+        "dropout": config.dropout, "shards_in_memory": config.shards_in_memory,
+        **spec.settings_identity(),  # how the data are read, as the DataSpec identifies it
         "val_fraction": config.val_fraction, "max_val_samples": config.max_val_samples,
         "validation_samples": 0 if val_values is None else len(val_values),
         "training_shards": [[name, stop - start] for name, start, stop in rows.parts], "model": source_name,
