@@ -12,10 +12,7 @@ from bulkformer.preprocess.report import outside_vocabulary_note
 
 from .data_options import (BATCH, DEVICE, GENE_COLUMN, INPUT, INPUT_HELP, LAYER, LENGTHS, MIN_MATCHED, ORIENTATION,
                            PRECISION, data_spec, runtime)
-# public in .outputs; the private names stay for training_commands until it imports those
-from .outputs import TABLE_SUFFIXES as _TABLE_SUFFIXES
-from .outputs import output_format as _output_format
-from .outputs import write_table as _write_table
+from .outputs import TABLE_SUFFIXES, output_format, write_table
 from .inputs import check_expression_file, check_model_dir, gene_list, load_model, output_path
 
 
@@ -62,7 +59,7 @@ def impute(
     from bulkformer.inference import run_imputation
 
     check_expression_file(data, layer, gene_column)
-    _output_format(out, _TABLE_SUFFIXES)
+    output_format(out, TABLE_SUFFIXES)
     check_not_input(out, {"DATA": data, "--lengths": lengths, "--model": model})
     check_model_dir(model)
     spec = data_spec(data, input=input, orientation=orientation, layer=layer, gene_column=gene_column,
@@ -72,7 +69,7 @@ def impute(
     frame = result.to_frame(which)
     _report(frame)
     if _is_main_process():
-        _write_table(frame, out, data, orientation, var=result.gene_annotation(frame), which=which)
+        write_table(frame, out, data, orientation, var=result.gene_annotation(frame), which=which)
         typer.echo(f"wrote {out}: {frame.shape[0]} samples x {frame.shape[1]} genes")
         if which == "missing" and frame.shape[1] == 0:
             typer.echo("the data measure every vocabulary gene, so none is missing: --which all gives denoised "
@@ -113,7 +110,7 @@ def embed(
         if out.suffix != ".zarr":
             raise ValueError(f"gene-level embeddings go to a zarr store: name the output *.zarr, got {out}")
     else:
-        _output_format(out, _TABLE_SUFFIXES)
+        output_format(out, TABLE_SUFFIXES)
     check_not_input(out, {"DATA": data, "--lengths": lengths, "--model": model})
     check_model_dir(model)
     spec = data_spec(data, input=input, orientation=orientation, layer=layer, gene_column=gene_column,
@@ -130,7 +127,7 @@ def embed(
         return
     _report(result)
     if _is_main_process():
-        _write_table(result, out, data, orientation)
+        write_table(result, out, data, orientation)
         typer.echo(f"wrote {out}: {result.shape[0]} samples x {result.shape[1]} features")
 
 

@@ -69,20 +69,6 @@ def _prepare(data: Path, plot: Optional[Path], input: str, orientation: str, len
                      lengths=lengths)
 
 
-def _data_args(input: str, orientation: str, lengths: Optional[Path], layer: Optional[str] = None,
-               gene_column: Optional[str] = None):
-    """DEPRECATED (training_commands still imports it): the DataSpec of these options, data
-    path to be given to :func:`labels_by_data_ids`."""
-    return {"input": input, "orientation": orientation, "lengths": lengths, "layer": layer, "gene_column": gene_column}
-
-
-def labels_by_data_ids(labels, data: Path, data_args: dict, id_length: Optional[int]):
-    """DEPRECATED shim for training_commands: :func:`bulkformer.tasks.samples.labels_by_data_ids`."""
-    from bulkformer.tasks.samples import labels_by_data_ids as by_ids
-
-    return by_ids(labels, data_spec(data, **data_args), id_length)
-
-
 def _report(result, out: Optional[Path], plot: Optional[Path]) -> None:
     import sys
 

@@ -243,15 +243,14 @@ def finetune(
     check_expression_file(data, layer, gene_column)
     check_model_dir(model)
     target = column(read_table(labels, "labels"), column_name, "labels")
-    if id_length is not None:
-        from .task_commands import _data_args, labels_by_data_ids
-
-        target = labels_by_data_ids(target, data, _data_args(input, orientation, None, layer, gene_column), id_length)
-    from bulkformer import DataSpec
+    from bulkformer.tasks.samples import labels_by_data_ids
     from bulkformer.training import FinetuneConfig
 
-    spec = DataSpec(str(data), input=input, lengths=read_lengths(lengths), orientation=orientation, layer=layer,
-                    genes=gene_column)
+    from .data_options import data_spec
+
+    spec = data_spec(data, input=input, orientation=orientation, layer=layer, gene_column=gene_column, lengths=lengths)
+    if id_length is not None:
+        target = labels_by_data_ids(target, spec, id_length)
     config = FinetuneConfig(task=task, mode=mode, trainable_layers=trainable_layers, val_fraction=val_fraction,
                             epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, seed=seed, device=device,
                             progress=progress)
@@ -280,11 +279,11 @@ def predict(
     from bulkformer.arguments import check_at_least
     from bulkformer.training.finetune import load_finetuned
 
-    from .inference_commands import _TABLE_SUFFIXES, _output_format, _write_table
     from .inputs import check_expression_file
+    from .outputs import TABLE_SUFFIXES, output_format, write_table
 
     check_at_least(batch_size, 1, "batch_size")
-    _output_format(out, _TABLE_SUFFIXES)
+    output_format(out, TABLE_SUFFIXES)
     check_expression_file(data, layer, gene_column)
     from bulkformer.atomic import check_not_input
 
@@ -292,7 +291,7 @@ def predict(
     finetuned = load_finetuned(model, device=device or "cpu")
     frame = finetuned.predict(str(data), input=input, lengths=read_lengths(lengths), batch_size=batch_size, device=device,
                               gene_names=gene_column, orientation=orientation, layer=layer)
-    _write_table(frame, out, data, orientation)
+    write_table(frame, out, data, orientation)
     typer.echo(f"wrote {out}: {frame.shape[0]} samples x {frame.shape[1]} "
                f"{'classes' if finetuned.task == 'classification' else 'column'} ({finetuned.task})")
 
