@@ -150,11 +150,12 @@ def test_cli_messages_name_flags_not_python_arguments(cli, cohort):
     assert done.returncode == 2 and "--orientation genes_by_samples" in done.stderr, done.stderr
     import warnings
 
-    from bulkformer.cli.main import as_cli_advice
+    from bulkformer.cli.main import _plain_warning, as_cli_advice
 
-    assert warnings.formatwarning(UserWarning("input='counts' but the values look logged: pass input='logtpm'"),
-                                  UserWarning, "prepare.py", 139) == (
-        "warning: --input counts but the values look logged: pass --input logtpm\n")  # main() installed it
+    assert _plain_warning(UserWarning("input='counts' but the values look logged: pass input='logtpm'"),
+                          UserWarning, "prepare.py", 139) == (
+        "warning: --input counts but the values look logged: pass --input logtpm\n")  # what main() installs
+    assert warnings.formatwarning is not _plain_warning  # and takes away when the command ends
     assert as_cli_advice("set val_fraction=0 or n_splits=3") == "set --val-fraction 0 or n_splits=3"  # no such flag
 
 

@@ -188,7 +188,9 @@ def _internal(err: BaseException, debug: bool) -> None:
 
 def main() -> None:
     debug = _take_debug_flag(sys.argv)
-    warnings.formatwarning = _plain_warning
+    # restored on the way out: a caller running the command in its own process (tests,
+    # notebooks) keeps Python's wording for its own warnings afterwards
+    previous_format, warnings.formatwarning = warnings.formatwarning, _plain_warning
     _invoked[:] = _command_path(sys.argv[1:])
     from bulkformer.errors import BulkformerError
     from bulkformer.safe_load import UnsafeCheckpointError
@@ -211,3 +213,4 @@ def main() -> None:
         _internal(err, debug)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        warnings.formatwarning = previous_format
