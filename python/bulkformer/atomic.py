@@ -71,25 +71,27 @@ def _staging_prefix(path: Path) -> str:
 
 def sweep_stale(path: Path) -> None:
     """Remove temporary siblings of ``path`` left by processes that no longer run."""
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.")
+    sweep_dead_writers(path.parent, re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\."))
+
+
+def sweep_dead_writers(folder: Path, staging: re.Pattern) -> list[str]:
+    """Remove the entries of ``folder`` whose names match ``staging`` (group 1: the
+    writer's pid) and whose writer no longer runs; returns the names removed."""
     try:
-        siblings = list(path.parent.iterdir())
-    except OSError:
-        return
-    for entry in siblings:
-        match = pattern.match(entry.name)
+        entries = list(folder.iterdir())
+    except OSError:  # no folder (yet), or unreadable: nothing to sweep
+        return []
+    removed = []
+    for entry in entries:
+        match = staging.match(entry.name)
         if match is None or _alive(int(match.group(1))):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
-
-
-def writer_alive(pid: int) -> bool:
-    """Whether the process whose pid a staging name carries still runs (sweepers of
-    other folders, such as a run's checkpoints/, ask it too)."""
-    return _alive(pid)
+        removed.append(entry.name)
+    return removed
 
 
 def _alive(pid: int) -> bool:

@@ -14,6 +14,7 @@ import pytest
 
 import bulkformer
 from bulkformer.inference import read_gene_embeddings
+from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +39,10 @@ class Done:
 @pytest.fixture
 def cli(capsys, monkeypatch):
     """Run `bulkformer ...` in-process through the real entry point (exit codes included)."""
-    from bulkformer.cli import main
 
     def run(*args: str) -> Done:
-        monkeypatch.setattr(sys, "argv", ["bulkformer", *map(str, args)])
-        code = 0
-        try:
-            main()
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-        captured = capsys.readouterr()
-        return Done(code, captured.out, captured.err)
+        done = run_cli(list(args), capsys, monkeypatch)
+        return Done(done.code, done.out, done.err)
 
     return run
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_directory, atomic_file, writer_alive
+from ..atomic import atomic_directory, atomic_file, sweep_dead_writers
 from ..bundle import Bundle
 from ..safe_load import safe_torch_load
 
@@ -66,18 +66,7 @@ def sweep_leftovers(run_dir: str | Path) -> list[str]:
     """Remove the hidden staging folders and files that dead writers left in
     ``checkpoints/`` (a run killed while saving one), whatever step they were for: a
     resumed run may never write that step again. Returns the names removed."""
-    root = checkpoint_root(run_dir)
-    removed = []
-    for entry in (root.iterdir() if root.is_dir() else ()):
-        match = _STAGING.match(entry.name)
-        if match is None or writer_alive(int(match.group(1))):
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-        removed.append(entry.name)
-    return removed
+    return sweep_dead_writers(checkpoint_root(run_dir), _STAGING)
 
 
 def _complete(run_dir: str | Path) -> list[Path]:
