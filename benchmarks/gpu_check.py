@@ -209,19 +209,12 @@ def bench_inference(preset: str, genes: int, samples: int, batch_size: int, devi
 def largest_batch(preset: str, genes: int, device: torch.device, path: str, clock: Clock, ceiling: int) -> int:
     """The largest power-of-two batch (from 1) whose forward fits in device memory."""
     from bulkformer.inference.execution import Engine
-    from bulkformer.model import BulkFormer
-    from bulkformer.model import preset as make_preset
 
     sys.path.insert(0, str(HERE))
-    from bench_inference import random_graph
+    from bench_inference import synthetic  # the same random-weight model as the speed runs
 
-    torch.manual_seed(0)
-    model = BulkFormer(make_preset(preset, n_genes=genes), *random_graph(genes, torch.Generator().manual_seed(0))).eval()
-    import pandas as pd
-
-    from bulkformer.bundle import Bundle
-
-    bundle = Bundle(model=model, genes=pd.DataFrame({"ensembl_id": [f"ENSG{i:011d}" for i in range(genes)]}))
+    bundle = synthetic(preset, genes, 1, seed=0)[0]
+    model = bundle.model
     fits, batch = 0, 1
     while batch <= ceiling and clock.left() > 20:
         values = np.random.default_rng(0).gamma(1.5, 1.2, size=(batch, genes)).astype(np.float32)
