@@ -116,11 +116,7 @@ def lengths_identity(lengths: Any) -> Any:
     if lengths is None or isinstance(lengths, (str, Path)):
         return _identity(lengths)
     if isinstance(lengths, (pd.Series, Mapping)):
-        series = pd.Series(lengths) if not isinstance(lengths, pd.Series) else lengths
-        # as float64: the same lengths read as integers (pandas) or floats (the CLI) are the same lengths
-        table = pd.DataFrame({"gene": series.index.astype(str),
-                              "bp": pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)})
-        table = table.sort_values("gene", kind="stable")
+        table = _numeric_by_key(lengths)
         what = f"{len(table)} gene lengths"
     else:  # a samples x genes matrix of effective lengths
         table = pd.DataFrame(np.asarray(lengths, dtype=np.float64))
@@ -140,11 +136,7 @@ def _identity(value: Any) -> Any:
             return {"path": str(path.resolve()), "bytes": size}
         return str(value)
     if isinstance(value, (pd.Series, Mapping)):
-        series = value if isinstance(value, pd.Series) else pd.Series(dict(value))
-        # as float64 where numeric: the same lengths read as integers or floats are the same lengths
-        table = pd.DataFrame({"key": series.index.astype(str),
-                              "value": pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)})
-        return {"series": _digest(table.sort_values("key", kind="stable"))}
+        return {"series": _digest(_numeric_by_key(value))}
     if isinstance(value, pd.DataFrame):
         return {"frame": _digest(value), "shape": list(value.shape)}
     if isinstance(value, np.ndarray):
@@ -156,6 +148,15 @@ def _identity(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_identity(v) for v in value]
     return repr(value)
+
+
+def _numeric_by_key(values: pd.Series | Mapping) -> pd.DataFrame:
+    """key -> value as a table sorted by key, values as float64 where numeric: the same
+    lengths read as integers (pandas) or floats (the command line) are the same lengths."""
+    series = values if isinstance(values, pd.Series) else pd.Series(dict(values))
+    table = pd.DataFrame({"key": series.index.astype(str),
+                          "value": pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)})
+    return table.sort_values("key", kind="stable")
 
 
 def _digest(frame: pd.DataFrame) -> str:
