@@ -37,13 +37,6 @@
 # as colnames (sample1, sample2, ... when it has none, as for a
 # SummarizedExperiment).
 .expression_matrix <- function(x, what = "x") {
-    # a tximport result passed whole: say which parts to pass (issue 31)
-    if (is.list(x) && !is.data.frame(x) &&
-        all(c("counts", "length") %in% names(x))) {
-        stop(what, " is a tximport list, not a matrix: pass ", what,
-            "$counts as x and lengths = ", what, "$length (with ",
-            "countsFromAbundance = \"no\")", call. = FALSE)
-    }
     .check_not_empty(x, what)
     if (is.data.frame(x)) {
         numeric <- vapply(x, is.numeric, logical(1))
